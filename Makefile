@@ -1,0 +1,78 @@
+# Every target installs what it needs: a fresh clone needs only `make demo` or `make test`.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := $(CURDIR)/.venv
+BIN := $(VENV)/bin
+NODE_PREFIX := $(VENV)/node
+export PATH := $(BIN):$(NODE_PREFIX)/node_modules/.bin:$(PATH)
+# pytest selection and extra options, e.g. `make test PYTEST_ARGS="-k flavor -x"`
+PYTEST_ARGS ?=
+MODE ?= local
+DEBIAN_PACKAGES := openssh-server openssh-client iproute2 postgresql-15 procps
+
+.PHONY: help deps deps-system venv node test lint format demo bench e2e-kind clean
+
+help:
+	@echo "make demo                 one hub and a remote Outpost on this machine (one-remote scenario)"
+	@echo "make test                 all tests (unit, integration, end-to-end in network namespaces)"
+	@echo "make scenario-NAME        bring a scenario up: one-remote remote-local external-tunnel delayed-tunnel"
+	@echo "make bench                benchmarks; writes bench/results/latest.json and docs/performance.md"
+	@echo "make e2e-kind             end-to-end tests on kind clusters (needs a Docker engine)"
+	@echo "make lint                 ruff check and format check"
+
+deps: deps-system venv node
+
+# Debian packages (sshd for the OpenSSH baseline and the Ansible hosts, PostgreSQL for tests).
+deps-system:
+	@missing=""; for p in $(DEBIAN_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
+	if [ -n "$$missing" ]; then \
+	  if [ "$$(id -u)" = 0 ]; then \
+	    echo "installing Debian packages:$$missing"; \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing >/dev/null; \
+	  else \
+	    echo "missing Debian packages:$$missing (run as root, or: sudo apt-get install$$missing)"; \
+	  fi; \
+	fi
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+
+$(VENV)/.installed: pyproject.toml | $(BIN)/python
+	$(BIN)/pip install -q -e '.[test]'
+	touch $@
+
+venv: $(VENV)/.installed
+
+$(NODE_PREFIX)/.installed:
+	mkdir -p $(NODE_PREFIX)
+	npm install --silent --no-audit --no-fund --prefix $(NODE_PREFIX) configurable-http-proxy@5
+	touch $@
+
+node: $(NODE_PREFIX)/.installed
+
+test: deps
+	$(BIN)/ruff check core tests bench
+	$(BIN)/pytest $(PYTEST_ARGS)
+
+lint: venv
+	$(BIN)/ruff check core tests bench
+	$(BIN)/ruff format --check core tests bench
+
+format: venv
+	$(BIN)/ruff format core tests bench
+	$(BIN)/ruff check --fix core tests bench
+
+demo: scenario-one-remote
+
+scenario-%: deps
+	$(BIN)/jupyterhub-outpost topology up scenarios/$* --mode $(MODE)
+
+bench: deps
+	$(BIN)/python -m bench
+
+e2e-kind: deps
+	$(BIN)/pytest tests/e2e/kind $(PYTEST_ARGS)
+
+clean:
+	rm -rf $(VENV) .pytest_cache .ruff_cache
