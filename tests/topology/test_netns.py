@@ -1,0 +1,128 @@
+"""The netns API: hosts reach exactly the hosts they share a network with; nothing is left."""
+
+import asyncio
+import os
+import signal
+import subprocess
+import sys
+
+import pytest
+from jupyterhub.utils import exponential_backoff
+from jupyterhub_outpost.topology import netns
+
+from .conftest import leftovers
+
+
+async def start_http_server(host, port=8000):
+    proc = await host.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "http.server",
+        "--bind",
+        host.ip,
+        str(port),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    await exponential_backoff(
+        lambda: host.can_connect(host.ip, port), f"http.server on {host.name}", timeout=15
+    )
+    return proc
+
+
+def three_hosts(lab):
+    lab.add_network("public", host_access=True)
+    lab.add_network("compute")
+    return (
+        lab.add_host("hub", ["public"]),
+        lab.add_host("outpost", ["public", "compute"]),
+        lab.add_host("node", ["compute"]),
+    )
+
+
+@pytest.mark.netns
+async def test_compute_host_reachable_from_outpost_but_not_from_hub(lab):
+    hub, outpost, node = three_hosts(lab)
+    await start_http_server(node)
+    assert await outpost.can_connect(node.address("compute"), 8000)
+    assert not await hub.can_connect(node.address("compute"), 8000)
+
+
+@pytest.mark.netns
+async def test_hosts_on_one_network_reach_each_other_and_root_reaches_public_hosts(lab):
+    hub, outpost, node = three_hosts(lab)
+    await start_http_server(outpost)
+    assert await hub.can_connect(outpost.address("public"), 8000)
+    # the root namespace (this test process) has an address on the public bridge
+    _, writer = await asyncio.open_connection(outpost.address("public"), 8000)
+    writer.close()
+
+
+@pytest.mark.netns
+def test_namespaces_do_not_forward_between_networks(lab):
+    _, outpost, _ = three_hosts(lab)
+    rc = outpost.run(["cat", "/proc/sys/net/ipv4/ip_forward"], capture_output=True, text=True)
+    assert rc.stdout.strip() == "0"
+
+
+@pytest.mark.netns
+async def test_close_ends_processes_and_removes_namespaces_veths_bridges():
+    lab = netns.Lab(isolation=True)
+    hub, outpost, node = three_hosts(lab)
+    proc = await start_http_server(node)
+    # a grandchild in its own session is still ended: it lives in the namespace
+    stray = node.popen(["sleep", "600"], start_new_session=True)
+    assert leftovers(lab.prefix)["netns"]
+    await lab.aclose()
+    assert leftovers(lab.prefix) == {"netns": [], "links": []}
+    assert await proc.wait() is not None
+    assert stray.wait(timeout=5) is not None
+    assert not os.path.exists(netns._registry_path(lab.prefix))
+
+
+@pytest.mark.netns
+def test_cleanup_stale_removes_leftovers_of_a_killed_run():
+    code = (
+        "import sys, time\n"
+        "from jupyterhub_outpost.topology import netns\n"
+        "lab = netns.Lab(isolation=True)\n"
+        "lab.add_network('n')\n"
+        "h = lab.add_host('a', ['n'])\n"
+        "h.popen(['sleep', '600'])\n"
+        "print(lab.prefix, flush=True)\n"
+        "sys.stdin.read()\n"
+    )
+    owner = subprocess.Popen(
+        [sys.executable, "-c", code], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True
+    )
+    prefix = owner.stdout.readline().strip()
+    assert leftovers(prefix)["netns"] == [f"{prefix}-a"]
+    owner.send_signal(signal.SIGKILL)
+    owner.wait()
+    # a live parallel run is not touched
+    with netns.Lab(isolation=True) as live:
+        live.add_network("n")
+        live.add_host("b", ["n"])
+        assert prefix in netns.cleanup_stale()
+        assert leftovers(live.prefix)["netns"] == [f"{live.prefix}-b"]
+    assert leftovers(prefix) == {"netns": [], "links": []}
+
+
+@pytest.mark.netns
+def test_interface_names_fit_linux_limit(lab):
+    three_hosts(lab)
+    names = leftovers(lab.prefix)["links"]
+    assert names and all(len(n) <= 15 for n in names)
+
+
+async def test_loopback_fallback_when_isolation_is_off(monkeypatch, caplog):
+    monkeypatch.setenv(netns.ISOLATION_ENV, "off")
+    caplog.set_level("WARNING")
+    async with netns.Lab() as lab:
+        assert not lab.isolated
+        hub, outpost, node = three_hosts(lab)
+        assert hub.ip.startswith("127.231.") and len({hub.ip, outpost.ip, node.ip}) == 3
+        assert "isolation is OFF" in caplog.text
+        await start_http_server(node)
+        # no isolation: even the hub reaches the compute host
+        assert await hub.can_connect(node.ip, 8000)
