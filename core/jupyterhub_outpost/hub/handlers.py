@@ -1,0 +1,192 @@
+"""Hub API endpoints for Outposts, added with ``c.JupyterHub.extra_handlers``.
+
+All live under ``/hub/api/outpost/``; ``_default`` names the default server::
+
+    POST events/{user}/{server}       a progress event of a starting server
+                                      (the server's token: access:servers on that server)
+    POST setuptunnel/{user}/{server}  {"service": "host:port"} only: where the server is
+                                      (delayed tunneling; re-creation after an Outpost restart)
+    POST flavors/{outpost}            an Outpost's current flavor usage
+                                      (scope custom:outpostflavors:set)
+    GET  flavors                      every Outpost's flavors (any authenticated user)
+
+Use :func:`outpost_handlers` in jupyterhub_config.py::
+
+    from jupyterhub_outpost.hub import outpost_handlers, flavors_scope
+    c.JupyterHub.extra_handlers = outpost_handlers()
+    c.JupyterHub.custom_scopes = flavors_scope()
+"""
+
+from __future__ import annotations
+
+import json
+
+from jupyterhub.apihandlers.base import APIHandler
+from jupyterhub.scopes import has_scope
+from tornado import web
+
+from .addresses import AddressError, parse_service_address, target_allowed
+from .flavors import flavor_cache, normalize_flavors
+from .outposts import OutpostAPI
+
+FLAVORS_SET_SCOPE = "custom:outpostflavors:set"
+_MAX_BODY = 64 * 1024
+
+
+def flavors_scope() -> dict:
+    """The custom scope definition for ``c.JupyterHub.custom_scopes``."""
+    return {
+        FLAVORS_SET_SCOPE: {
+            "description": "Report the current flavor usage of a JupyterHub Outpost to this hub.",
+        }
+    }
+
+
+class _OutpostAPIHandler(APIHandler):
+    def json_body(self) -> dict:
+        if len(self.request.body or b"") > _MAX_BODY:
+            raise web.HTTPError(413, "Request body too large")
+        try:
+            data = json.loads(self.request.body or b"")
+        except ValueError:
+            raise web.HTTPError(400, "The request body must be JSON") from None
+        if not isinstance(data, dict):
+            raise web.HTTPError(400, "The request body must be a JSON object")
+        return data
+
+    def spawner_settings(self):
+        """A config-only OutpostSpawner: ``c.OutpostSpawner.*`` as the spawners see it."""
+        cached = self.settings.get("_outpost_spawner_settings")
+        if cached is None:
+            from .spawner import OutpostSpawner
+
+            spawner_class = self.settings.get("spawner_class")
+            if not (isinstance(spawner_class, type) and issubclass(spawner_class, OutpostSpawner)):
+                spawner_class = OutpostSpawner
+            cached = spawner_class(config=self.settings.get("config"))
+            self.settings["_outpost_spawner_settings"] = cached
+        return cached
+
+    def outposts(self):
+        """The configured Outposts (``c.OutpostSpawner.outposts``), parsed once per hub."""
+        return self.spawner_settings().get_outposts()
+
+    def require_server_access(self, user_name: str, server_name: str) -> None:
+        """The token must hold access:servers on this server (a server's own token does)."""
+        if not self.current_user:
+            raise web.HTTPError(403, "Missing or invalid credentials.")
+        scope = f"access:servers!server={user_name}/{server_name}"
+        if not has_scope(scope, self.parsed_scopes, db=self.db):
+            raise web.HTTPError(404, "No access to resources or resources not found")
+
+    def outpost_spawner(self, user_name: str, server_name: str):
+        user = self.find_user(user_name)
+        if user is None or server_name not in user.spawners:
+            raise web.HTTPError(404, "No such server")
+        spawner = user.spawners[server_name]
+        if not hasattr(spawner, "add_event") or not hasattr(spawner, "setup_tunnel"):
+            raise web.HTTPError(404, "This server is not run by an OutpostSpawner")
+        return user, spawner
+
+
+class EventsHandler(_OutpostAPIHandler):
+    """POST a progress event ``{"progress", "message", "html_message", "failed"}``."""
+
+    async def post(self, user_name, server_name):
+        server_name = "" if server_name == "_default" else server_name
+        self.require_server_access(user_name, server_name)
+        _, spawner = self.outpost_spawner(user_name, server_name)
+        event = self.json_body()
+        start_id = event.get("start_id")
+        if start_id and spawner.start_id and start_id != spawner.start_id:
+            raise web.HTTPError(409, "The event belongs to an earlier start of this server")
+        if not spawner._spawn_pending:
+            # late events of a finished start are not shown anywhere; accept and drop
+            self.set_status(204)
+            return
+        spawner.add_event(event)
+        self.set_status(204)
+
+
+class SetupTunnelHandler(_OutpostAPIHandler):
+    """POST ``{"service": "host:port"}``: the server's address for its forward."""
+
+    async def post(self, user_name, server_name):
+        server_name = "" if server_name == "_default" else server_name
+        self.require_server_access(user_name, server_name)
+        _, spawner = self.outpost_spawner(user_name, server_name)
+        body = self.json_body()
+        if set(body) != {"service"}:
+            extra = sorted(set(body) - {"service"})
+            raise web.HTTPError(
+                400,
+                f"Only the field 'service' is accepted{f'; unexpected: {extra}' if extra else ''}",
+            )
+        try:
+            address = parse_service_address(body["service"], allow_url=False)
+        except AddressError as e:
+            raise web.HTTPError(400, f"Invalid service address: {e}") from None
+        outpost = spawner.get_outposts().get(spawner.outpost_name)
+        if outpost is None:
+            raise web.HTTPError(409, "This server is not starting or running")
+        if not target_allowed(address, outpost.setuptunnel_targets):
+            raise web.HTTPError(
+                403, f"{address} is not an allowed tunnel target for {outpost.name}"
+            )
+        try:
+            action = await spawner.setup_tunnel(address)
+        except ValueError as e:
+            raise web.HTTPError(409, str(e)) from None
+        except Exception as e:
+            self.log.error("setuptunnel for %s failed: %s", spawner._log_name, e)
+            raise web.HTTPError(502, "The tunnel could not be set up; see the hub log") from None
+        if action == "updated":
+            # the forward moved: persist the new address for the next hub restart
+            spawner.orm_spawner.state = spawner.get_state()
+            self.db.commit()
+        self.write({"status": action})
+
+
+class FlavorsUpdateHandler(_OutpostAPIHandler):
+    """POST an Outpost's flavors ``{name: {max, current, ...}}``."""
+
+    async def post(self, outpost_name):
+        if not self.current_user:
+            raise web.HTTPError(403, "Missing or invalid credentials.")
+        if FLAVORS_SET_SCOPE not in self.expanded_scopes:
+            raise web.HTTPError(403, f"Action requires the scope {FLAVORS_SET_SCOPE}")
+        if outpost_name not in self.outposts():
+            raise web.HTTPError(404, "Unknown Outpost")
+        try:
+            flavors = normalize_flavors(self.json_body())
+        except ValueError as e:
+            raise web.HTTPError(400, f"Invalid flavors: {e}") from None
+        flavor_cache.update(outpost_name, flavors)
+        self.set_status(204)
+
+
+class FlavorsHandler(_OutpostAPIHandler):
+    """GET ``{outpost: {"display_name", "flavors": {...}}}`` (any authenticated user)."""
+
+    @web.authenticated
+    async def get(self):
+        settings = self.spawner_settings()
+        out = {}
+        for name, outpost in self.outposts().items():
+            api = OutpostAPI(outpost, timeout=settings.request_timeout)
+            out[name] = {
+                "display_name": outpost.label,
+                "flavors": await flavor_cache.get(api, ttl=settings.flavors_cache_ttl),
+            }
+        self.write(out)
+
+
+def outpost_handlers() -> list[tuple[str, type]]:
+    """The handlers for ``c.JupyterHub.extra_handlers`` (paths are below /hub/)."""
+    name = r"([^/]+)"
+    return [
+        (rf"/api/outpost/events/{name}/{name}", EventsHandler),
+        (rf"/api/outpost/setuptunnel/{name}/{name}", SetupTunnelHandler),
+        (rf"/api/outpost/flavors/{name}", FlavorsUpdateHandler),
+        (r"/api/outpost/flavors", FlavorsHandler),
+    ]
