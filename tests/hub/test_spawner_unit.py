@@ -1,0 +1,392 @@
+"""OutpostSpawner against a stand-in Outpost and a stand-in tunnel daemon client."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+
+import pytest
+from jupyterhub.spawner import SpawnException
+from jupyterhub_outpost.hub.addresses import ServiceAddress
+from jupyterhub_outpost.hub.spawner import STATE_KEY, STATE_VERSION, make_service_name
+
+
+async def test_start_sends_wire_contract_body_and_targets_forward(
+    make_spawner, fake_outpost, fake_tunnels
+):
+    spawner = make_spawner("lab1")
+    url = await spawner.start()
+
+    post = fake_outpost.requests_of("POST")[0]
+    body = post["body"]
+    assert post["path"] == "/services"
+    assert set(body) == {"name", "env", "user_options", "misc", "certs", "internal_trust_bundles"}
+    assert body["name"] == make_service_name(spawner.user.id, "lab1")
+    assert body["user_options"]["start_id"] == spawner.start_id
+    assert body["user_options"]["flavor"] == "small"
+    env = body["env"]
+    assert env["JUPYTERHUB_API_TOKEN"] == "server-token"
+    assert env["JUPYTERHUB_EVENTS_URL"].endswith("/hub/api/outpost/events/alice/lab1")
+    assert env["JUPYTERHUB_SETUPTUNNEL_URL"].endswith("/hub/api/outpost/setuptunnel/alice/lab1")
+    assert env["JUPYTERHUB_FLAVORS_UPDATE_URL"].endswith("/hub/api/outpost/flavors/remote")
+    assert env["JUPYTERHUB_SERVER_NAME"] == "lab1"
+    assert "JUPYTERHUB_SERVICE_URL" not in env
+
+    fwd = fake_tunnels.forwards[f"remote.{body['name']}"]
+    assert (fwd["target_host"], fwd["target_port"]) == ("10.0.0.5", 8888)
+    assert fwd["ssh"]["host_key"].startswith("ssh-ed25519 ")
+    assert url == f"http://127.0.0.1:{fwd['local_port']}"
+
+
+async def test_default_server_events_url_uses_default_placeholder(
+    make_spawner, fake_outpost, fake_tunnels
+):
+    spawner = make_spawner("")
+    await spawner.start()
+    env = fake_outpost.requests_of("POST")[0]["body"]["env"]
+    assert env["JUPYTERHUB_EVENTS_URL"].endswith("/outpost/events/alice/_default")
+
+
+async def test_direct_outpost_returns_server_url_without_forward(
+    make_spawner, fake_outpost, fake_tunnels
+):
+    spawner = make_spawner("x", user_options={"outpost": "local"})
+    fake_outpost.start_answer = {"service": "jupyter-x.ns.svc:8888"}
+    url = await spawner.start()
+    assert url == "http://jupyter-x.ns.svc:8888"
+    assert fake_tunnels.forwards == {}
+
+
+async def test_failed_start_shows_outpost_message_and_leaves_nothing(
+    make_spawner, fake_outpost, fake_tunnels
+):
+    seen = []
+    spawner = make_spawner("x", failed_spawn_request_hook=lambda sp, exc: seen.append(str(exc)))
+    fake_outpost.start_error = (400, "Flavor 'small' is not allowed for this user")
+    with pytest.raises(SpawnException) as info:
+        await spawner.start()
+    assert "Flavor 'small' is not allowed for this user" in info.value.message
+    assert seen and "not allowed" in seen[0]
+    # the remote server is asked to go away, no forward stays
+    assert fake_outpost.requests_of("DELETE")
+    assert fake_tunnels.forwards == {}
+    assert spawner.get_state().get(STATE_KEY) is None
+
+
+async def test_failed_tunnel_deletes_remote_server_and_forward(
+    make_spawner, fake_outpost, fake_tunnels
+):
+    fake_tunnels.fail_state = "error"
+    spawner = make_spawner("x")
+    with pytest.raises(SpawnException) as info:
+        await spawner.start()
+    assert "tunnel" in info.value.message
+    assert fake_outpost.running == {}
+    assert fake_tunnels.forwards == {}
+
+
+async def test_invalid_address_from_outpost_is_refused(make_spawner, fake_outpost, fake_tunnels):
+    fake_outpost.start_answer = {"service": "host;rm -rf /:80"}
+    spawner = make_spawner("x")
+    with pytest.raises(SpawnException):
+        await spawner.start()
+    assert fake_outpost.running == {}
+    assert fake_tunnels.forwards == {}
+
+
+async def test_delayed_tunneling_waits_for_setuptunnel(make_spawner, fake_outpost, fake_tunnels):
+    fake_outpost.start_answer = {"service": ""}
+    spawner = make_spawner("x")
+    task = asyncio.ensure_future(spawner.start())
+    await asyncio.wait_for(
+        _until(lambda: spawner._setuptunnel is not None and fake_outpost.running), 10
+    )
+    assert not task.done()
+    assert await spawner.setup_tunnel(ServiceAddress("10.1.2.3", 9000)) == "started"
+    url = await asyncio.wait_for(task, 10)
+    fwd = fake_tunnels.forwards[spawner.forward_key]
+    assert (fwd["target_host"], fwd["target_port"]) == ("10.1.2.3", 9000)
+    assert url.endswith(f":{fwd['local_port']}")
+
+
+async def test_delayed_tunneling_times_out_within_start_timeout(
+    make_spawner, fake_outpost, fake_tunnels
+):
+    fake_outpost.start_answer = {"service": ""}
+    spawner = make_spawner("x", start_timeout=1)
+    with pytest.raises(asyncio.TimeoutError):
+        await asyncio.wait_for(spawner.start(), spawner.start_timeout)
+    # cancelled by the timeout (as JupyterHub does): everything undone
+    assert fake_outpost.running == {}
+    assert fake_tunnels.forwards == {}
+
+
+async def test_progress_yields_remote_events_as_they_arrive(
+    make_spawner, fake_outpost, fake_tunnels
+):
+    gate = asyncio.Event()
+    fake_outpost.start_gate = gate
+    spawner = make_spawner("x")
+    spawner._spawn_future = asyncio.ensure_future(spawner.start())
+    received = []
+
+    async def consume():
+        async for event in spawner.progress():
+            received.append(event)
+
+    consumer = asyncio.ensure_future(consume())
+    # the Outpost relays events while its start request is in flight
+    await asyncio.wait_for(_until(lambda: fake_outpost.requests_of("POST")), 5)
+    spawner.add_event(
+        {"progress": 10, "message": "Pulling image", "html_message": "<b>x</b>", "evil": 1}
+    )
+    await asyncio.wait_for(_until(lambda: len(received) == 1), 5)
+    assert received[0] == {
+        "progress": 10,
+        "message": "Pulling image",
+        "html_message": "&lt;b&gt;x&lt;/b&gt;",
+    }
+    spawner.add_event({"progress": 50, "message": "Starting"})
+    await asyncio.wait_for(_until(lambda: len(received) == 2), 5)
+    gate.set()
+    await asyncio.wait_for(spawner._spawn_future, 10)
+    await asyncio.wait_for(consumer, 5)
+    assert [e["message"] for e in received] == ["Pulling image", "Starting"]
+
+
+async def test_poll_reports_running_and_puts_back_lost_forward(
+    make_spawner, fake_outpost, fake_tunnels
+):
+    spawner = make_spawner("x")
+    url = await spawner.start()
+    state = json.loads(json.dumps(spawner.get_state()))
+    port = spawner.forward["local_port"]
+
+    # hub restart + tunnel daemon lost its table
+    fake_tunnels.forwards.clear()
+    reloaded = make_spawner("x")
+    reloaded.load_state(state)
+    assert await reloaded.poll() is None
+    assert fake_tunnels.forwards[reloaded.forward_key]["local_port"] == port
+    assert await reloaded.get_url() == url
+
+
+async def test_poll_unknown_server_reports_stopped_and_removes_forward(
+    make_spawner, fake_outpost, fake_tunnels
+):
+    spawner = make_spawner("x")
+    await spawner.start()
+    fake_outpost.running.clear()
+    assert await spawner.poll() == 0
+    assert fake_tunnels.forwards == {}
+
+
+async def test_poll_keeps_running_while_outpost_unreachable(
+    make_spawner, fake_outpost, fake_tunnels
+):
+    spawner = make_spawner("x")
+    await spawner.start()
+    await fake_outpost.stop()
+    assert await spawner.poll() is None
+    assert spawner.forward_key in fake_tunnels.forwards
+
+
+async def test_poll_before_any_start_reports_not_running(make_spawner, fake_tunnels):
+    assert await make_spawner("x").poll() == 0
+
+
+async def test_stop_removes_remote_server_and_forward(make_spawner, fake_outpost, fake_tunnels):
+    spawner = make_spawner("x")
+    await spawner.start()
+    await spawner.stop()
+    assert fake_outpost.running == {}
+    assert fake_tunnels.forwards == {}
+    spawner.clear_state()
+    assert STATE_KEY not in spawner.get_state()
+
+
+async def test_full_flavor_is_refused_before_any_request(make_spawner, fake_outpost, fake_tunnels):
+    spawner = make_spawner("x", user_options={"outpost": "remote", "flavor": "big"})
+    with pytest.raises(SpawnException) as info:
+        await spawner.start()
+    assert "full" in info.value.message
+    assert fake_outpost.requests_of("POST") == []
+
+
+async def test_unknown_outpost_is_refused(make_spawner, fake_outpost, fake_tunnels):
+    spawner = make_spawner("x", user_options={"outpost": "nowhere"})
+    with pytest.raises(SpawnException) as info:
+        await spawner.start()
+    assert "nowhere" in info.value.message
+
+
+@pytest.mark.parametrize("form", ["value", "function", "coroutine"])
+async def test_hooks_accept_value_function_and_coroutine(
+    make_spawner, fake_outpost, fake_tunnels, form
+):
+    calls = {}
+
+    def hook(name, value):
+        def fn(*args):
+            calls[name] = args
+            return value
+
+        async def coro(*args):
+            calls[name] = args
+            return value
+
+        return {"value": value, "function": fn, "coroutine": coro}[form]
+
+    spawner = make_spawner(
+        "x",
+        request_url=hook("request_url", f"{fake_outpost.url}/services/"),
+        request_headers=hook("request_headers", {"X-Site": "a"}),
+        custom_env=hook("custom_env", {"SITE_ENV": "1"}),
+        custom_user_options=hook("custom_user_options", {"image": "lab:1"}),
+        custom_misc=hook("custom_misc", {"image": "lab:1"}),
+        ssh_node=hook("ssh_node", "ssh.example.org"),
+    )
+    if form != "value":
+        spawner.check_allowed = hook("check_allowed", None)
+        spawner.post_spawn_request_hook = hook("post_spawn_request_hook", None)
+    await spawner.start()
+    post = fake_outpost.requests_of("POST")[0]
+    assert post["headers"]["X-Site"] == "a"
+    assert post["body"]["env"]["SITE_ENV"] == "1"
+    assert post["body"]["user_options"]["image"] == "lab:1"
+    assert post["body"]["misc"] == {"image": "lab:1"}
+    assert fake_tunnels.forwards[spawner.forward_key]["ssh"]["host"] == "ssh.example.org"
+    if form != "value":
+        assert calls["request_url"][0] is spawner and calls["request_url"][1]["outpost"] == "remote"
+        assert calls["custom_env"][2].endswith("/hub/api")
+        assert calls["check_allowed"][1]["flavor"] == "small"
+        assert calls["post_spawn_request_hook"][1] == {"service": "10.0.0.5:8888"}
+        assert calls["ssh_node"][1]["key"] == spawner.forward_key
+
+
+async def test_check_allowed_refusal_is_shown_and_nothing_is_sent(
+    make_spawner, fake_outpost, fake_tunnels
+):
+    def check_allowed(spawner, user_options):
+        raise ValueError("Your project has no compute time left")
+
+    spawner = make_spawner("x", check_allowed=check_allowed)
+    with pytest.raises(SpawnException) as info:
+        await spawner.start()
+    assert info.value.message == "Your project has no compute time left"
+    assert fake_outpost.requests == [] or fake_outpost.requests_of("POST") == []
+
+
+async def test_custom_forward_and_service_hooks_replace_daemon_and_backend(
+    make_spawner, fake_outpost, fake_tunnels
+):
+    log = []
+
+    async def forward(spawner, info):
+        log.append(("forward", info["target_host"], info["target_port"]))
+        return {"local_host": "tunnel-pod", "local_port": 7000}
+
+    def svc(spawner, info):
+        log.append(("svc", info["local_port"]))
+        return ("svc-name.ns.svc", 7000)
+
+    spawner = make_spawner(
+        "x",
+        ssh_custom_forward=forward,
+        ssh_custom_forward_remove=lambda sp, info: log.append(("forward_remove", info["key"])),
+        ssh_custom_svc=svc,
+        ssh_custom_svc_remove=lambda sp, info: log.append(("svc_remove",)),
+    )
+    url = await spawner.start()
+    assert url == "http://svc-name.ns.svc:7000"
+    await spawner.stop()
+    assert [entry[0] for entry in log] == ["forward", "svc", "svc_remove", "forward_remove"]
+    assert fake_tunnels.forwards == {}
+
+
+async def test_internal_ssl_sends_certs_and_trust_bundles(
+    make_spawner, fake_outpost, fake_tunnels, tmp_path
+):
+    for name in ("key", "cert", "ca", "bundle"):
+        (tmp_path / name).write_text(f"-----{name}-----")
+    spawner = make_spawner("x")
+    spawner.internal_ssl = True
+    spawner.cert_paths = {
+        "keyfile": str(tmp_path / "key"),
+        "certfile": str(tmp_path / "cert"),
+        "cafile": str(tmp_path / "ca"),
+    }
+    spawner.internal_trust_bundles = {"hub-ca": str(tmp_path / "bundle")}
+    url = await spawner.start()
+    body = fake_outpost.requests_of("POST")[0]["body"]
+    assert body["certs"] == {
+        "keyfile": "-----key-----",
+        "certfile": "-----cert-----",
+        "cafile": "-----ca-----",
+    }
+    assert body["internal_trust_bundles"] == {"hub-ca": "-----bundle-----"}
+    assert url.startswith("https://")
+
+
+def test_state_round_trips_every_field(make_spawner):
+    spawner = make_spawner("x")
+    spawner.outpost_name = "remote"
+    spawner.start_id = "abc123"
+    spawner.service_name = "jh1-x"
+    spawner.service_address = ServiceAddress("fd00::5", 8888, "https")
+    spawner.forward = {"key": "remote.jh1-x", "local_host": "127.0.0.1", "local_port": 40001}
+    spawner.k8s_service = {"backend": "kubernetes", "host": "outpost-jh1-x.ns.svc", "port": 40001}
+    spawner.target_url = "https://outpost-jh1-x.ns.svc:40001"
+    state = json.loads(json.dumps(spawner.get_state()))  # as the database stores it
+    assert state[STATE_KEY]["version"] == STATE_VERSION
+
+    other = make_spawner("x")
+    other.load_state(state)
+    fields = [
+        "outpost_name",
+        "start_id",
+        "service_name",
+        "service_address",
+        "forward",
+        "k8s_service",
+        "target_url",
+    ]
+    for field in fields:
+        assert getattr(other, field) == getattr(spawner, field), field
+    # every persisted key is covered by the list above
+    assert set(state[STATE_KEY]) == {
+        "version",
+        "outpost",
+        "start_id",
+        "service_name",
+        "service_address",
+        "forward",
+        "k8s_service",
+        "target_url",
+    }
+    assert other.get_state() == state
+
+
+def test_service_names_are_safe_and_distinct():
+    names = {
+        make_service_name(1, ""),
+        make_service_name(1, "lab"),
+        make_service_name(12, ""),
+        make_service_name(1, "lab 1"),
+        make_service_name(1, "lab_1"),
+        make_service_name(1, "ü" * 80),
+        make_service_name(1, "a/../b;rm"),
+    }
+    assert len(names) == 7
+    import re
+
+    for name in names:
+        assert re.fullmatch(r"[A-Za-z0-9._-]{1,63}", name), name
+
+
+async def _until(predicate, interval=0.01):
+    """Wait until ``predicate()`` is true (callers bound it with wait_for)."""
+    delay = interval
+    while not predicate():
+        await asyncio.sleep(delay)
+        delay = min(delay * 2, 0.5)
