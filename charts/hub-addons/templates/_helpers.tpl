@@ -104,6 +104,15 @@ values.yaml always win. Pinned host keys are never generated: they come from val
 {{- with $o.caCerts }}
 {{- $_ := set $entry "ca_certs" . }}
 {{- end }}
+{{- with $o.description }}
+{{- $_ := set $entry "description" . }}
+{{- end }}
+{{- with $o.hubApiUrl }}
+{{- $_ := set $entry "hub_api_url" . }}
+{{- end }}
+{{- with $o.setuptunnelTargets }}
+{{- $_ := set $entry "setuptunnel_targets" . }}
+{{- end }}
 {{- if and (not $o.direct) $o.ssh }}
 {{- $_ := set $entry "ssh" (dict "host" $o.ssh.host "port" ($o.ssh.port | int) "user" $.Values.hubName) }}
 {{- end }}
@@ -193,11 +202,23 @@ _outposts = _json.loads(r"""
 for _name, _outpost in _outposts.items():
     _outpost["secret_file"] = _os.path.join(_secrets_dir, f"outpost-{_name}-password")
     if "ssh" in _outpost:
-        _outpost["ssh"]["host_key"] = _outpost_secret(f"outpost-{_name}-host-key")
+        _host_key = _outpost_secret(f"outpost-{_name}-host-key")
+        if _host_key:
+            _outpost["ssh"]["host_key"] = _host_key
+        else:
+            # Never tunnel to an unpinned host key: without `ssh` the Outpost is unusable
+            # for tunnelled servers until outposts.<name>.ssh.hostKey is set.
+            print(f"hub-addons: Outpost {_name!r} has no pinned SSH host key; tunnels to it are disabled")
+            del _outpost["ssh"]
 c.OutpostSpawner.outposts = _outposts
 c.OutpostSpawner.tunnel_api_url = {{ include "addons.tunnelApiUrl" . | quote }}
 c.OutpostSpawner.tunnel_api_token = _outpost_secret("tunnel-api-token")
 c.OutpostSpawner.service_backend = {{ .Values.hubConfig.serviceBackend | quote }}
+{{- if eq .Values.tunnel.mode "sidecar" }}
+c.OutpostSpawner.kubernetes_service_selector = {{ .Values.jupyterhub.hubPodLabels | toJson }}
+{{- else }}
+c.OutpostSpawner.kubernetes_service_selector = {{ include "addons.tunnelSelectorLabels" . | fromYaml | toJson }}
+{{- end }}
 {{- if .Values.hubConfig.flavorServices }}
 
 # Outposts report their flavor usage to POST /hub/api/outpost/flavors/<outpost> with a
