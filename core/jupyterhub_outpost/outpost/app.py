@@ -1,0 +1,487 @@
+"""The Outpost application: options, start-up and shutdown of ``jupyterhub-outpost serve``.
+
+Start-up order: data directory, encryption keys, database schema (alembic), recovery of
+every server the store holds as active, the REST API, the SSH endpoint, then in the
+background the tunnel re-creation requests and the runtime reaper. A shutdown (SIGTERM,
+SIGINT) stops listening and leaves every server running: the next start recovers them.
+"""
+
+import asyncio
+import logging
+import os
+import signal
+import ssl
+import sys
+
+from jupyterhub.spawner import LocalProcessSpawner, Spawner
+from jupyterhub.traitlets import Callable, EntryPointType
+from tornado import web
+from tornado.httpserver import HTTPServer
+from tornado.log import LogFormatter
+from traitlets import Bool, Dict, Float, Integer, List, Unicode, Union, default, observe
+from traitlets.config import Application, catch_config_error
+
+from jupyterhub_outpost import __version__
+
+from . import handlers, migrations
+from .credentials import CredentialsError, FileBackedMapping, HubCredentials
+from .crypto import Crypt, CryptError
+from .database import DatabaseConfigError, describe, resolve_db_url
+from .hooks import default_allow_override, default_sanitize_start_response
+from .hub_client import HubClient
+from .manager import ServiceManager
+from .metrics import Metrics
+from .runner import Runner
+from .store import Store
+
+aliases = {
+    "config": "JupyterHubOutpost.config_file",
+    "ip": "JupyterHubOutpost.ip",
+    "port": "JupyterHubOutpost.port",
+    "data-dir": "JupyterHubOutpost.data_dir",
+    "log-level": "JupyterHubOutpost.log_level",
+}
+
+
+class StartupError(Exception):
+    """A configuration problem the operator must fix; printed without a traceback."""
+
+
+class JupyterHubOutpost(Application):
+    """Runs a JupyterHub Spawner on this system on behalf of remote hubs."""
+
+    name = "jupyterhub-outpost"
+    version = __version__
+    description = (
+        "The JupyterHub Outpost: a REST service that runs any JupyterHub Spawner on this "
+        "system on behalf of one or more hubs."
+    )
+    aliases = aliases
+    flags = {}
+    _log_formatter_cls = LogFormatter
+
+    # --- command line ----------------------------------------------------------------
+    config_file = Unicode(
+        "outpost_config.py",
+        help="""The Outpost's configuration file (Python, like jupyterhub_config.py).
+
+        Command line: --config FILE. A missing file is an error unless it is the default
+        name, in which case the defaults apply.
+        """,
+    ).tag(config=True)
+
+    ip = Unicode(
+        "127.0.0.1",
+        help="""Address the REST API listens on (--ip). Use 0.0.0.0 in a container or
+        when hubs on other hosts connect directly.""",
+    ).tag(config=True)
+
+    port = Integer(8080, help="Port of the REST API (--port).").tag(config=True)
+
+    data_dir = Unicode(
+        "./outpost-data",
+        help="""Directory for the Outpost's own files (--data-dir): the SQLite database
+        (unless PostgreSQL is configured), the generated encryption key (when
+        OUTPOST_CRYPT_KEYS is unset), the SSH host key, and certificates sent by hubs.
+        Created with mode 0700. Keep it on persistent storage, not /tmp.""",
+    ).tag(config=True)
+
+    # --- logging ---------------------------------------------------------------------
+    @default("log_level")
+    def _log_level_default(self):
+        return logging.INFO
+
+    @default("log_format")
+    def _log_format_default(self):
+        return (
+            "%(color)s[%(levelname)1.1s %(asctime)s.%(msecs).03d %(name)s "
+            "%(module)s:%(lineno)d]%(end_color)s %(message)s"
+        )
+
+    @default("log_datefmt")
+    def _log_datefmt_default(self):
+        return "%Y-%m-%d %H:%M:%S"
+
+    log_datafmt = Unicode(
+        help="""Deprecated spelling of log_datefmt (kept because older Outpost
+        documentation used it); setting it sets log_datefmt.""",
+    ).tag(config=True)
+
+    @observe("log_datafmt")
+    def _log_datafmt_changed(self, change):
+        if change["new"]:
+            self.log_datefmt = change["new"]
+
+    # --- hubs ------------------------------------------------------------------------
+    hub_credentials = Union(
+        [Dict(), Unicode()],
+        default_value={},
+        help="""The hubs that may use this Outpost: {hub name: secret}, or the path of a
+        YAML or JSON file holding that mapping (e.g. a mounted Kubernetes Secret; it is
+        read again when it changes). Hubs authenticate with HTTP Basic auth, user name =
+        hub name. Each hub sees and controls only its own servers. Secrets are never
+        logged. The Outpost refuses to start without at least one hub.""",
+    ).tag(config=True)
+
+    # --- spawner ---------------------------------------------------------------------
+    spawner_class = EntryPointType(
+        default_value=LocalProcessSpawner,
+        klass=Spawner,
+        entry_point_group="jupyterhub.spawners",
+        help="""The Spawner class that starts servers on this system, e.g. KubeSpawner,
+        a BatchSpawner subclass (SlurmSpawner, ...), or LocalProcessSpawner (the
+        default; needs a system user per hub user). A class, an import string, or an
+        entry point name ("kubespawner", "simple", ...). Its own options are set as
+        c.<SpawnerClass>.<option> in the same file.""",
+    ).tag(config=True)
+
+    sanitize_start_response = Callable(
+        default_value=default_sanitize_start_response,
+        help="""Hook (spawner, response) -> "host:port": turns what Spawner.start()
+        returned into the address the hub tunnels to. May be a coroutine. The default
+        turns a URL or an (ip, port) tuple into "host:port". Return "" when the address
+        is not known yet (delayed tunneling: the server then POSTs its address to
+        $JUPYTERHUB_SETUPTUNNEL_URL itself).""",
+    ).tag(config=True)
+
+    allow_override = Union(
+        [Callable(), Bool()],
+        default_value=default_allow_override,
+        help="""May a hub override spawner options with misc in its start request?
+        True, False, or a hook (hub_name, misc) -> bool, which may be a coroutine. It is
+        called only when misc is not empty. Default: refuse every override. A refused
+        start is answered 403 with the reason, and nothing starts. Allowed keys must be
+        configurable options of spawner_class (else 400).""",
+    ).tag(config=True)
+
+    # --- flavors ---------------------------------------------------------------------
+    flavors = Union(
+        [Callable(), Dict()],
+        default_value={},
+        help="""Flavors per hub: {name: {"max": int, "weight": int, "display_name": str,
+        "description": str, "runtime": {timedelta keywords, e.g. "hours": 2}}}, or a hook
+        (hub_name) -> that dict (may be a coroutine). "max" is how many servers of the
+        flavor one hub may run at the same time (-1: unlimited); it holds exactly, also
+        under concurrent starts. A server past its "runtime" is stopped by the Outpost.
+        The hub selects a flavor with user_options["flavor"].""",
+    ).tag(config=True)
+
+    flavors_undefined_max = Integer(
+        -1,
+        help="""Max servers per hub for a start without a flavor or with a flavor that
+        hub does not have. -1: unlimited; 0: only configured flavors may start.""",
+    ).tag(config=True)
+
+    flavors_update_token = Union(
+        [Callable(), Unicode()],
+        default_value="",
+        help="""Token with which the Outpost POSTs a hub's flavor usage to that hub's
+        flavors update URL ($JUPYTERHUB_FLAVORS_UPDATE_URL of its start requests) after
+        every start and stop: a string, or a hook (hub_name) -> token (may be a
+        coroutine). An empty token or an exception means no update is sent; a failing
+        update never affects a start. The hub must give the token the scope
+        custom:outpostflavors:set.""",
+    ).tag(config=True)
+
+    runtime_check_interval = Float(
+        60.0,
+        help="Seconds between two checks for servers past their flavor's runtime.",
+    ).tag(config=True)
+
+    # --- SSH endpoint ----------------------------------------------------------------
+    ssh_recreate_at_start = Union(
+        [Callable(), Bool()],
+        default_value=True,
+        help="""At start-up, ask each hub to re-create the tunnels of its running servers
+        (POST {"service": "host:port"} to the server's $JUPYTERHUB_SETUPTUNNEL_URL with
+        the server's API token). True, False, or a hook (service, hub_name) -> bool
+        (may be a coroutine), where service is the server's entry of GET /services.""",
+    ).tag(config=True)
+
+    ssh_enabled = Bool(
+        True,
+        help="""Run the SSH endpoint through which hubs reach the servers (port forwards
+        only: no shell, exec, agent or X11).""",
+    ).tag(config=True)
+
+    ssh_ip = Unicode(
+        help="Address the SSH endpoint listens on. Default: the same as ip."
+    ).tag(config=True)
+
+    @default("ssh_ip")
+    def _ssh_ip_default(self):
+        return self.ip
+
+    ssh_port = Integer(8022, help="Port of the SSH endpoint.").tag(config=True)
+
+    ssh_host_key_file = Unicode(
+        help="""The SSH endpoint's host key (ed25519). Created once with mode 0600 when
+        missing; keep it, hubs pin it. Default: <data_dir>/ssh_host_ed25519_key.""",
+    ).tag(config=True)
+
+    @default("ssh_host_key_file")
+    def _ssh_host_key_file_default(self):
+        return os.path.join(self.data_dir, "ssh_host_ed25519_key")
+
+    ssh_authorized_keys = Union(
+        [Dict(), Unicode()],
+        default_value={},
+        help="""The hubs' SSH public keys: {hub name: [OpenSSH public key lines]}, or the
+        path of a YAML or JSON file holding that mapping (read again when it changes).
+        The SSH user name is the hub name.""",
+    ).tag(config=True)
+
+    allowed_forward_targets = List(
+        Unicode(),
+        default_value=[],
+        help="""Targets any authenticated hub may forward to besides its own running
+        servers (delayed tunneling), as "CIDR-or-host-glob:port-or-range", e.g.
+        "10.20.0.0/16:8000-9000" or "*.cluster.local:8888". Default: none.""",
+    ).tag(config=True)
+
+    # --- database --------------------------------------------------------------------
+    db_url = Unicode(
+        "",
+        help="""SQLAlchemy URL of the database (sqlite:///... or postgresql://...; the
+        async drivers aiosqlite and asyncpg are used). Default: SQL_TYPE=postgresql with
+        SQL_USER, SQL_PASSWORD, SQL_HOST, SQL_PORT, SQL_DATABASE from the environment,
+        else an SQLite file outpost.sqlite in data_dir. The schema is upgraded at
+        start-up (or with jupyterhub-outpost db-upgrade).""",
+    ).tag(config=True)
+
+    # --- HTTP ------------------------------------------------------------------------
+    max_body_size = Integer(
+        1024 * 1024,
+        help="Largest accepted request body in bytes; a larger one is answered 413.",
+    ).tag(config=True)
+
+    certfile = Unicode(
+        "",
+        help="""TLS certificate (PEM) of the REST API. With keyfile, the API speaks
+        HTTPS only.""",
+    ).tag(config=True)
+
+    keyfile = Unicode("", help="TLS private key (PEM) for certfile.").tag(config=True)
+
+    hub_ca_file = Unicode(
+        "",
+        help="""CA bundle to verify the hubs' HTTPS URLs (events, flavor updates, tunnel
+        re-creation). Default: the system's trust store. Verification is always on.""",
+    ).tag(config=True)
+
+    hub_request_timeout = Float(
+        10.0, help="Timeout in seconds of each request the Outpost sends to a hub."
+    ).tag(config=True)
+
+    metrics_token = Unicode(
+        help="""Token that protects GET /metrics (Prometheus format; send
+        "Authorization: token <metrics_token>"). Default: $OUTPOST_METRICS_TOKEN. Empty:
+        /metrics answers 404.""",
+    ).tag(config=True)
+
+    @default("metrics_token")
+    def _metrics_token_default(self):
+        return os.environ.get("OUTPOST_METRICS_TOKEN", "")
+
+    # --- runtime objects -------------------------------------------------------------
+    store = None
+    manager = None
+    credentials = None
+    metrics = None
+    http_server = None
+    ssh_endpoint = None
+    parsed_forward_targets: list = []
+
+    @catch_config_error
+    def initialize(self, argv=None):
+        super().initialize(argv)
+        if self.subapp:
+            return
+        self._load_config_file()
+        self.init_logging()
+
+    def _load_config_file(self):
+        path = self.config_file
+        if not os.path.exists(path):
+            if path == self.__class__.config_file.default_value:
+                self.log.warning("No config file %s: using defaults", path)
+                return
+            raise StartupError(f"The config file {path} does not exist (--config).")
+        directory, name = os.path.split(os.path.abspath(path))
+        self.load_config_file(name, path=directory)
+
+    def init_logging(self):
+        # the config file may have changed log_* options: re-apply them
+        self._configure_logging()
+        self.log.propagate = False
+        for name in ("tornado.access", "tornado.application", "tornado.general"):
+            logger = logging.getLogger(name)
+            logger.propagate = True
+            logger.parent = self.log
+            logger.setLevel(self.log_level)
+
+    def resolved_db_url(self):
+        try:
+            return resolve_db_url(self.db_url, self.data_dir)
+        except DatabaseConfigError as e:
+            raise StartupError(str(e)) from None
+
+    # --- start-up --------------------------------------------------------------------
+    def _check_hooks(self):
+        for name in ("hub_credentials", "ssh_authorized_keys"):
+            value = getattr(self, name)
+            if isinstance(value, str) and value and not os.path.exists(value):
+                raise StartupError(f"c.JupyterHubOutpost.{name}: file {value} does not exist.")
+        self.credentials = HubCredentials(self.hub_credentials)
+        try:
+            hubs = self.credentials.hubs()
+        except CredentialsError as e:
+            raise StartupError(str(e)) from None
+        if not hubs:
+            raise StartupError(
+                "No hub may use this Outpost: set c.JupyterHubOutpost.hub_credentials to "
+                "{hub_name: secret} or to the path of a YAML/JSON file with that mapping."
+            )
+        self.authorized_keys = FileBackedMapping(self.ssh_authorized_keys, "ssh_authorized_keys")
+        from .forward_targets import ForwardTargetError, parse_targets
+
+        try:
+            self.parsed_forward_targets = parse_targets(self.allowed_forward_targets)
+        except ForwardTargetError as e:
+            raise StartupError(f"c.JupyterHubOutpost.allowed_forward_targets: {e}") from None
+        if bool(self.certfile) != bool(self.keyfile):
+            raise StartupError("Set both certfile and keyfile for HTTPS, or neither.")
+
+    def make_tornado_app(self) -> web.Application:
+        routes = handlers.routes() + self.metrics.routes()
+        return web.Application(
+            routes,
+            outpost=self,
+            default_handler_class=handlers.NotFoundHandler,
+            log_function=self.metrics.log_request,
+            compress_response=False,
+            xsrf_cookies=False,
+        )
+
+    async def start_outpost(self) -> None:
+        """Everything up to serving; raises StartupError on an operator mistake."""
+        self._check_hooks()
+        os.makedirs(self.data_dir, mode=0o700, exist_ok=True)
+        try:
+            crypt = Crypt.from_environment(self.data_dir, self.log)
+        except CryptError as e:
+            raise StartupError(str(e)) from None
+        url = self.resolved_db_url()
+        self.log.info("Database: %s", describe(url))
+        try:
+            await migrations.upgrade_async(url)
+        except Exception as e:
+            raise StartupError(
+                f"Cannot prepare the database {describe(url)}: {type(e).__name__}: {e}"
+            ) from None
+        self.store = Store(url, crypt)
+        runner = Runner(self.spawner_class, self.config, os.path.join(self.data_dir, "certs"), self.log)
+        hub_client = HubClient(self.log, ca_file=self.hub_ca_file, timeout=self.hub_request_timeout)
+        self.manager = ServiceManager(
+            settings=self, store=self.store, runner=runner, hub_client=hub_client, log=self.log
+        )
+        self.metrics = Metrics(self)
+        self.log.info("Spawner class: %s.%s", self.spawner_class.__module__, self.spawner_class.__name__)
+        await self.manager.recover()
+
+        ssl_context = None
+        if self.certfile:
+            ssl_context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+            ssl_context.load_cert_chain(self.certfile, self.keyfile)
+        self.http_server = HTTPServer(
+            self.make_tornado_app(),
+            ssl_options=ssl_context,
+            max_body_size=self.max_body_size * 16,
+            xheaders=False,
+        )
+        self.http_server.listen(self.port, self.ip)
+        scheme = "https" if ssl_context else "http"
+        self.log.info("Outpost API at %s://%s:%s", scheme, self.ip, self.port)
+
+        if self.ssh_enabled:
+            await self.start_ssh_endpoint()
+        if self.ssh_recreate_at_start is not False:
+            self.manager._background(self.manager.recreate_tunnels())
+        self._reaper = asyncio.ensure_future(self._reap_loop())
+
+    async def start_ssh_endpoint(self) -> None:
+        from .ssh_endpoint import SSHEndpoint
+
+        def authorized_keys():
+            return self.authorized_keys.get()
+
+        self.ssh_endpoint = SSHEndpoint(
+            host_key_path=self.ssh_host_key_file,
+            listen_host=self.ssh_ip,
+            listen_port=self.ssh_port,
+            authorized_keys=authorized_keys,
+            authorize_forward=self.manager.authorize_forward,
+            log=self.log,
+        )
+        try:
+            await self.ssh_endpoint.start()
+        except OSError as e:
+            raise StartupError(
+                f"The SSH endpoint cannot listen on {self.ssh_ip}:{self.ssh_port}: {e.strerror}"
+                " (ssh_ip/ssh_port; set ssh_enabled = False if hubs reach servers directly)."
+            ) from None
+        self.log.info(
+            "SSH endpoint at %s:%s, host key %s",
+            self.ssh_ip,
+            self.ssh_endpoint.bound_port,
+            self.ssh_endpoint.fingerprint,
+        )
+
+    async def _reap_loop(self) -> None:
+        while True:
+            await asyncio.sleep(self.runtime_check_interval)
+            try:
+                await self.manager.reap_expired()
+            except Exception:
+                self.log.exception("Checking flavor runtimes failed; trying again later")
+
+    async def stop_outpost(self) -> None:
+        """Stop serving; every server keeps running."""
+        if self.http_server is not None:
+            self.http_server.stop()
+        reaper = getattr(self, "_reaper", None)
+        if reaper is not None:
+            reaper.cancel()
+        if self.ssh_endpoint is not None:
+            await self.ssh_endpoint.stop()
+        if self.manager is not None:
+            await self.manager.shutdown()
+        if self.http_server is not None:
+            await self.http_server.close_all_connections()
+        if self.store is not None:
+            await self.store.close()
+
+    async def run(self) -> None:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, stop.set)
+        await self.start_outpost()
+        await stop.wait()
+        self.log.info("Shutting down; the servers keep running and are recovered at the next start.")
+        await self.stop_outpost()
+
+
+def main(argv: list[str] | None = None) -> None:
+    """``jupyterhub-outpost [serve] --config FILE --ip IP --port PORT --data-dir DIR``."""
+    app = JupyterHubOutpost.instance()
+    try:
+        app.initialize(argv)
+        if app.subapp:
+            return
+        asyncio.run(app.run())
+    except StartupError as e:
+        app.log.critical("%s", e)
+        sys.exit(1)
+    except KeyboardInterrupt:
+        pass

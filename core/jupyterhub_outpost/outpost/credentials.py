@@ -1,0 +1,84 @@
+"""Hub credentials: who may call this Outpost, checked in constant time.
+
+``hub_credentials`` is a dict ``{hub name: secret}`` or the path of a YAML or JSON file
+holding it (a mounted Kubernetes Secret). A file is read again when it changes, so a
+rotated secret applies without a restart. Secrets are never logged.
+"""
+
+import base64
+import hmac
+import os
+
+import yaml
+
+
+class CredentialsError(ValueError):
+    """The credentials option or file is malformed."""
+
+
+def _read_mapping(path: str, what: str) -> dict:
+    try:
+        with open(path, encoding="utf-8") as f:
+            value = yaml.safe_load(f)  # JSON is YAML
+    except OSError as e:
+        raise CredentialsError(f"Cannot read {what} file {path}: {e.strerror}.") from None
+    except yaml.YAMLError:
+        raise CredentialsError(f"{what} file {path} is neither valid YAML nor JSON.") from None
+    if value is None:
+        return {}
+    if not isinstance(value, dict):
+        raise CredentialsError(f"{what} file {path} must hold a mapping.")
+    return value
+
+
+class FileBackedMapping:
+    """A dict option, or a YAML/JSON file re-read when its mtime changes."""
+
+    def __init__(self, source, what: str):
+        self.source = source
+        self.what = what
+        self._cache: dict | None = None
+        self._mtime = None
+
+    def get(self) -> dict:
+        if isinstance(self.source, dict):
+            return self.source
+        if not self.source:
+            return {}
+        mtime = os.stat(self.source).st_mtime_ns
+        if self._cache is None or mtime != self._mtime:
+            self._cache = _read_mapping(self.source, self.what)
+            self._mtime = mtime
+        return self._cache
+
+
+class HubCredentials:
+    def __init__(self, source):
+        self._mapping = FileBackedMapping(source, "hub_credentials")
+
+    def hubs(self) -> dict[str, str]:
+        mapping = self._mapping.get()
+        for hub, secret in mapping.items():
+            if not isinstance(hub, str) or not isinstance(secret, str) or not secret:
+                raise CredentialsError(
+                    "hub_credentials must map hub names to non-empty secret strings."
+                )
+        return mapping
+
+    def check_basic(self, header: str | None) -> str | None:
+        """The hub name when ``header`` is valid HTTP Basic for a known hub, else None."""
+        if not header or not header.startswith("Basic "):
+            return None
+        try:
+            decoded = base64.b64decode(header[6:].strip(), validate=True).decode("utf-8")
+        except (ValueError, UnicodeDecodeError):
+            return None
+        hub, sep, secret = decoded.partition(":")
+        if not sep:
+            return None
+        expected = self.hubs().get(hub)
+        # compare against a dummy for unknown hubs so timing does not reveal hub names
+        ok = hmac.compare_digest(
+            secret.encode(), (expected if expected is not None else "\0" * 32).encode()
+        )
+        return hub if ok and expected is not None else None

@@ -1,0 +1,214 @@
+"""REST handlers of the Outpost wire contract (see ``openapi.json``).
+
+Every answer is JSON; errors are ``{"error": message}`` with a message a person can act
+on, never a traceback. Order of checks on POST /services: credentials (401), size (413),
+JSON and schema (400), override policy (403), name and flavor (409/403), start.
+"""
+
+import json
+import logging
+import re
+import uuid
+
+from tornado import web
+
+from .errors import OutpostError
+from .schema import NAME_PATTERN, openapi_document, parse_json_body, validate
+
+REQUEST_ID_RE = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
+
+
+class RequestLog(logging.LoggerAdapter):
+    """Prefixes log lines with the request id, hub and server name (never a secret)."""
+
+    def process(self, msg, kwargs):
+        parts = [f"req={self.extra['request_id']}"]
+        if self.extra.get("hub"):
+            parts.append(f"hub={self.extra['hub']}")
+        if self.extra.get("server"):
+            parts.append(f"server={self.extra['server']}")
+        return f"[{' '.join(parts)}] {msg}", kwargs
+
+
+class BaseHandler(web.RequestHandler):
+    hub: str | None = None
+
+    @property
+    def outpost(self):
+        return self.settings["outpost"]
+
+    @property
+    def manager(self):
+        return self.outpost.manager
+
+    def set_default_headers(self):
+        self.set_header("Content-Type", "application/json; charset=utf-8")
+        self.set_header("Cache-Control", "no-store")
+
+    def initialize(self):
+        incoming = self.request.headers.get("X-Request-Id", "")
+        self.request_id = incoming if REQUEST_ID_RE.match(incoming) else uuid.uuid4().hex[:12]
+        self.set_header("X-Request-Id", self.request_id)
+        self.log = RequestLog(self.outpost.log, {"request_id": self.request_id})
+
+    def write_json(self, value, status: int = 200) -> None:
+        self.set_status(status)
+        self.finish(json.dumps(value))
+
+    def authenticate(self) -> str:
+        hub = self.outpost.credentials.check_basic(self.request.headers.get("Authorization"))
+        if hub is None:
+            self.set_header("WWW-Authenticate", 'Basic realm="jupyterhub-outpost"')
+            raise OutpostError(
+                401,
+                "Missing or wrong credentials: use HTTP Basic auth with your hub's name "
+                "and the secret the Outpost administrator gave you.",
+            )
+        self.hub = hub
+        self.log.extra["hub"] = hub
+        return hub
+
+    def is_async(self) -> bool:
+        return self.request.headers.get("execution-type", "").strip().lower() == "async"
+
+    def write_error(self, status_code, **kwargs):
+        exc = kwargs.get("exc_info", (None, None, None))[1]
+        if isinstance(exc, OutpostError):
+            message = exc.message
+        elif isinstance(exc, web.HTTPError) and status_code < 500:
+            message = exc.log_message or self._reason
+        elif status_code == 405:
+            message = f"Method {self.request.method} is not allowed on {self.request.path}."
+        elif status_code < 500:
+            message = self._reason
+        else:
+            message = (
+                f"Internal error of the Outpost (request id {self.request_id}); its "
+                "administrator finds the details in the Outpost's log."
+            )
+        self.set_header("Content-Type", "application/json; charset=utf-8")
+        self.finish(json.dumps({"error": message}))
+
+    def log_exception(self, typ, value, tb):
+        if isinstance(value, OutpostError):
+            level = logging.ERROR if value.status_code >= 500 else logging.INFO
+            self.log.log(level, "%s %s -> %s: %s", self.request.method, self.request.path,
+                         value.status_code, value.message)
+            return
+        if isinstance(value, web.HTTPError) and value.status_code < 500:
+            return
+        self.log.error("Unexpected error in %s %s", self.request.method, self.request.path,
+                       exc_info=(typ, value, tb))
+
+    def _handle_request_exception(self, e):
+        if isinstance(e, OutpostError):
+            self.log_exception(type(e), e, e.__traceback__)
+            if self._finished:
+                return
+            self.send_error(e.status_code, exc_info=(type(e), e, e.__traceback__))
+            return
+        super()._handle_request_exception(e)
+
+
+class PingHandler(BaseHandler):
+    def get(self):
+        from jupyterhub_outpost import __version__
+
+        self.write_json({"status": "ok", "version": __version__})
+
+
+class OpenAPIHandler(BaseHandler):
+    def get(self):
+        self.write_json(openapi_document())
+
+
+@web.stream_request_body
+class ServicesHandler(BaseHandler):
+    """GET /services (list) and POST /services (start)."""
+
+    def prepare(self):
+        self._chunks: list[bytes] = []
+        self._size = 0
+        self.authenticate()
+        limit = self.outpost.max_body_size
+        if self.request.method == "POST":
+            # read (and drop) up to 16x the limit so the 413 reaches the client intact
+            self.request.connection.set_max_body_size(max(limit * 16, 1 << 20))
+            declared = self.request.headers.get("Content-Length")
+            if declared and declared.isdigit() and int(declared) > limit * 16:
+                self._too_large()
+
+    def _too_large(self):
+        raise OutpostError(
+            413,
+            f"The request body is larger than this Outpost accepts "
+            f"({self.outpost.max_body_size} bytes, c.JupyterHubOutpost.max_body_size).",
+        )
+
+    def data_received(self, chunk: bytes):
+        self._size += len(chunk)
+        if self._size <= self.outpost.max_body_size:
+            self._chunks.append(chunk)
+
+    async def get(self):
+        self.write_json(await self.manager.list(self.hub))
+
+    async def post(self):
+        if self._size > self.outpost.max_body_size:
+            self._too_large()
+        body = parse_json_body(b"".join(self._chunks))
+        validate("StartRequest", body)
+        self.log.extra["server"] = body["name"]
+        background = self.is_async()
+        result = await self.manager.start(self.hub, body, background=background)
+        self.write_json(result, 202 if background else 200)
+
+
+class ServiceHandler(BaseHandler):
+    """GET (poll) and DELETE (stop) /services/{name}[/{start_id}]."""
+
+    def prepare(self):
+        self.authenticate()
+
+    def _check(self, name: str, start_id: str | None):
+        self.log.extra["server"] = name
+        if not re.fullmatch(NAME_PATTERN, name) or (
+            start_id is not None and not re.fullmatch(NAME_PATTERN, start_id)
+        ):
+            raise OutpostError(404, f"No server {name!r} on this Outpost.")
+
+    async def get(self, name: str, start_id: str | None = None):
+        self._check(name, start_id)
+        self.write_json(await self.manager.poll(self.hub, name, start_id))
+
+    async def delete(self, name: str, start_id: str | None = None):
+        self._check(name, start_id)
+        background = self.is_async()
+        await self.manager.stop(self.hub, name, start_id, background=background)
+        self.write_json({}, 202 if background else 200)
+
+
+class FlavorsHandler(BaseHandler):
+    def prepare(self):
+        self.authenticate()
+
+    async def get(self):
+        self.write_json(await self.manager.flavors(self.hub))
+
+
+class NotFoundHandler(BaseHandler):
+    def prepare(self):
+        raise OutpostError(
+            404, f"No such endpoint: {self.request.path} (see /openapi.json for the API)."
+        )
+
+
+def routes() -> list:
+    return [
+        (r"/ping/?", PingHandler),
+        (r"/openapi\.json", OpenAPIHandler),
+        (r"/services/?", ServicesHandler),
+        (r"/services/([^/]+)/?", ServiceHandler),
+        (r"/services/([^/]+)/([^/]+)/?", ServiceHandler),
+        (r"/flavors/?", FlavorsHandler),
+    ]

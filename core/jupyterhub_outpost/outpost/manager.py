@@ -1,0 +1,427 @@
+"""ServiceManager: the life of every server this Outpost runs, for every hub.
+
+Handlers call ``start``/``poll``/``stop``/``list``/``flavors``; the app calls
+``recover`` at start-up, ``reap_expired`` periodically and ``authorize_forward`` for
+the SSH endpoint. The store is the truth; ``self._spawners`` caches the live Spawner
+objects (rebuilt from stored state after a restart).
+"""
+
+import asyncio
+from dataclasses import dataclass, field
+
+from jupyterhub.spawner import SpawnException
+
+from . import flavors as flavor_rules
+from .errors import OutpostError
+from .events import EventRelay
+from .hooks import call_hook
+from .models import FAILED, RUNNING, STARTING, STOPPED, Service, utcnow
+from .runner import MiscError, check_misc
+from .store import AlreadyRunning, FlavorFull
+
+FLAVORS_UPDATE_URL_ENV = "JUPYTERHUB_FLAVORS_UPDATE_URL"
+SETUPTUNNEL_URL_ENV = "JUPYTERHUB_SETUPTUNNEL_URL"
+
+
+@dataclass
+class Live:
+    """A built spawner and its pending start, if any."""
+
+    spawner: object
+    start_future: asyncio.Future | None = None
+    stop_requested: bool = False
+    lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+
+
+class ServiceManager:
+    def __init__(self, *, settings, store, runner, hub_client, log):
+        self.settings = settings  # the JupyterHubOutpost app: options are read live
+        self.store = store
+        self.runner = runner
+        self.hub_client = hub_client
+        self.log = log
+        self._spawners: dict[int, Live] = {}
+        self._flavor_update_urls: dict[str, str] = {}
+        self._tasks: set[asyncio.Task] = set()
+
+    # --- helpers ---------------------------------------------------------------------
+    def _background(self, coro) -> asyncio.Task:
+        task = asyncio.ensure_future(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+        return task
+
+    async def _row(self, hub: str, name: str, start_id: str | None) -> Service:
+        row = await self.store.get(hub, name)
+        if row is None or (start_id and row.start_id != start_id):
+            detail = f" with start id {start_id!r}" if start_id else ""
+            raise OutpostError(404, f"No server {name!r}{detail} on this Outpost.")
+        return row
+
+    def _live(self, row: Service) -> Live:
+        live = self._spawners.get(row.id)
+        if live is None:
+            secrets = self.store.secrets(row)
+            spawner = self.runner.build(
+                hub=row.hub,
+                row_id=row.id,
+                env=secrets.get("env", {}),
+                user_options=row.user_options or {},
+                misc=row.misc or {},
+                state=self.store.state(row),
+            )
+            live = self._spawners[row.id] = Live(spawner)
+        return live
+
+    async def _save_state(self, row_id: int, spawner) -> None:
+        await self.store.update(row_id, state=spawner.get_state())
+
+    # --- start -----------------------------------------------------------------------
+    async def _check_override(self, hub: str, misc: dict) -> None:
+        if not misc:
+            return
+        option = self.settings.allow_override
+        allowed = await call_hook(option, hub, misc) if callable(option) else bool(option)
+        if not allowed:
+            raise OutpostError(
+                403,
+                f"This Outpost does not let hub {hub!r} override spawner options "
+                f"({', '.join(sorted(misc))}). Start without them, or ask the Outpost "
+                "administrator to allow them (c.JupyterHubOutpost.allow_override).",
+            )
+        try:
+            check_misc(self.runner.spawner_class, misc)
+        except MiscError as e:
+            raise OutpostError(400, str(e)) from None
+
+    async def start(self, hub: str, body: dict, *, background: bool) -> dict:
+        """Admit, store and start one server; ``{"service": "host:port" or ""}``."""
+        name = body["name"]
+        env = body.get("env") or {}
+        user_options = body.get("user_options") or {}
+        misc = body.get("misc") or {}
+        await self._check_override(hub, misc)
+        hub_flavors = await flavor_rules.flavors_for_hub(self.settings.flavors, hub)
+        flavor = user_options.get("flavor") or None
+        limit = flavor_rules.flavor_limit(hub_flavors, flavor, self.settings.flavors_undefined_max)
+        try:
+            row = await self.store.reserve(
+                hub=hub,
+                name=name,
+                start_id=str(user_options.get("start_id") or ""),
+                flavor=flavor,
+                limit=limit,
+                user_name=env.get("JUPYTERHUB_USER", ""),
+                user_options=user_options,
+                misc=misc,
+                secrets={
+                    "env": env,
+                    "certs": body.get("certs") or {},
+                    "internal_trust_bundles": body.get("internal_trust_bundles") or {},
+                },
+                runtime_deadline=flavor_rules.deadline(hub_flavors, flavor, utcnow()),
+            )
+        except AlreadyRunning:
+            raise OutpostError(
+                409,
+                f"Server {name!r} is already running on this Outpost. Stop it first, "
+                "or start it under another name.",
+            ) from None
+        except FlavorFull as e:
+            what = f"flavor {e.flavor!r}" if e.flavor else "servers without a known flavor"
+            raise OutpostError(
+                403,
+                f"The limit for {what} is reached ({e.limit} running for hub {hub!r}). "
+                "Stop another server of this flavor or choose another flavor.",
+            ) from None
+        if env.get(FLAVORS_UPDATE_URL_ENV):
+            self._flavor_update_urls[hub] = env[FLAVORS_UPDATE_URL_ENV]
+        self.log.info(
+            "Starting server %s for hub %s (flavor %s)",
+            name,
+            hub,
+            flavor,
+            extra={"hub": hub, "server": name},
+        )
+        try:
+            live = self._live(row)
+        except Exception as e:
+            await self.store.remove(row.id)
+            self.log.exception("Building the spawner for %s failed", name)
+            raise OutpostError(
+                500,
+                f"This Outpost cannot build its spawner ({type(e).__name__}: {e}); "
+                "the Outpost administrator must fix its configuration.",
+            ) from None
+        coro = self._run_start(row, live, body, keep_failed=background)
+        if background:
+            self._background(coro)
+            return {"service": ""}
+        return {"service": await coro}
+
+    async def _run_start(self, row: Service, live: Live, body: dict, *, keep_failed: bool) -> str:
+        env = body.get("env") or {}
+        relay = EventRelay(self.hub_client, env, self.log)
+        spawner = live.spawner
+        try:
+            async with live.lock:
+                if live.stop_requested:
+                    raise _StartCancelled()
+                await self.runner.prepare(
+                    spawner,
+                    hub=row.hub,
+                    row_id=row.id,
+                    certs=body.get("certs") or {},
+                    bundles=body.get("internal_trust_bundles") or {},
+                )
+                future = live.start_future = self.runner.start(spawner)
+                relay_task = asyncio.ensure_future(relay.relay(spawner, future))
+                try:
+                    response = await future
+                except asyncio.CancelledError:
+                    if asyncio.current_task().cancelling():
+                        raise
+                    raise _StartCancelled() from None
+                finally:
+                    live.start_future = None
+                    await relay_task
+                address = await call_hook(self.settings.sanitize_start_response, spawner, response)
+                address = address or ""
+                await self.store.update(
+                    row.id,
+                    status=RUNNING,
+                    service_address=address,
+                    started_at=utcnow(),
+                    state=spawner.get_state(),
+                )
+            self.log.info("Server %s of hub %s runs at %r", row.name, row.hub, address)
+            self._background(self.send_flavor_update(row.hub))
+            return address
+        except _StartCancelled:
+            message = f"Start of server {row.name!r} was cancelled by a stop request."
+            await relay.send_failure(message)
+            raise OutpostError(409, message) from None
+        except Exception as e:
+            message = _failure_message(row.name, e)
+            if isinstance(e, asyncio.TimeoutError):
+                message = (
+                    f"Server {row.name!r} did not start within {spawner.start_timeout} "
+                    "seconds (Spawner.start_timeout)."
+                )
+            self.log.warning("Start of %s for hub %s failed: %s", row.name, row.hub, message)
+            self.log.debug("Start failure details", exc_info=True)
+            await relay.send_failure(message)
+            await self._cleanup_failed(row, spawner)
+            if keep_failed:
+                await self.store.mark_ended(row.id, status=FAILED, exit_status=1, error=message)
+            else:
+                await self.store.remove(row.id)
+            self._background(self.send_flavor_update(row.hub))
+            raise OutpostError(500, message) from None
+
+    async def _cleanup_failed(self, row: Service, spawner) -> None:
+        self._spawners.pop(row.id, None)
+        if spawner is None:
+            return
+        try:
+            await self.runner.stop(spawner, hub=row.hub, row_id=row.id, now=True)
+        except Exception:
+            self.log.exception("Cleaning up after the failed start of %s failed", row.name)
+
+    # --- poll / stop -----------------------------------------------------------------
+    async def poll(self, hub: str, name: str, start_id: str | None = None) -> dict:
+        row = await self._row(hub, name, start_id)
+        if row.status == STARTING:
+            return {"status": None}
+        if row.status in (STOPPED, FAILED):
+            return _ended(row)
+        live = self._live(row)
+        async with live.lock:
+            status = await self.runner.poll(live.spawner)
+            if status is None:
+                await self._save_state(row.id, live.spawner)
+                return {"status": None}
+            await self.store.update(row.id, state=live.spawner.get_state())
+            await self.store.mark_ended(row.id, status=STOPPED, exit_status=int(status))
+        self.log.info("Server %s of hub %s ended with status %s", name, hub, status)
+        self._background(self.send_flavor_update(hub))
+        return {"status": int(status)}
+
+    async def stop(self, hub: str, name: str, start_id: str | None, *, background: bool) -> None:
+        row = await self._row(hub, name, start_id)
+        if background:
+            self._background(self._stop_logged(row))
+        else:
+            await self._stop(row)
+
+    async def _quiet(self, coro) -> None:
+        """Run a background start; its failure is already logged and stored."""
+        try:
+            await coro
+        except OutpostError:
+            pass
+
+    async def _stop_logged(self, row: Service) -> None:
+        try:
+            await self._stop(row)
+        except Exception:
+            self.log.exception("Stopping %s of hub %s failed", row.name, row.hub)
+
+    async def _stop(self, row: Service, *, remove: bool = True, reason: str | None = None):
+        live = self._live(row)
+        live.stop_requested = True
+        if live.start_future is not None and not live.start_future.done():
+            live.start_future.cancel()  # the hub gave up on a pending start
+        async with live.lock:
+            try:
+                await self.runner.stop(live.spawner, hub=row.hub, row_id=row.id)
+            except Exception as e:
+                self.log.exception("Stopping %s of hub %s failed", row.name, row.hub)
+                raise OutpostError(
+                    500,
+                    f"Stopping server {row.name!r} failed ({e}); it is still listed, "
+                    "try again or ask the Outpost administrator.",
+                ) from None
+            self._spawners.pop(row.id, None)
+            if remove:
+                await self.store.remove(row.id)
+            else:
+                await self.store.update(row.id, state=live.spawner.get_state())
+                await self.store.mark_ended(row.id, status=STOPPED, exit_status=0, error=reason)
+        self.log.info("Stopped server %s of hub %s", row.name, row.hub)
+        self._background(self.send_flavor_update(row.hub))
+
+    # --- views -----------------------------------------------------------------------
+    async def list(self, hub: str) -> list[dict]:
+        return [row.summary() for row in await self.store.list_hub(hub)]
+
+    async def flavors(self, hub: str) -> dict:
+        hub_flavors = await flavor_rules.flavors_for_hub(self.settings.flavors, hub)
+        usage = await self.store.usage(hub)
+        return flavor_rules.usage_document(hub_flavors, usage)
+
+    # --- outbound --------------------------------------------------------------------
+    async def send_flavor_update(self, hub: str) -> bool:
+        """POST the hub's flavor usage to its flavors update URL; never raises."""
+        url = self._flavor_update_urls.get(hub)
+        if not url:
+            return False
+        try:
+            option = self.settings.flavors_update_token
+            token = await call_hook(option, hub) if callable(option) else option
+            if not token:
+                self.log.debug("No flavors_update_token for hub %s: no update sent", hub)
+                return False
+            document = await self.flavors(hub)
+        except Exception as e:
+            self.log.warning("Flavor update for hub %s not sent: %s", hub, e)
+            return False
+        return await self.hub_client.post_json(url, document, token, what="flavor usage")
+
+    async def recreate_tunnels(self) -> int:
+        """Ask each hub to re-create the tunnel of each running server; returns the count."""
+        option = self.settings.ssh_recreate_at_start
+        sent = 0
+        for row in await self.store.list_active():
+            if row.status != RUNNING or not row.service_address:
+                continue
+            try:
+                wanted = await call_hook(option, row.summary(), row.hub) if callable(option) else option
+                env = self.store.secrets(row).get("env", {})
+                url, token = env.get(SETUPTUNNEL_URL_ENV), env.get("JUPYTERHUB_API_TOKEN")
+                if not wanted or not url or not token:
+                    continue
+            except Exception as e:
+                self.log.warning("Not re-creating the tunnel of %s: %s", row.name, e)
+                continue
+            ok = await self.hub_client.post_json(
+                url, {"service": row.service_address}, token, what="a tunnel re-creation request"
+            )
+            sent += bool(ok)
+        return sent
+
+    # --- recovery and reaper ---------------------------------------------------------
+    async def recover(self) -> None:
+        """After a restart: reload every active server's spawner from its state and poll it."""
+        rows = await self.store.list_active()
+        if rows:
+            self.log.info("Recovering %d server(s) from the store", len(rows))
+        for row in rows:
+            try:
+                await self._recover_one(row)
+            except Exception:
+                self.log.exception("Recovering server %s of hub %s failed", row.name, row.hub)
+            secrets_env = self.store.secrets(row).get("env", {})
+            if secrets_env.get(FLAVORS_UPDATE_URL_ENV):
+                self._flavor_update_urls.setdefault(row.hub, secrets_env[FLAVORS_UPDATE_URL_ENV])
+
+    async def _recover_one(self, row: Service) -> None:
+        live = self._live(row)
+        if row.status == STARTING:
+            message = "The Outpost restarted while this server was starting; start it again."
+            await self._cleanup_failed(row, live.spawner)
+            await self.store.mark_ended(row.id, status=FAILED, exit_status=1, error=message)
+            self.log.warning("Server %s of hub %s: %s", row.name, row.hub, message)
+            return
+        status = await self.runner.poll(live.spawner)
+        if status is None:
+            await self._save_state(row.id, live.spawner)
+            self.log.info("Server %s of hub %s is still running", row.name, row.hub)
+        else:
+            self._spawners.pop(row.id, None)
+            await self.store.mark_ended(row.id, status=STOPPED, exit_status=int(status))
+            self.log.info("Server %s of hub %s ended while the Outpost was down", row.name, row.hub)
+
+    async def reap_expired(self) -> int:
+        """Stop every server past its flavor's runtime; returns how many were stopped."""
+        now = utcnow()
+        reaped = 0
+        for row in await self.store.list_active():
+            if row.runtime_deadline is None or row.runtime_deadline > now:
+                continue
+            reason = f"The runtime of flavor {row.flavor!r} is over; the Outpost stopped it."
+            self.log.info("Server %s of hub %s: %s", row.name, row.hub, reason)
+            try:
+                await self._stop(row, remove=False, reason=reason)
+                reaped += 1
+            except Exception:
+                self.log.exception("Stopping expired server %s failed", row.name)
+        return reaped
+
+    async def authorize_forward(self, hub: str, host: str, port: int) -> bool:
+        """May ``hub`` open an SSH forward to ``host:port``? (see docs/internals.md)"""
+        bare = host[1:-1] if host.startswith("[") and host.endswith("]") else host
+        candidates = {f"{bare}:{port}", f"[{bare}]:{port}"}
+        for address in candidates:
+            if await self.store.has_running_address(hub, address):
+                return True
+        from .forward_targets import is_allowed
+
+        return is_allowed(self.settings.parsed_forward_targets, bare, port)
+
+    async def shutdown(self) -> None:
+        """Stop background work; servers keep running (a restart recovers them)."""
+        for task in list(self._tasks):
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+
+
+class _StartCancelled(Exception):
+    """A stop request cancelled a pending start."""
+
+
+def _ended(row: Service) -> dict:
+    result = {"status": row.exit_status if row.exit_status is not None else 0}
+    if row.error:
+        result["error"] = row.error
+    return result
+
+
+def _failure_message(name: str, error: Exception) -> str:
+    if isinstance(error, OutpostError):
+        return error.message
+    if isinstance(error, SpawnException):
+        detail = error.jupyterhub_message or str(error)
+    else:
+        detail = str(error) or type(error).__name__
+    return f"Start of server {name!r} failed: {detail}"

@@ -1,0 +1,105 @@
+"""Prometheus metrics at GET /metrics, protected by ``metrics_token``, and the access log.
+
+Each app has its own registry (several apps may live in one test process). Metrics never
+carry secrets; labels are hub, route pattern, method and status code.
+"""
+
+import hmac
+import time
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client.exposition import CONTENT_TYPE_LATEST
+from tornado import web
+
+from .errors import OutpostError
+from .handlers import BaseHandler
+
+
+class Metrics:
+    def __init__(self, app):
+        self.app = app
+        self.registry = CollectorRegistry()
+        self.requests = Counter(
+            "outpost_http_requests_total",
+            "HTTP requests by route, method and status code",
+            ["route", "method", "code"],
+            registry=self.registry,
+        )
+        self.request_seconds = Histogram(
+            "outpost_http_request_duration_seconds",
+            "HTTP request duration by route and method",
+            ["route", "method"],
+            registry=self.registry,
+        )
+        self.active = Gauge(
+            "outpost_active_servers",
+            "Servers starting or running, by hub (refreshed at each scrape)",
+            ["hub"],
+            registry=self.registry,
+        )
+
+    def routes(self) -> list:
+        return [(r"/metrics", MetricsHandler)]
+
+    def log_request(self, handler: web.RequestHandler) -> None:
+        """Tornado's log_function: one access line (request id, hub; never credentials)."""
+        status = handler.get_status()
+        duration = handler.request.request_time()
+        route = _route_of(handler)
+        self.requests.labels(route, handler.request.method, str(status)).inc()
+        self.request_seconds.labels(route, handler.request.method).observe(duration)
+        if status < 400:
+            level = self.app.log.debug if route in ("/ping", "/metrics") else self.app.log.info
+        elif status < 500:
+            level = self.app.log.warning
+        else:
+            level = self.app.log.error
+        level(
+            "%s %s %s %.1fms req=%s hub=%s",
+            status,
+            handler.request.method,
+            handler.request.path,
+            duration * 1000,
+            getattr(handler, "request_id", "-"),
+            getattr(handler, "hub", None) or "-",
+        )
+
+    async def render(self) -> bytes:
+        self.active.clear()
+        for row in await self.app.store.list_active():
+            self.active.labels(row.hub).inc()
+        return generate_latest(self.registry)
+
+
+def _route_of(handler) -> str:
+    name = type(handler).__name__
+    return {
+        "PingHandler": "/ping",
+        "OpenAPIHandler": "/openapi.json",
+        "ServicesHandler": "/services",
+        "ServiceHandler": "/services/{name}",
+        "FlavorsHandler": "/flavors",
+        "MetricsHandler": "/metrics",
+    }.get(name, "other")
+
+
+class MetricsHandler(BaseHandler):
+    def prepare(self):
+        token = self.outpost.metrics_token
+        if not token:
+            raise OutpostError(404, "Metrics are off: set c.JupyterHubOutpost.metrics_token.")
+        header = self.request.headers.get("Authorization", "")
+        given = header[6:].strip() if header.lower().startswith("token ") else ""
+        if not hmac.compare_digest(given.encode(), token.encode()):
+            raise OutpostError(401, "Missing or wrong metrics token (Authorization: token ...).")
+
+    async def get(self):
+        start = time.monotonic()
+        body = await self.app_metrics.render()
+        self.set_header("Content-Type", CONTENT_TYPE_LATEST)
+        self.set_header("X-Render-Seconds", f"{time.monotonic() - start:.3f}")
+        self.finish(body)
+
+    @property
+    def app_metrics(self) -> Metrics:
+        return self.outpost.metrics

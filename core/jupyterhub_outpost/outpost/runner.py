@@ -1,0 +1,263 @@
+"""Builds the configured Spawner outside a hub and drives it as JupyterHub does.
+
+JupyterHub constructs a Spawner with its ``User``, ``Hub``, ORM spawner and database
+(``jupyterhub/user.py: User._new_spawner``). The Outpost has none of these, so it passes
+small stand-ins that carry what the hub sent: the user's name and id, the server name,
+URLs, and the server's API token (all from the start request's env). The spawner is then
+driven in the hub's order: ``apply_group_overrides``, ``apply_user_options``,
+``run_pre_spawn_hook``, ``move_certs`` (when certs were sent), ``start()`` under
+``start_timeout``; later ``poll()``, ``stop()``, ``run_post_stop_hook``, and
+``get_state()``/``load_state()`` around every step that may change state.
+
+Environment of the server: the spawner's own ``get_env()`` is merged with the env the hub
+sent. The hub's values win (token, URLs, OAuth settings), except what only this system
+knows: the bind URL (``JUPYTERHUB_SERVICE_URL``, from the spawner's ip/port), ``USER``,
+``HOME``, ``SHELL``, cert paths, resource limits set here, ``Spawner.env_keep`` (e.g.
+``PATH``) and ``Spawner.environment`` (the admin of this Outpost has the last word).
+"""
+
+import asyncio
+import os
+import shutil
+from types import SimpleNamespace
+from urllib.parse import quote
+
+from jupyterhub import orm
+from jupyterhub.objects import Server
+from jupyterhub.utils import maybe_future, url_path_join
+
+# env keys whose local value (computed on this system) wins over the hub's
+LOCAL_ENV_KEYS = frozenset(
+    {
+        "JUPYTERHUB_SERVICE_URL",
+        "USER",
+        "HOME",
+        "SHELL",
+        "JUPYTERHUB_SSL_KEYFILE",
+        "JUPYTERHUB_SSL_CERTFILE",
+        "JUPYTERHUB_SSL_CLIENT_CA",
+        "MEM_LIMIT",
+        "MEM_GUARANTEE",
+        "CPU_LIMIT",
+        "CPU_GUARANTEE",
+    }
+)
+
+
+class MiscError(ValueError):
+    """A hub asked to override an option the spawner class does not have."""
+
+
+class StandInDB:
+    """Spawners call ``self.db.commit()`` after changing the server (BatchSpawner,
+    KubeSpawner); the Outpost persists state itself, so these are no-ops."""
+
+    def commit(self):
+        pass
+
+    def rollback(self):
+        pass
+
+
+class StandInHub:
+    """What ``Spawner.get_env()`` and friends read from ``jupyterhub.objects.Hub``."""
+
+    def __init__(self, env: dict):
+        self.api_url = env.get("JUPYTERHUB_API_URL", "http://127.0.0.1:8081/hub/api")
+        base = env.get("JUPYTERHUB_BASE_URL", "/")
+        self.base_url = url_path_join(base, "hub/")
+        self.public_host = env.get("JUPYTERHUB_HOST", "")
+        self.url = self.api_url.rsplit("/api", 1)[0] + "/"
+        self.host = ""
+
+
+class StandInUser:
+    """What spawners read from ``jupyterhub.user.User``: name, id, URLs, groups."""
+
+    def __init__(self, name: str, user_id: int, env: dict, hub_name: str):
+        self.name = name
+        self.id = user_id
+        self.escaped_name = quote(name, safe="@~")
+        base = env.get("JUPYTERHUB_BASE_URL", "/")
+        self.base_url = url_path_join(base, "user", self.escaped_name) + "/"
+        self.url = self.base_url
+        self.groups = []
+        self.admin = False
+        self.hub_name = hub_name  # which hub this server belongs to (Outpost addition)
+        self.settings = {}
+        self.spawners = {}
+
+    def progress_url(self, server_name: str = "") -> str:
+        return url_path_join(self.url, quote(server_name), "api/progress")
+
+    def __repr__(self):
+        return f"<StandInUser {self.name} of hub {self.hub_name}>"
+
+
+_wrapped_classes: dict[type, type] = {}
+
+
+def outpost_spawner_class(base: type) -> type:
+    """A subclass of ``base`` whose get_env merges the hub's env (cached per class).
+
+    Config for ``c.<BaseClass>.*`` still applies: traitlets reads config by MRO.
+    """
+    if base in _wrapped_classes:
+        return _wrapped_classes[base]
+
+    class _OutpostWrapped(base):
+        _outpost_hub_env: dict = {}
+
+        def get_env(self):
+            local = super().get_env()
+            env = dict(self._outpost_hub_env)
+            keep = LOCAL_ENV_KEYS | set(self.env_keep) | set(self.environment)
+            env.update({k: v for k, v in local.items() if k in keep or k not in env})
+            return env
+
+    _OutpostWrapped.__name__ = base.__name__
+    _OutpostWrapped.__qualname__ = base.__qualname__
+    _OutpostWrapped.__module__ = base.__module__
+    _wrapped_classes[base] = _OutpostWrapped
+    return _OutpostWrapped
+
+
+def check_misc(spawner_class: type, misc: dict) -> None:
+    """Raise MiscError unless every misc key is a configurable option of the class."""
+    configurable = set(spawner_class.class_trait_names(config=True))
+    unknown = sorted(set(misc) - configurable)
+    if unknown:
+        raise MiscError(
+            f"{spawner_class.__name__} has no option(s) {', '.join(map(repr, unknown))}; "
+            "misc may only name configurable options of this Outpost's spawner."
+        )
+
+
+class Runner:
+    """Builds and drives spawners of one class with one config."""
+
+    def __init__(self, spawner_class: type, config, certs_dir: str, log):
+        self.spawner_class = spawner_class
+        self.config = config
+        self.certs_dir = certs_dir
+        self.log = log
+
+    def build(
+        self,
+        *,
+        hub: str,
+        row_id: int,
+        env: dict,
+        user_options: dict,
+        misc: dict,
+        state: dict | None = None,
+    ):
+        """A spawner for one server, with stand-ins; ``state`` is loaded when given."""
+        user_name = env.get("JUPYTERHUB_USER") or f"{hub}-{row_id}"
+        server_name = env.get("JUPYTERHUB_SERVER_NAME", "")
+        try:
+            user_id = int(env.get("JUPYTERHUB_USER_ID", row_id))
+        except ValueError:
+            user_id = row_id
+        user = StandInUser(user_name, user_id, env, hub)
+        base_url = env.get("JUPYTERHUB_SERVICE_PREFIX") or url_path_join(
+            user.base_url, quote(server_name), "/"
+        )
+        orm_server = orm.Server(ip="", port=0, base_url=base_url, proto="http")
+        orm_spawner = SimpleNamespace(
+            name=server_name,
+            display_name=server_name,
+            server=orm_server,
+            user_options=user_options,
+            state=state or {},
+            last_activity=None,
+            started=None,
+        )
+        client_id = f"jupyterhub-user-{quote(user_name)}"
+        if server_name:
+            client_id = f"{client_id}-{quote(server_name)}"
+        cls = outpost_spawner_class(self.spawner_class)
+        spawner = cls(
+            user=user,
+            orm_spawner=orm_spawner,
+            hub=StandInHub(env),
+            config=self.config,
+            _deprecated_db_session=StandInDB(),
+            oauth_client_id=env.get("JUPYTERHUB_CLIENT_ID", client_id),
+            user_options=user_options,
+            api_token=env.get("JUPYTERHUB_API_TOKEN", ""),
+        )
+        spawner._outpost_hub_env = dict(env)
+        spawner.server = Server(orm_server=orm_server)
+        for key, value in misc.items():
+            setattr(spawner, key, value)
+        if state:
+            spawner.load_state(state)
+        return spawner
+
+    def _cert_dir(self, hub: str, row_id: int) -> str:
+        return os.path.join(self.certs_dir, hub, str(row_id))
+
+    def _write_certs(self, hub: str, row_id: int, certs: dict, bundles: dict) -> tuple:
+        directory = self._cert_dir(hub, row_id)
+        os.makedirs(directory, mode=0o700, exist_ok=True)
+        paths = {}
+        for key in ("keyfile", "certfile", "cafile"):
+            if certs.get(key):
+                path = os.path.join(directory, key.replace("file", ".pem"))
+                _write_private(path, certs[key])
+                paths[key] = path
+        bundle_paths = {}
+        for name, content in (bundles or {}).items():
+            path = os.path.join(directory, f"bundle-{name}.crt")
+            _write_private(path, content)
+            bundle_paths[name] = path
+        return paths, bundle_paths
+
+    async def prepare(self, spawner, *, hub: str, row_id: int, certs: dict, bundles: dict):
+        """Everything the hub does before ``start()``."""
+        await spawner.apply_group_overrides()
+        await spawner._run_apply_user_options(spawner.user_options)
+        await maybe_future(spawner.run_pre_spawn_hook())
+        if certs:
+            paths, bundle_paths = await asyncio.to_thread(
+                self._write_certs, hub, row_id, certs, bundles
+            )
+            spawner.internal_ssl = True
+            spawner.internal_trust_bundles = bundle_paths
+            spawner.cert_paths = await maybe_future(spawner.move_certs(paths))
+
+    def start(self, spawner) -> asyncio.Future:
+        """Begin ``start()`` and return its future (kept so progress() knows when to stop)."""
+        spawner._spawn_pending = True
+        spawner._start_pending = True
+        future = asyncio.ensure_future(
+            asyncio.wait_for(maybe_future(spawner.start()), timeout=spawner.start_timeout)
+        )
+        spawner._spawn_future = future
+
+        def _done(_):
+            spawner._spawn_pending = False
+            spawner._start_pending = False
+
+        future.add_done_callback(_done)
+        return future
+
+    async def poll(self, spawner):
+        return await maybe_future(spawner.poll())
+
+    async def stop(self, spawner, *, hub: str, row_id: int, now: bool = False) -> None:
+        """``stop()`` then ``run_post_stop_hook()``; removes the certs written for it."""
+        spawner._stop_pending = True
+        try:
+            await maybe_future(spawner.stop(now=now))
+        finally:
+            spawner._stop_pending = False
+            await maybe_future(spawner.run_post_stop_hook())
+            await asyncio.to_thread(shutil.rmtree, self._cert_dir(hub, row_id), True)
+
+
+def _write_private(path: str, content: str) -> None:
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as f:
+        f.write(content)

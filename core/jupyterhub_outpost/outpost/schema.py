@@ -1,0 +1,68 @@
+"""Validation of request bodies against the OpenAPI document (``openapi.json``).
+
+The document is the single source of truth: handlers validate with its component
+schemas, and tests check the answers against it too.
+"""
+
+import json
+import os
+from functools import lru_cache
+
+from jsonschema import Draft202012Validator
+
+from .errors import OutpostError
+
+OPENAPI_PATH = os.path.join(os.path.dirname(os.path.abspath(__file__)), "openapi.json")
+NAME_PATTERN = r"^[A-Za-z0-9._-]{1,63}$"
+
+
+@lru_cache(maxsize=1)
+def openapi_document() -> dict:
+    with open(OPENAPI_PATH, encoding="utf-8") as f:
+        return json.load(f)
+
+
+@lru_cache(maxsize=None)
+def validator(component: str) -> Draft202012Validator:
+    document = openapi_document()
+    schema = {"$ref": f"#/components/schemas/{component}", "components": document["components"]}
+    return Draft202012Validator(schema)
+
+
+def parse_json_body(body: bytes) -> dict:
+    """Decode a JSON object or raise a 400 that says what is wrong."""
+    if not body:
+        raise OutpostError(400, "The request body is empty; send a JSON object.")
+    try:
+        value = json.loads(body)
+    except (UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise OutpostError(400, f"The request body is not valid JSON: {e}.") from None
+    if not isinstance(value, dict):
+        raise OutpostError(400, "The request body must be a JSON object.")
+    return value
+
+
+def validate(component: str, value) -> None:
+    """Raise a 400 naming the first place where ``value`` breaks the component schema."""
+    errors = sorted(validator(component).iter_errors(value), key=lambda e: list(e.path))
+    if not errors:
+        return
+    error = errors[0]
+    where = ".".join(str(p) for p in error.path) or "body"
+    if error.validator == "pattern" and list(error.path) == ["name"]:
+        message = (
+            f"Invalid server name {error.instance!r}: use 1 to 63 of the characters "
+            "A-Z a-z 0-9 . _ -"
+        )
+    elif error.validator == "required":
+        message = f"The start request lacks {error.message.split(' is a required')[0]}"
+    else:
+        message = f"{where}: {error.message}"
+    raise OutpostError(400, f"Invalid start request: {message}.")
+
+
+def check_path_name(value: str, what: str = "server name") -> None:
+    import re
+
+    if not re.fullmatch(NAME_PATTERN, value):
+        raise OutpostError(404, f"No server {value!r} on this Outpost (not a valid {what}).")

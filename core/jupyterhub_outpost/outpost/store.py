@@ -1,0 +1,189 @@
+"""The Outpost store: rows of ``models.Service`` behind an async SQLAlchemy engine.
+
+Every method is a short transaction. ``reserve`` is the one place where a start is
+admitted: it checks the name and the flavor's max and inserts the row in one transaction
+that is serialised per hub (an asyncio lock in this process, plus a PostgreSQL advisory
+lock so that several Outpost replicas on one database also hold the max exactly).
+"""
+
+import asyncio
+import zlib
+from collections import defaultdict
+from datetime import datetime
+
+from sqlalchemy import delete, func, select, text
+from sqlalchemy.engine import URL
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker, create_async_engine
+
+from .crypto import Crypt
+from .models import ACTIVE, FAILED, STOPPED, Service, utcnow
+
+
+class AlreadyRunning(Exception):
+    """The hub already has a server of that name here."""
+
+
+class FlavorFull(Exception):
+    """Starting one more server of the flavor would exceed its max."""
+
+    def __init__(self, flavor: str | None, limit: int):
+        self.flavor = flavor
+        self.limit = limit
+        super().__init__(flavor, limit)
+
+
+class Store:
+    def __init__(self, url: URL, crypt: Crypt):
+        self.url = url
+        self.crypt = crypt
+        kwargs = {}
+        if url.get_backend_name() == "sqlite":
+            kwargs["connect_args"] = {"timeout": 30}
+        else:
+            kwargs.update(pool_pre_ping=True, pool_size=10, max_overflow=20)
+        self.engine = create_async_engine(url, **kwargs)
+        self.sessions = async_sessionmaker(self.engine, expire_on_commit=False)
+        self._hub_locks: dict[str, asyncio.Lock] = defaultdict(asyncio.Lock)
+        self._is_postgres = url.get_backend_name() == "postgresql"
+
+    async def close(self) -> None:
+        await self.engine.dispose()
+
+    # --- admission -------------------------------------------------------------------
+    async def reserve(
+        self,
+        *,
+        hub: str,
+        name: str,
+        start_id: str,
+        flavor: str | None,
+        limit: int,
+        user_name: str,
+        user_options: dict,
+        misc: dict,
+        secrets: dict,
+        runtime_deadline: datetime | None,
+    ) -> Service:
+        """Insert a STARTING row, or raise AlreadyRunning / FlavorFull leaving no trace.
+
+        A STOPPED or FAILED row of the same name is replaced (the hub starts it again).
+        ``limit`` < 0 means unlimited.
+        """
+        async with self._hub_locks[hub], self.sessions() as session, session.begin():
+            if self._is_postgres:
+                key = zlib.crc32(f"outpost:{hub}".encode()) - 2**31
+                await session.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": key})
+            existing = await session.scalar(
+                select(Service).where(Service.hub == hub, Service.name == name)
+            )
+            if existing is not None:
+                if existing.status in ACTIVE:
+                    raise AlreadyRunning(name)
+                await session.delete(existing)
+                await session.flush()
+            if limit >= 0:
+                current = await session.scalar(
+                    select(func.count(Service.id)).where(
+                        Service.hub == hub,
+                        Service.status.in_(ACTIVE),
+                        Service.flavor.is_(None) if flavor is None else Service.flavor == flavor,
+                    )
+                )
+                if current >= limit:
+                    raise FlavorFull(flavor, limit)
+            row = Service(
+                hub=hub,
+                name=name,
+                start_id=start_id,
+                flavor=flavor,
+                user_name=user_name,
+                user_options=user_options,
+                misc=misc,
+                secrets_enc=self.crypt.encrypt(secrets),
+                state_enc=self.crypt.encrypt({}),
+                created_at=utcnow(),
+                runtime_deadline=runtime_deadline,
+                service_address="",
+            )
+            session.add(row)
+            try:
+                await session.flush()
+            except IntegrityError:
+                # another replica inserted the same name between our check and insert
+                raise AlreadyRunning(name) from None
+        return row
+
+    # --- reads -----------------------------------------------------------------------
+    async def get(self, hub: str, name: str) -> Service | None:
+        async with self.sessions() as session:
+            return await session.scalar(
+                select(Service).where(Service.hub == hub, Service.name == name)
+            )
+
+    async def get_by_id(self, row_id: int) -> Service | None:
+        async with self.sessions() as session:
+            return await session.get(Service, row_id)
+
+    async def list_hub(self, hub: str) -> list[Service]:
+        async with self.sessions() as session:
+            result = await session.scalars(
+                select(Service).where(Service.hub == hub).order_by(Service.id)
+            )
+            return list(result)
+
+    async def list_active(self) -> list[Service]:
+        """Every STARTING or RUNNING row of every hub (recovery, reaper, forwards)."""
+        async with self.sessions() as session:
+            result = await session.scalars(
+                select(Service).where(Service.status.in_(ACTIVE)).order_by(Service.id)
+            )
+            return list(result)
+
+    async def usage(self, hub: str) -> dict[str | None, int]:
+        """Active servers of a hub per flavor (None: no flavor)."""
+        async with self.sessions() as session:
+            result = await session.execute(
+                select(Service.flavor, func.count(Service.id))
+                .where(Service.hub == hub, Service.status.in_(ACTIVE))
+                .group_by(Service.flavor)
+            )
+            return {flavor: count for flavor, count in result}
+
+    async def has_running_address(self, hub: str, address: str) -> bool:
+        async with self.sessions() as session:
+            found = await session.scalar(
+                select(Service.id).where(
+                    Service.hub == hub,
+                    Service.status.in_(ACTIVE),
+                    Service.service_address == address,
+                )
+            )
+            return found is not None
+
+    # --- writes ----------------------------------------------------------------------
+    async def update(self, row_id: int, **values) -> None:
+        """Set columns of one row; ``state`` is encrypted into state_enc."""
+        if "state" in values:
+            values["state_enc"] = self.crypt.encrypt(values.pop("state") or {})
+        async with self.sessions() as session, session.begin():
+            row = await session.get(Service, row_id)
+            if row is None:
+                return
+            for key, value in values.items():
+                setattr(row, key, value)
+
+    async def mark_ended(self, row_id: int, *, status: str, exit_status: int, error=None):
+        assert status in (STOPPED, FAILED)
+        await self.update(row_id, status=status, exit_status=exit_status, error=error)
+
+    async def remove(self, row_id: int) -> None:
+        async with self.sessions() as session, session.begin():
+            await session.execute(delete(Service).where(Service.id == row_id))
+
+    # --- decrypted views -------------------------------------------------------------
+    def secrets(self, row: Service) -> dict:
+        return self.crypt.decrypt(row.secrets_enc) or {}
+
+    def state(self, row: Service) -> dict:
+        return self.crypt.decrypt(row.state_enc) or {}
