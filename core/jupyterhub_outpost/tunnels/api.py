@@ -1,0 +1,114 @@
+"""The tunnel daemon's HTTP API (docs/internals.md, "Tunnel daemon API").
+
+``Authorization: token <token>`` on everything but ``GET /ping``; the token is compared
+in constant time. Errors are JSON ``{"message": ...}``.
+"""
+
+from __future__ import annotations
+
+import hmac
+import json
+
+from tornado import web
+
+from .manager import ForwardConflict, ForwardManager
+from .table import ForwardRequestError, check_key, parse_request
+
+
+class APIHandler(web.RequestHandler):
+    manager: ForwardManager
+
+    def initialize(self, manager: ForwardManager, token: str):
+        self.manager = manager
+        self.token = token
+
+    def set_default_headers(self):
+        self.set_header("Content-Type", "application/json")
+        self.set_header("Cache-Control", "no-store")
+
+    def check_token(self) -> bool:
+        header = self.request.headers.get("Authorization", "")
+        scheme, _, value = header.partition(" ")
+        if scheme.lower() != "token" or not value:
+            return False
+        return hmac.compare_digest(value.strip().encode(), self.token.encode())
+
+    def prepare(self):
+        if not self.check_token():
+            raise web.HTTPError(401, reason="missing or wrong API token")
+
+    def write_error(self, status_code, **kwargs):
+        message = self._reason
+        exc_info = kwargs.get("exc_info")
+        if exc_info:
+            exc = exc_info[1]
+            if isinstance(exc, web.HTTPError) and exc.log_message:
+                message = exc.log_message
+            elif not isinstance(exc, web.HTTPError):
+                message = "internal error; see the tunnel daemon's log"
+        self.finish(json.dumps({"message": message}))
+
+    def fail(self, status: int, message: str):
+        self.set_status(status)
+        self.finish(json.dumps({"message": message}))
+
+
+class PingHandler(APIHandler):
+    def prepare(self):
+        pass  # no auth
+
+    def get(self):
+        self.finish(json.dumps({"status": "ok"}))
+
+
+class ForwardsHandler(APIHandler):
+    def get(self):
+        self.finish(json.dumps({"forwards": self.manager.list()}))
+
+
+class ForwardHandler(APIHandler):
+    async def put(self, key: str):
+        try:
+            check_key(key)
+            try:
+                body = json.loads(self.request.body or b"")
+            except ValueError as e:
+                raise ForwardRequestError(f"the body is not JSON: {e}") from None
+            ssh, target_host, target_port, local_port = parse_request(body)
+        except ForwardRequestError as e:
+            return self.fail(400, str(e))
+        try:
+            forward = await self.manager.put(
+                key,
+                ssh=ssh,
+                target_host=target_host,
+                target_port=target_port,
+                local_port=local_port,
+            )
+        except ForwardConflict as e:
+            return self.fail(409, str(e))
+        self.finish(json.dumps(forward))
+
+    def get(self, key: str):
+        if key not in self.manager.specs:
+            return self.fail(404, f"no forward {key!r}")
+        self.finish(json.dumps(self.manager.describe(key)))
+
+    async def delete(self, key: str):
+        if not await self.manager.delete(key):
+            return self.fail(404, f"no forward {key!r}")
+        self.set_status(204)
+        self.clear_header("Content-Type")
+        self.finish()
+
+
+def make_app(manager: ForwardManager, token: str) -> web.Application:
+    args = {"manager": manager, "token": token}
+    return web.Application(
+        [
+            (r"/ping", PingHandler, args),
+            (r"/forwards/?", ForwardsHandler, args),
+            (r"/forwards/([^/]+)", ForwardHandler, args),
+        ],
+        xsrf_cookies=False,
+    )

@@ -1,0 +1,219 @@
+"""The forward table at run time: listeners, SSH links, and persistence.
+
+Invariants:
+
+- every forward in the table has a bound local listener (or ``state = "error"`` saying why
+  its stored port could not be bound after a restart);
+- one :class:`SSHLink` per distinct ``(host, port, user, host_key)``, closed when its last
+  forward goes away;
+- the state file is rewritten after every change of the table (not on state changes).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from dataclasses import replace
+
+import asyncssh
+
+from .link import LocalListener, SSHLink
+from .metrics import TunnelMetrics
+from .table import ForwardSpec, SSHTarget, load_state, save_state
+
+
+class ForwardConflict(Exception):
+    """The request cannot be done as asked (e.g. the local port is in use)."""
+
+
+class ForwardManager:
+    def __init__(
+        self,
+        *,
+        state_file: str,
+        forward_ip: str,
+        client_key: asyncssh.SSHKey,
+        log: logging.Logger,
+        metrics: TunnelMetrics | None = None,
+        hold_timeout: float = 15.0,
+        link_options: dict | None = None,
+    ):
+        self.state_file = state_file
+        self.forward_ip = forward_ip
+        self.client_key = client_key
+        self.log = log
+        self.metrics = metrics or TunnelMetrics()
+        self.hold_timeout = hold_timeout
+        self.link_options = link_options or {}
+        self.specs: dict[str, ForwardSpec] = {}
+        self.listeners: dict[str, LocalListener] = {}
+        self.bind_errors: dict[str, str] = {}
+        self.links: dict[SSHTarget, SSHLink] = {}
+        self._lock = asyncio.Lock()
+
+    # -- links --
+    def _link_for(self, target: SSHTarget) -> SSHLink:
+        link = self.links.get(target)
+        if link is None:
+            link = SSHLink(
+                target,
+                client_key=self.client_key,
+                log=self.log,
+                metrics=self.metrics,
+                **self.link_options,
+            )
+            self.links[target] = link
+            link.start()
+        return link
+
+    async def _release_unused_links(self) -> None:
+        used = {spec.ssh for spec in self.specs.values()}
+        for target in [t for t in self.links if t not in used]:
+            link = self.links.pop(target)
+            self.log.info("No forwards left over %s; closing it", target.describe())
+            await link.close()
+
+    # -- persistence --
+    async def _save(self) -> None:
+        specs = sorted(self.specs.values(), key=lambda s: s.key)
+        await asyncio.to_thread(save_state, self.state_file, specs)
+
+    async def restore(self) -> None:
+        """Load the state file and bring every stored forward back on its local port."""
+        specs = load_state(self.state_file)
+        async with self._lock:
+            for spec in specs:
+                self.specs[spec.key] = spec
+                listener = self._new_listener(spec)
+                try:
+                    await listener.bind(spec.local_host, spec.local_port)
+                except OSError as e:
+                    self.bind_errors[spec.key] = (
+                        f"cannot listen on {spec.local_host}:{spec.local_port}: {e.strerror or e}"
+                    )
+                    self.log.error("Forward %s: %s", spec.key, self.bind_errors[spec.key])
+                self.listeners[spec.key] = listener
+                self.metrics.forward_added(spec.key)
+            if specs:
+                self.log.info("Restored %d forward(s) from %s", len(specs), self.state_file)
+
+    def _new_listener(self, spec: ForwardSpec) -> LocalListener:
+        return LocalListener(
+            key=spec.key,
+            link=self._link_for(spec.ssh),
+            target_host=spec.target_host,
+            target_port=spec.target_port,
+            hold_timeout=self.hold_timeout,
+            log=self.log,
+            metrics=self.metrics,
+        )
+
+    # -- API operations --
+    def describe(self, key: str) -> dict:
+        spec = self.specs[key]
+        data = spec.to_dict()
+        data["ssh"] = dict(data["ssh"])
+        if key in self.bind_errors:
+            data["state"] = "error"
+            data["error"] = self.bind_errors[key]
+            return data
+        link = self.links.get(spec.ssh)
+        state = link.state if link else "connecting"
+        data["state"] = state
+        if link is not None and link.error and state == "error":
+            data["error"] = link.error
+        return data
+
+    def list(self) -> list[dict]:
+        return [self.describe(key) for key in sorted(self.specs)]
+
+    async def put(
+        self,
+        key: str,
+        *,
+        ssh: SSHTarget,
+        target_host: str,
+        target_port: int,
+        local_port: int | None,
+    ) -> dict:
+        """Create or re-point ``key``. Raises :class:`ForwardConflict` if the port cannot be bound."""
+        async with self._lock:
+            old = self.specs.get(key)
+            old_listener = self.listeners.get(key)
+            keep_port = (
+                old is not None
+                and old_listener is not None
+                and old_listener.server is not None
+                and (local_port is None or local_port == old.local_port)
+            )
+            if keep_port:
+                spec = replace(old, ssh=ssh, target_host=target_host, target_port=target_port)
+                listener = old_listener
+                listener.link = self._link_for(ssh)
+                listener.target_host = target_host
+                listener.target_port = target_port
+            else:
+                wanted = local_port
+                if wanted is None and old is not None:
+                    wanted = old.local_port  # restored forward whose port failed to bind
+                spec = ForwardSpec(
+                    key=key,
+                    ssh=ssh,
+                    target_host=target_host,
+                    target_port=target_port,
+                    local_host=self.forward_ip,
+                    local_port=wanted or 0,
+                )
+                listener = self._new_listener(spec)
+                try:
+                    bound = await listener.bind(self.forward_ip, wanted or 0)
+                except OSError as e:
+                    await self._release_unused_links()
+                    raise ForwardConflict(
+                        f"cannot listen on {self.forward_ip}:{wanted}: {e.strerror or e}"
+                    ) from None
+                spec = replace(spec, local_port=bound)
+                if old_listener is not None:
+                    await old_listener.close()
+            self.specs[key] = spec
+            self.listeners[key] = listener
+            self.bind_errors.pop(key, None)
+            await self._release_unused_links()
+            await self._save()
+            if old is None:
+                self.metrics.forward_added(key)
+            self.log.info(
+                "Forward %s: %s:%s -> %s -> %s:%s",
+                key,
+                spec.local_host,
+                spec.local_port,
+                ssh.describe(),
+                target_host,
+                target_port,
+            )
+            return self.describe(key)
+
+    async def delete(self, key: str) -> bool:
+        async with self._lock:
+            if key not in self.specs:
+                return False
+            del self.specs[key]
+            self.bind_errors.pop(key, None)
+            listener = self.listeners.pop(key, None)
+            if listener is not None:
+                await listener.close()
+            await self._release_unused_links()
+            await self._save()
+            self.metrics.forward_removed(key)
+            self.log.info("Forward %s removed", key)
+            return True
+
+    async def close(self) -> None:
+        """Close listeners and SSH connections (the state file keeps the table)."""
+        async with self._lock:
+            for listener in self.listeners.values():
+                await listener.close()
+            self.listeners.clear()
+            for link in self.links.values():
+                await link.close()
+            self.links.clear()

@@ -1,0 +1,115 @@
+"""The tunnel daemon forwards through a real SSH endpoint to a real HTTP target."""
+
+import os
+import stat
+
+from conftest import http_get, wait_until
+
+
+async def test_forward_reaches_http_target_through_endpoint(daemon, endpoint, target):
+    f = await daemon.client.put_forward(
+        "remote.alice", ssh=endpoint.ssh(), target_host="127.0.0.1", target_port=target.port
+    )
+    assert f["key"] == "remote.alice"
+    assert f["local_host"] == "127.0.0.1" and f["local_port"] > 0
+    assert f["target_port"] == target.port
+    # the listener is bound at once; a request made before the SSH connection is up is held
+    status, body = await http_get(f["local_port"])
+    assert (status, body) == (200, b"hello from target")
+    up = await daemon.wait_state("remote.alice", "up")
+    assert "error" not in up
+
+
+async def test_state_file_is_private_and_lists_the_forward(daemon, endpoint, target):
+    f = await daemon.client.put_forward(
+        "remote.bob", ssh=endpoint.ssh(), target_host="127.0.0.1", target_port=target.port
+    )
+    mode = stat.S_IMODE(os.stat(daemon.state_file).st_mode)
+    assert mode == 0o600
+    text = daemon.state_file.read_text()
+    assert '"remote.bob"' in text and str(f["local_port"]) in text
+    assert not [n for n in os.listdir(daemon.state_file.parent) if n.endswith(".tmp")]
+
+
+async def test_put_of_existing_key_keeps_local_port_and_repoints_target(
+    daemon, endpoint, target, procs, tmp_path
+):
+    from conftest import start_target
+
+    other = await start_target(procs, tmp_path, name="other")
+    first = await daemon.client.put_forward(
+        "remote.carol", ssh=endpoint.ssh(), target_host="127.0.0.1", target_port=target.port
+    )
+    assert (await http_get(first["local_port"]))[1] == b"hello from target"
+    second = await daemon.client.put_forward(
+        "remote.carol", ssh=endpoint.ssh(), target_host="127.0.0.1", target_port=other.port
+    )
+    assert second["local_port"] == first["local_port"]
+    assert (await http_get(first["local_port"]))[1] == b"hello from other"
+
+
+async def test_put_with_explicit_local_port_uses_it(daemon, endpoint, target):
+    from conftest import free_port
+
+    port = free_port()
+    f = await daemon.client.put_forward(
+        "remote.dave",
+        ssh=endpoint.ssh(),
+        target_host="127.0.0.1",
+        target_port=target.port,
+        local_port=port,
+    )
+    assert f["local_port"] == port
+    assert (await http_get(port))[0] == 200
+
+
+async def test_delete_closes_local_port_and_unknown_key_is_404(daemon, endpoint, target):
+    from conftest import port_open
+
+    f = await daemon.client.put_forward(
+        "remote.erin", ssh=endpoint.ssh(), target_host="127.0.0.1", target_port=target.port
+    )
+    assert await daemon.client.delete_forward("remote.erin") is True
+    assert not await port_open(f["local_port"])
+    assert await daemon.client.delete_forward("remote.erin") is False
+    assert await daemon.client.list_forwards() == []
+
+
+async def test_large_download_arrives_complete(daemon, endpoint, target):
+    f = await daemon.client.put_forward(
+        "remote.big", ssh=endpoint.ssh(), target_host="127.0.0.1", target_port=target.port
+    )
+    n = 20 * 1024 * 1024
+    status, body = await http_get(f["local_port"], f"/bytes/{n}", timeout=60)
+    assert status == 200 and len(body) == n
+
+
+async def test_fifty_forwards_share_one_ssh_connection(daemon, endpoint, target):
+    ports = []
+    for i in range(50):
+        f = await daemon.client.put_forward(
+            f"remote.user{i}", ssh=endpoint.ssh(), target_host="127.0.0.1", target_port=target.port
+        )
+        ports.append(f["local_port"])
+    assert len(set(ports)) == 50
+    for port in ports:
+        assert await http_get(port) == (200, b"hello from target")
+    forwards = await daemon.client.list_forwards()
+    assert len(forwards) == 50 and {f["state"] for f in forwards} == {"up"}
+    assert endpoint.logins == 1
+
+
+async def test_endpoint_refusal_closes_client_connection(daemon, procs, tmp_path, hub_key, target):
+    from conftest import Endpoint
+
+    # this endpoint allows only port 1, so the target is refused by authorize_forward
+    strict = Endpoint(procs, tmp_path, {"hub": [hub_key.public]}, ["127.0.0.1:1"], name="strict")
+    await strict.start()
+    f = await daemon.client.put_forward(
+        "remote.refused", ssh=strict.ssh(), target_host="127.0.0.1", target_port=target.port
+    )
+    assert await http_get(f["local_port"]) == (0, b"")
+    await wait_until(
+        lambda: "refused a channel" in daemon.proc.log, "daemon did not log the refused channel"
+    )
+    assert f"to 127.0.0.1:{target.port}: target not allowed" in strict.proc.log
