@@ -1,0 +1,114 @@
+"""Host key pinning, reconnects and restarts: forwards come back on the same local port."""
+
+import asyncio
+
+import asyncssh
+from conftest import Daemon, Endpoint, http_get, port_open, wait_until
+
+
+async def test_daemon_refuses_endpoint_with_wrong_host_key(daemon, endpoint, target):
+    other_key = asyncssh.generate_private_key("ssh-ed25519")
+    wrong = " ".join(other_key.export_public_key().decode().split()[:2])
+    f = await daemon.client.put_forward(
+        "remote.pinned",
+        ssh=endpoint.ssh(host_key=wrong),
+        target_host="127.0.0.1",
+        target_port=target.port,
+    )
+    failed = await daemon.wait_state("remote.pinned", "error")
+    assert failed["error"].startswith("host key mismatch")
+    assert "host key mismatch" in daemon.proc.log
+    assert f"hub@127.0.0.1:{endpoint.port}" in daemon.proc.log
+    # no login happened, and nothing reaches the target through the forward
+    assert endpoint.logins == 0
+    assert await port_open(f["local_port"])  # the listener stays, the forward is in error
+
+
+async def test_wrong_hub_key_is_refused_by_endpoint(procs, tmp_path, endpoint, target):
+    from conftest import HubKey
+
+    stranger = HubKey(tmp_path / "stranger_key")
+    d = Daemon(procs, tmp_path, stranger.path)
+    await d.start()
+    await d.client.put_forward(
+        "remote.x", ssh=endpoint.ssh(), target_host="127.0.0.1", target_port=target.port
+    )
+    failed = await d.wait_state("remote.x", "error")
+    assert "SSH login refused" in failed["error"]
+    assert endpoint.logins == 0
+
+
+async def test_endpoint_restart_forward_returns_on_same_port_without_api_call(
+    daemon, endpoint, target
+):
+    f = await daemon.client.put_forward(
+        "remote.r", ssh=endpoint.ssh(), target_host="127.0.0.1", target_port=target.port
+    )
+    port = f["local_port"]
+    assert (await http_get(port))[0] == 200
+    endpoint.stop()
+    await daemon.wait_state("remote.r", "error")  # reconnect attempts fail while it is down
+    assert await port_open(port)  # the local listener stays bound
+    await endpoint.start()
+    await daemon.wait_state("remote.r", "up")
+    assert await http_get(port) == (200, b"hello from target")
+    assert endpoint.logins == 2
+
+
+async def test_connection_made_while_endpoint_is_down_is_held_until_it_returns(
+    daemon, endpoint, target
+):
+    f = await daemon.client.put_forward(
+        "remote.h", ssh=endpoint.ssh(), target_host="127.0.0.1", target_port=target.port
+    )
+    await daemon.wait_state("remote.h", "up")
+    endpoint.stop()
+    await daemon.wait_state("remote.h", "error")
+    pending = asyncio.create_task(http_get(f["local_port"]))
+    await endpoint.start()
+    assert await asyncio.wait_for(pending, 15) == (200, b"hello from target")
+
+
+async def test_daemon_sigkill_and_restart_restores_forwards_from_state_file(
+    procs, tmp_path, hub_key, endpoint, target
+):
+    d = Daemon(procs, tmp_path, hub_key.path)
+    await d.start()
+    ports = {}
+    for name in ("a", "b", "c"):
+        f = await d.client.put_forward(
+            f"remote.{name}", ssh=endpoint.ssh(), target_host="127.0.0.1", target_port=target.port
+        )
+        ports[f["key"]] = f["local_port"]
+    await d.client.delete_forward("remote.c")
+    del ports["remote.c"]
+    d.proc.kill()
+    await wait_until(lambda: d.proc.popen.poll() is not None, "daemon did not die")
+    await d.start()  # same state file, same API port
+    forwards = {f["key"]: f["local_port"] for f in await d.client.list_forwards()}
+    assert forwards == ports
+    for port in ports.values():
+        assert await http_get(port) == (200, b"hello from target")
+
+
+async def test_two_endpoints_get_one_connection_each(procs, tmp_path, hub_key, daemon, target):
+    first = Endpoint(procs, tmp_path, {"hub": [hub_key.public]}, ["127.0.0.1:1024-65535"], "ep1")
+    second = Endpoint(procs, tmp_path, {"hub": [hub_key.public]}, ["127.0.0.1:1024-65535"], "ep2")
+    await first.start()
+    await second.start()
+    for i in range(3):
+        for ep in (first, second):
+            f = await daemon.client.put_forward(
+                f"{ep.proc.name}.s{i}",
+                ssh=ep.ssh(),
+                target_host="127.0.0.1",
+                target_port=target.port,
+            )
+            assert (await http_get(f["local_port"]))[0] == 200
+    assert (first.logins, second.logins) == (1, 1)
+    # removing the last forward of an endpoint closes its SSH connection
+    for i in range(3):
+        await daemon.client.delete_forward(f"ep1.s{i}")
+    await wait_until(
+        lambda: "SSH connection of hub hub from" in first.proc.log, "ep1 connection not closed"
+    )
