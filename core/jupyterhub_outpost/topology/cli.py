@@ -94,7 +94,7 @@ async def run_up(args: argparse.Namespace) -> int:
     try:
         start.result()
     except (ServiceError, TopologyError, SpecError, netns.NetnsError) as e:
-        say("topology", f"could not bring {spec.name} up: {e}")
+        print(f"topology up: could not bring {spec.name} up: {e}", file=sys.stderr)
         return 1
     hosts = ", ".join(f"{h.name}={h.ip}" for h in topo.lab.hosts.values())
     say("topology", f"{spec.name} is up (prefix {topo.lab.prefix}; hosts {hosts})")

@@ -301,7 +301,7 @@ def cleanup_stale() -> list[str]:
             if name.endswith(".json") and PREFIX_RE.match(name[:-5]):
                 record = _read_registry(name[:-5]) or {}
                 owner = record.get("owner", [0, None])
-                if _proc_start_time(owner[0]) != owner[1]:
+                if _proc_start_time(owner[0]) != owner[1] or _is_zombie(owner[0]):
                     prefixes.add(name[:-5])
         if shutil.which("ip"):
             for obj in _netns_names() + _link_names():

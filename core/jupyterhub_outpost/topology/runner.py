@@ -125,7 +125,11 @@ class Topology:
         state = rundir.read_state(self.run_dir)
         if state:
             owner = state.get("runner", [0, None])
-            if owner[1] is not None and netns._proc_start_time(owner[0]) == owner[1]:
+            if (
+                owner[1] is not None
+                and netns._proc_start_time(owner[0]) == owner[1]
+                and not netns._is_zombie(owner[0])
+            ):
                 raise TopologyError(
                     f"{self.run_dir} is in use by a running topology (runner pid {owner[0]}); "
                     f"run 'jupyterhub-outpost topology down --run-dir {self.run_dir}' first, "
@@ -335,15 +339,21 @@ def down_run_dir(run_dir: str, *, timeout: float = 60.0) -> str:
     if state is None:
         return f"nothing to tear down: no {rundir.STATE_FILE} in {run_dir}"
     pid, start = state.get("runner", [0, None])
-    if start is not None and netns._proc_start_time(pid) == start:
+
+    def runner_alive() -> bool:
+        return (
+            start is not None and netns._proc_start_time(pid) == start and not netns._is_zombie(pid)
+        )
+
+    if runner_alive():
         os.kill(pid, signal.SIGTERM)
         deadline = time.monotonic() + timeout
         delay = 0.05
         # the runner is not our child: poll the process table until it is gone
-        while netns._proc_start_time(pid) == start and time.monotonic() < deadline:
+        while runner_alive() and time.monotonic() < deadline:
             time.sleep(delay)
             delay = min(delay * 2, 0.5)
-        if netns._proc_start_time(pid) == start:
+        if runner_alive():
             os.kill(pid, signal.SIGKILL)
     removed = teardown_state(state)
     rundir.remove_state(run_dir)
