@@ -45,11 +45,12 @@ def backoff_delays(initial: float, maximum: float, factor: float = 2.0):
         delay = min(maximum, delay * factor)
 
 
-def describe_error(exc: BaseException) -> str:
+def describe_error(exc: BaseException, target: SSHTarget) -> str:
     if isinstance(exc, asyncssh.HostKeyNotVerifiable):
+        pinned = asyncssh.import_public_key(target.host_key).get_fingerprint("sha256")
         return (
-            "host key mismatch: the SSH endpoint did not present the pinned host key "
-            f"({exc.reason}); check ssh.host_key against the Outpost's fingerprint"
+            f"host key mismatch: the SSH endpoint did not present the pinned host key {pinned} "
+            f"({exc.reason}); compare ssh.host_key with the Outpost's host key fingerprint"
         )
     if isinstance(exc, asyncssh.PermissionDenied):
         return (
@@ -161,7 +162,7 @@ class SSHLink:
                 raise
             except Exception as e:
                 self.state = "error"
-                self.error = describe_error(e)
+                self.error = describe_error(e, self.target)
                 if delays is None:
                     delays = backoff_delays(self.reconnect_initial_delay, self.reconnect_max_delay)
                 delay = next(delays)

@@ -1,0 +1,222 @@
+"""The Outpost's SSH endpoint: who may log in, and that a hub can do nothing but allowed forwards.
+
+The endpoint runs in the test's event loop; clients are real asyncssh clients over
+127.0.0.1, and the forward target is a real HTTP server on 127.0.0.1.
+"""
+
+import asyncio
+import logging
+import os
+import stat
+
+import asyncssh
+import pytest
+from jupyterhub_outpost.outpost.ssh_endpoint import SSHEndpoint, load_or_create_host_key
+
+
+@pytest.fixture
+async def http_target():
+    async def handle(reader, writer):
+        await reader.readuntil(b"\r\n\r\n")
+        writer.write(b"HTTP/1.0 200 OK\r\nContent-Length: 5\r\n\r\nhello")
+        await writer.drain()
+        writer.close()
+
+    server = await asyncio.start_server(handle, "127.0.0.1", 0)
+    yield server.sockets[0].getsockname()[1]
+    server.close()
+
+
+class Setup:
+    def __init__(self, tmp_path, target_port):
+        self.hub_key = asyncssh.generate_private_key("ssh-ed25519")
+        self.other_key = asyncssh.generate_private_key("ssh-ed25519")
+        self.keys = {
+            "hub": [self.hub_key.export_public_key().decode()],
+            "other": [self.other_key.export_public_key().decode()],
+        }
+        self.target_port = target_port
+        self.asked = []
+        self.log = logging.getLogger("test-ssh-endpoint")
+        self.endpoint = SSHEndpoint(
+            host_key_path=str(tmp_path / "host_key"),
+            listen_host="127.0.0.1",
+            listen_port=0,
+            authorized_keys=lambda: self.keys,
+            authorize_forward=self.authorize,
+            log=self.log,
+        )
+
+    async def authorize(self, hub, host, port):
+        self.asked.append((hub, host, port))
+        return hub == "hub" and host == "127.0.0.1" and port == self.target_port
+
+    def connect(self, username="hub", key=None, **kwargs):
+        options = dict(
+            username=username,
+            client_keys=[key or self.hub_key],
+            known_hosts=([asyncssh.import_public_key(self.endpoint.public_host_key)], [], []),
+            config=[],
+            agent_path=None,
+        )
+        options.update(kwargs)
+        return asyncssh.connect("127.0.0.1", self.endpoint.bound_port, **options)
+
+
+@pytest.fixture
+async def setup(tmp_path, http_target):
+    s = Setup(tmp_path, http_target)
+    await s.endpoint.start()
+    yield s
+    await s.endpoint.stop()
+
+
+async def get_through(conn, port):
+    reader, writer = await conn.open_connection("127.0.0.1", port)
+    writer.write(b"GET / HTTP/1.0\r\n\r\n")
+    data = await asyncio.wait_for(reader.read(), 10)
+    writer.close()
+    return data
+
+
+def test_host_key_is_created_once_with_mode_0600_and_kept(tmp_path):
+    path = tmp_path / "keys" / "host_key"
+    first = load_or_create_host_key(str(path))
+    assert stat.S_IMODE(os.stat(path).st_mode) == 0o600
+    again = load_or_create_host_key(str(path))
+    assert again.get_fingerprint("sha256") == first.get_fingerprint("sha256")
+    assert first.get_algorithm() == "ssh-ed25519"
+
+
+async def test_endpoint_exposes_fingerprint_and_public_key_that_survive_restart(setup, tmp_path):
+    line = setup.endpoint.public_host_key
+    assert line.startswith("ssh-ed25519 AAAA") and len(line.split()) == 2
+    assert setup.endpoint.fingerprint.startswith("SHA256:")
+    again = SSHEndpoint(
+        host_key_path=str(tmp_path / "host_key"),
+        listen_host="127.0.0.1",
+        listen_port=0,
+        authorized_keys=dict,
+        authorize_forward=setup.authorize,
+        log=setup.log,
+    )
+    assert again.public_host_key == line and again.fingerprint == setup.endpoint.fingerprint
+
+
+async def test_allowed_forward_reaches_target(setup):
+    async with setup.connect() as conn:
+        data = await get_through(conn, setup.target_port)
+    assert data.endswith(b"hello")
+    assert setup.asked == [("hub", "127.0.0.1", setup.target_port)]
+
+
+async def test_forward_rejected_by_authorize_forward_is_refused_and_logged(setup, caplog):
+    caplog.set_level(logging.WARNING, logger="test-ssh-endpoint")
+    async with setup.connect() as conn:
+        with pytest.raises(asyncssh.ChannelOpenError) as e:
+            await conn.open_connection("10.1.2.3", 22)
+        assert e.value.code == asyncssh.OPEN_ADMINISTRATIVELY_PROHIBITED
+        # the connection is still usable for allowed forwards
+        assert (await get_through(conn, setup.target_port)).endswith(b"hello")
+    assert "refused forward for hub hub to 10.1.2.3:22: target not allowed" in caplog.text
+
+
+async def test_authorize_forward_that_raises_counts_as_refusal(setup):
+    async def broken(hub, host, port):
+        raise RuntimeError("store down")
+
+    setup.endpoint.authorize_forward = broken
+    async with setup.connect() as conn:
+        with pytest.raises(asyncssh.ChannelOpenError):
+            await conn.open_connection("127.0.0.1", setup.target_port)
+
+
+@pytest.mark.parametrize("what", ["shell", "exec", "subsystem", "pty"])
+async def test_session_channels_are_refused(setup, what):
+    async with setup.connect() as conn:
+        with pytest.raises(asyncssh.ChannelOpenError):
+            if what == "shell":
+                await conn.create_process()
+            elif what == "exec":
+                await conn.run("id")
+            elif what == "subsystem":
+                await conn.start_sftp_client()
+            else:
+                await conn.create_process(term_type="xterm")
+
+
+async def test_agent_forwarding_is_refused(setup, tmp_path):
+    # a fake agent socket path is enough: the session carrying the request is refused
+    async with setup.connect(agent_forwarding=True, agent_path=str(tmp_path / "agent")) as conn:
+        with pytest.raises(asyncssh.ChannelOpenError):
+            await conn.create_process("true")
+
+
+async def test_x11_forwarding_is_refused(setup):
+    async with setup.connect() as conn:
+        with pytest.raises((asyncssh.ChannelOpenError, OSError)):
+            await conn.create_process("true", x11_forwarding=True, x11_display="localhost:10")
+
+
+async def test_remote_forward_is_refused(setup):
+    async with setup.connect() as conn:
+        with pytest.raises(asyncssh.ChannelListenError):
+            await conn.forward_remote_port("127.0.0.1", 0, "127.0.0.1", setup.target_port)
+
+
+async def test_unix_socket_forwards_are_refused(setup):
+    async with setup.connect() as conn:
+        with pytest.raises(asyncssh.ChannelOpenError):
+            await conn.open_unix_connection("/run/docker.sock")
+        with pytest.raises(asyncssh.ChannelListenError):
+            await conn.start_unix_server(lambda: None, "/tmp/outpost-test.sock")
+
+
+async def test_wrong_key_for_hub_is_refused(setup):
+    with pytest.raises(asyncssh.PermissionDenied):
+        async with setup.connect(username="hub", key=setup.other_key):
+            pass
+
+
+async def test_unknown_user_is_refused(setup):
+    with pytest.raises(asyncssh.PermissionDenied):
+        async with setup.connect(username="root"):
+            pass
+
+
+async def test_password_and_keyboard_interactive_are_not_offered(setup):
+    with pytest.raises(asyncssh.PermissionDenied):
+        async with setup.connect(client_keys=[], password="secret", kbdint_auth=True):
+            pass
+
+
+async def test_other_hubs_key_cannot_open_this_hubs_forwards(setup):
+    async with setup.connect(username="other", key=setup.other_key) as conn:
+        with pytest.raises(asyncssh.ChannelOpenError):
+            await conn.open_connection("127.0.0.1", setup.target_port)
+    assert setup.asked == [("other", "127.0.0.1", setup.target_port)]
+
+
+async def test_reloaded_keys_take_effect_at_next_login(setup):
+    setup.keys = {"hub": [setup.other_key.export_public_key().decode()]}
+    with pytest.raises(asyncssh.PermissionDenied):
+        async with setup.connect(key=setup.hub_key):
+            pass
+    async with setup.connect(key=setup.other_key) as conn:
+        assert (await get_through(conn, setup.target_port)).endswith(b"hello")
+
+
+async def test_unreadable_key_lines_are_skipped_without_logging_them(setup, caplog):
+    caplog.set_level(logging.INFO, logger="test-ssh-endpoint")
+    good = setup.hub_key.export_public_key().decode()
+    setup.keys = {"hub": ["ssh-ed25519 SECRETGARBAGE", good]}
+    async with setup.connect() as conn:
+        assert (await get_through(conn, setup.target_port)).endswith(b"hello")
+    assert "Ignoring unreadable SSH public key #1 of hub hub" in caplog.text
+    assert "SECRETGARBAGE" not in caplog.text
+
+
+async def test_stop_closes_open_connections(setup):
+    conn = await setup.connect()
+    await setup.endpoint.stop()
+    await asyncio.wait_for(conn.wait_closed(), 10)
