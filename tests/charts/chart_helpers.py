@@ -78,9 +78,7 @@ def validate(objects: list[dict], version: str = KUBE_VERSION) -> None:
 
 def find(objects: list[dict], kind: str, name: str | None = None) -> list[dict]:
     return [
-        o
-        for o in objects
-        if o["kind"] == kind and (name is None or o["metadata"]["name"] == name)
+        o for o in objects if o["kind"] == kind and (name is None or o["metadata"]["name"] == name)
     ]
 
 
@@ -97,7 +95,11 @@ def secret_text(secret: dict, key: str) -> str:
 def pod_specs(objects: list[dict]) -> list[tuple[str, dict, dict]]:
     """(workload name, pod labels, pod spec) of every Deployment."""
     return [
-        (o["metadata"]["name"], o["spec"]["template"]["metadata"]["labels"], o["spec"]["template"]["spec"])
+        (
+            o["metadata"]["name"],
+            o["spec"]["template"]["metadata"]["labels"],
+            o["spec"]["template"]["spec"],
+        )
         for o in find(objects, "Deployment")
     ]
 
@@ -135,7 +137,9 @@ class FakeKubeAPI:
                 if path == "/api":
                     return self._send(200, {"kind": "APIVersions", "versions": ["v1"]})
                 if path == "/apis":
-                    return self._send(200, {"kind": "APIGroupList", "apiVersion": "v1", "groups": []})
+                    return self._send(
+                        200, {"kind": "APIGroupList", "apiVersion": "v1", "groups": []}
+                    )
                 if path == "/api/v1":
                     resource = {
                         "name": "secrets",
@@ -145,16 +149,27 @@ class FakeKubeAPI:
                         "verbs": ["get", "list"],
                     }
                     return self._send(
-                        200, {"kind": "APIResourceList", "groupVersion": "v1", "resources": [resource]}
+                        200,
+                        {"kind": "APIResourceList", "groupVersion": "v1", "resources": [resource]},
                     )
                 parts = path.strip("/").split("/")
-                if len(parts) == 6 and parts[:3] == ["api", "v1", "namespaces"] and parts[4] == "secrets":
+                if (
+                    len(parts) == 6
+                    and parts[:3] == ["api", "v1", "namespaces"]
+                    and parts[4] == "secrets"
+                ):
                     secret = api.secrets.get((parts[3], parts[5]))
                     if secret is not None:
                         return self._send(200, secret)
                 return self._send(
                     404,
-                    {"kind": "Status", "apiVersion": "v1", "status": "Failure", "reason": "NotFound", "code": 404},
+                    {
+                        "kind": "Status",
+                        "apiVersion": "v1",
+                        "status": "Failure",
+                        "reason": "NotFound",
+                        "code": 404,
+                    },
                 )
 
         self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
@@ -173,7 +188,9 @@ class FakeKubeAPI:
             {
                 "apiVersion": "v1",
                 "kind": "Config",
-                "clusters": [{"name": "fake", "cluster": {"server": f"http://127.0.0.1:{self.port}"}}],
+                "clusters": [
+                    {"name": "fake", "cluster": {"server": f"http://127.0.0.1:{self.port}"}}
+                ],
                 "contexts": [{"name": "fake", "context": {"cluster": "fake", "user": "fake"}}],
                 "current-context": "fake",
                 "users": [{"name": "fake", "user": {"token": "fake"}}],

@@ -1,0 +1,296 @@
+"""What matters in the hub-addons chart's rendered objects."""
+
+from __future__ import annotations
+
+import base64
+import re
+import subprocess
+import sys
+
+import asyncssh
+import kubernetes_validate
+import pytest
+import yaml
+from traitlets.config import Config
+
+from tests.charts.chart_helpers import (
+    ADDONS,
+    KUBE_VERSION,
+    find,
+    one,
+    pod_specs,
+    render,
+    secret_text,
+)
+
+HOST_KEY = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIMGPA3EeWdotOAsvTaGQ/2gp0AmjLHklbZlOtB7pRee3"
+OUTPOSTS = {
+    "remote": {
+        "url": "http://203.0.113.7:8080",
+        "hubApiUrl": "https://hub.example.org/hub/api",
+        "ssh": {"host": "203.0.113.8", "port": 22, "hostKey": HOST_KEY},
+    },
+    "local": {"url": "http://outpost.outpost.svc:8080", "direct": True},
+}
+
+
+def hub_config(objects, tmp_path, c=None):
+    """Run the hub snippet as z2jh would, with the Secret's files in tmp_path."""
+    secret = one(objects, "Secret")
+    for key in secret["data"]:
+        (tmp_path / key).write_text(secret_text(secret, key))
+    text = one(objects, "ConfigMap")["data"]["outpost_hub_config.py"]
+    assert '_secrets_dir = "/etc/outpost-hub/secrets"' in text
+    text = text.replace('"/etc/outpost-hub/secrets"', repr(str(tmp_path)))
+    c = c if c is not None else Config()
+    exec(compile(text, "outpost_hub_config.py", "exec"), {"c": c})
+    return c, secret
+
+
+@pytest.mark.parametrize("mode", ["sidecar", "deployment"])
+def test_hub_snippet_configures_the_outpost_spawner(tmp_path, mode):
+    objects, _ = render(
+        ADDONS,
+        {"hubName": "central", "outposts": OUTPOSTS, "tunnel": {"mode": mode}},
+        namespace="jhub",
+    )
+    c, secret = hub_config(objects, tmp_path)
+    assert c.JupyterHub.spawner_class == "outpost"
+    outposts = c.OutpostSpawner.outposts
+    assert outposts["remote"]["ssh"] == {
+        "host": "203.0.113.8",
+        "port": 22,
+        "user": "central",
+        "host_key": HOST_KEY,
+    }
+    assert outposts["remote"]["hub_name"] == "central"
+    assert outposts["remote"]["hub_api_url"] == "https://hub.example.org/hub/api"
+    assert outposts["local"]["direct"] is True and "ssh" not in outposts["local"]
+    assert c.OutpostSpawner.tunnel_api_token == secret_text(secret, "tunnel-api-token")
+    assert c.OutpostSpawner.service_backend == "kubernetes"
+    if mode == "sidecar":
+        assert c.OutpostSpawner.tunnel_api_url == "http://127.0.0.1:8765"
+        assert c.OutpostSpawner.kubernetes_service_selector == {
+            "app": "jupyterhub",
+            "component": "hub",
+        }
+    else:
+        service = one(objects, "Service")
+        assert (
+            c.OutpostSpawner.tunnel_api_url == f"http://{service['metadata']['name']}.jhub.svc:8765"
+        )
+        [(_, labels, _)] = pod_specs(objects)
+        selector = c.OutpostSpawner.kubernetes_service_selector
+        assert selector and selector.items() <= labels.items()
+        assert service["spec"]["selector"].items() <= labels.items()
+    # flavors: a scope, a service with a token per Outpost, a role
+    assert "custom:outpostflavors:set" in c.JupyterHub.custom_scopes.get_value({})
+    services = c.JupyterHub.services.get_value([])
+    assert {s["name"] for s in services} == {"outpost-remote-flavors", "outpost-local-flavors"}
+    assert all(
+        s["api_token"] == secret_text(secret, s["name"].replace("-flavors", "-flavors-token"))
+        for s in services
+    )
+    [role] = c.JupyterHub.load_roles.get_value([])
+    assert role["scopes"] == ["custom:outpostflavors:set"]
+    # The hub's own parser accepts what the snippet produces (passwords read from files).
+    outposts_module = pytest.importorskip("jupyterhub_outpost.hub.outposts")
+    parsed = outposts_module.parse_outposts(outposts)
+    assert set(parsed) == {"remote", "local"}
+
+
+def test_hub_snippet_keeps_services_and_roles_from_z2jh_values(tmp_path):
+    """z2jh sets c.JupyterHub.services / load_roles from hub.services / hub.loadRoles first."""
+    objects, _ = render(ADDONS, {"outposts": OUTPOSTS})
+    c = Config()
+    c.JupyterHub.services = [{"name": "mine", "api_token": "x"}]
+    c.JupyterHub.load_roles = [{"name": "mine", "scopes": ["read:users"], "services": ["mine"]}]
+    c.JupyterHub.custom_scopes = {"custom:mine": {"description": "mine"}}
+    c, _ = hub_config(objects, tmp_path, c)
+    assert [s["name"] for s in c.JupyterHub.services] == [
+        "mine",
+        "outpost-local-flavors",
+        "outpost-remote-flavors",
+    ]
+    assert [r["name"] for r in c.JupyterHub.load_roles] == ["mine", "outpost-flavors"]
+    assert set(c.JupyterHub.custom_scopes) == {"custom:mine", "custom:outpostflavors:set"}
+
+
+def test_unpinned_outpost_gets_no_tunnel(tmp_path, capsys):
+    objects, notes = render(
+        ADDONS, {"outposts": {"remote": {"url": "http://x:8080", "ssh": {"host": "x"}}}}
+    )
+    c, _ = hub_config(objects, tmp_path)
+    assert "ssh" not in c.OutpostSpawner.outposts["remote"]
+    assert "no pinned SSH host key" in capsys.readouterr().out
+    assert "set outposts.remote.ssh.hostKey" in notes
+
+
+def test_no_secret_in_the_configmap():
+    objects, _ = render(ADDONS, {"outposts": OUTPOSTS, "tunnel": {"apiToken": "t0ken-given"}})
+    secret = one(objects, "Secret")
+    text = yaml.safe_dump(one(objects, "ConfigMap")["data"])
+    for key in secret["data"]:
+        if key.endswith("-host-key"):
+            continue  # public keys
+        assert secret_text(secret, key) not in text, key
+
+
+def test_generated_hub_key_is_an_ed25519_key_and_notes_print_its_public_half(tmp_path):
+    objects, notes = render(ADDONS, {"outposts": OUTPOSTS})
+    secret = one(objects, "Secret")
+    key = asyncssh.import_private_key(secret_text(secret, "ssh-key"))
+    assert key.algorithm == b"ssh-ed25519"
+    [code] = re.findall(r"python3 -c '([^']+)'", notes)
+    (tmp_path / "hub-ssh-key").write_text(secret_text(secret, "ssh-key"))
+    out = subprocess.run(
+        [sys.executable, "-c", code],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=60,
+    )
+    assert out.stdout.strip() == key.export_public_key().decode().strip()
+    assert re.fullmatch(r"[A-Za-z0-9]{40}", secret_text(secret, "outpost-remote-password"))
+    assert secret_text(secret, "outpost-remote-host-key") == HOST_KEY
+
+
+def z2jh_values(objects):
+    return yaml.safe_load(one(objects, "ConfigMap")["data"]["z2jh-values.yaml"])
+
+
+def as_hub_pod(values: dict) -> dict:
+    """The hub pod z2jh would make with these values (only the parts they add)."""
+    hub = values["hub"]
+    hub_container = {
+        "name": "hub",
+        "image": f"{hub['image']['name']}:{hub['image']['tag']}",
+        "volumeMounts": hub["extraVolumeMounts"],
+    }
+    return {
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {"name": "hub", "labels": {"app": "jupyterhub", "component": "hub"}},
+        "spec": {
+            "containers": [hub_container, *hub.get("extraContainers", [])],
+            "volumes": hub["extraVolumes"],
+        },
+    }
+
+
+@pytest.mark.parametrize("mode", ["sidecar", "deployment"])
+def test_z2jh_values_make_a_valid_hub_pod_that_mounts_the_snippet_and_secret(mode):
+    objects, _ = render(ADDONS, {"outposts": OUTPOSTS, "tunnel": {"mode": mode}})
+    values = z2jh_values(objects)
+    pod = as_hub_pod(values)
+    kubernetes_validate.validate(pod, KUBE_VERSION, strict=True)
+    volumes = {v["name"]: v for v in pod["spec"]["volumes"]}
+    for container in pod["spec"]["containers"]:
+        for mount in container.get("volumeMounts", []):
+            assert mount["name"] in volumes
+    configmap = one(objects, "ConfigMap")
+    assert volumes["outpost-hub-config"]["configMap"]["name"] == configmap["metadata"]["name"]
+    assert (
+        volumes["outpost-hub-secrets"]["secret"]["secretName"]
+        == one(objects, "Secret")["metadata"]["name"]
+    )
+    # hub.extraConfig executes the mounted snippet
+    [line] = values["hub"]["extraConfig"].values()
+    mount = next(
+        m for m in pod["spec"]["containers"][0]["volumeMounts"] if m["name"] == "outpost-hub-config"
+    )
+    assert f'open("{mount["mountPath"]}/outpost_hub_config.py")' in line
+    sidecars = values["hub"].get("extraContainers", [])
+    if mode == "sidecar":
+        [sidecar] = sidecars
+        args = sidecar["command"]
+        assert args[:2] == ["jupyterhub-outpost", "tunnels"]
+        assert args[args.index("--forward-ip") + 1] == "0.0.0.0"
+        assert args[args.index("--api-ip") + 1] == "127.0.0.1"
+        ssh_key = args[args.index("--ssh-key") + 1]
+        secrets_mount = next(
+            m for m in sidecar["volumeMounts"] if m["name"] == "outpost-hub-secrets"
+        )
+        assert ssh_key == secrets_mount["mountPath"] + "/ssh-key"
+        assert (
+            values["hub"]["networkPolicy"]["ingress"][0]["from"][0]["podSelector"]["matchLabels"][
+                "component"
+            ]
+            == "proxy"
+        )
+    else:
+        assert sidecars == []
+        [(_, labels, _)] = pod_specs(objects)
+        [rule] = values["proxy"]["chp"]["networkPolicy"]["egress"]
+        assert rule["to"][0]["podSelector"]["matchLabels"].items() <= labels.items()
+
+
+def test_tunnel_deployment_api_and_networkpolicy():
+    objects, _ = render(ADDONS, {"outposts": OUTPOSTS, "tunnel": {"mode": "deployment"}})
+    [(_, labels, spec)] = pod_specs(objects)
+    [container] = spec["containers"]
+    args = container["command"]
+    assert args[args.index("--api-ip") + 1] == "0.0.0.0"
+    service = one(objects, "Service")
+    assert service["spec"]["selector"].items() <= labels.items()
+    assert service["spec"]["ports"][0]["port"] == 8765
+    assert spec["automountServiceAccountToken"] is False
+    policy = one(objects, "NetworkPolicy")
+    assert policy["spec"]["podSelector"]["matchLabels"].items() <= labels.items()
+    api_rule, forward_rule = policy["spec"]["ingress"]
+    assert api_rule["from"][0]["podSelector"]["matchLabels"] == {
+        "app": "jupyterhub",
+        "component": "hub",
+    }
+    assert api_rule["ports"] == [{"port": "api", "protocol": "TCP"}]
+    assert forward_rule["from"][0]["podSelector"]["matchLabels"] == {
+        "app": "jupyterhub",
+        "component": "proxy",
+    }
+
+
+def test_role_lets_the_hub_manage_services_in_its_namespace():
+    objects, _ = render(ADDONS, {}, namespace="jhub")
+    role = one(objects, "Role")
+    assert role["rules"] == [
+        {
+            "apiGroups": [""],
+            "resources": ["services"],
+            "verbs": ["get", "list", "watch", "create", "delete", "patch"],
+        }
+    ]
+    binding = one(objects, "RoleBinding")
+    assert binding["subjects"] == [{"kind": "ServiceAccount", "name": "hub", "namespace": "jhub"}]
+    assert binding["roleRef"]["name"] == role["metadata"]["name"]
+
+
+def test_existing_secret_is_used_everywhere():
+    objects, _ = render(
+        ADDONS, {"existingSecret": "mine", "outposts": OUTPOSTS, "tunnel": {"mode": "deployment"}}
+    )
+    assert find(objects, "Secret") == []
+    values = z2jh_values(objects)
+    assert {
+        "name": "outpost-hub-secrets",
+        "secret": {"secretName": "mine", "defaultMode": 0o440},
+    } in values["hub"]["extraVolumes"]
+    [(_, _, spec)] = pod_specs(objects)
+    assert spec["volumes"][0]["secret"]["secretName"] == "mine"
+    env = spec["containers"][0]["env"][0]
+    assert env["valueFrom"]["secretKeyRef"] == {"name": "mine", "key": "tunnel-api-token"}
+
+
+def test_secret_values_are_base64_of_what_was_given():
+    objects, _ = render(
+        ADDONS,
+        {
+            "sshKey": "KEY",
+            "tunnel": {"apiToken": "TOKEN"},
+            "outposts": {"a": {"url": "u", "password": "PW"}},
+        },
+    )
+    data = one(objects, "Secret")["data"]
+    assert base64.b64decode(data["ssh-key"]) == b"KEY"
+    assert base64.b64decode(data["tunnel-api-token"]) == b"TOKEN"
+    assert base64.b64decode(data["outpost-a-password"]) == b"PW"
