@@ -32,6 +32,7 @@ class RequestLog(logging.LoggerAdapter):
 
 class BaseHandler(web.RequestHandler):
     hub: str | None = None
+    server_name: str | None = None
 
     @property
     def outpost(self):
@@ -158,7 +159,7 @@ class ServicesHandler(BaseHandler):
             self._too_large()
         body = parse_json_body(b"".join(self._chunks))
         validate("StartRequest", body)
-        self.log.extra["server"] = body["name"]
+        self.server_name = self.log.extra["server"] = body["name"]
         background = self.is_async()
         result = await self.manager.start(self.hub, body, background=background)
         self.write_json(result, 202 if background else 200)
@@ -171,7 +172,7 @@ class ServiceHandler(BaseHandler):
         self.authenticate()
 
     def _check(self, name: str, start_id: str | None):
-        self.log.extra["server"] = name
+        self.server_name = self.log.extra["server"] = name
         if not re.fullmatch(NAME_PATTERN, name) or (
             start_id is not None and not re.fullmatch(NAME_PATTERN, start_id)
         ):

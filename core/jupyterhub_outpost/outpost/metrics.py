@@ -55,13 +55,14 @@ class Metrics:
         else:
             level = self.app.log.error
         level(
-            "%s %s %s %.1fms req=%s hub=%s",
+            "%s %s %s %.1fms req=%s hub=%s server=%s",
             status,
             handler.request.method,
             handler.request.path,
             duration * 1000,
             getattr(handler, "request_id", "-"),
             getattr(handler, "hub", None) or "-",
+            getattr(handler, "server_name", None) or "-",
         )
 
     async def render(self) -> bytes:

@@ -44,21 +44,27 @@ def parse_json_body(body: bytes) -> dict:
 
 def validate(component: str, value) -> None:
     """Raise a 400 naming the first place where ``value`` breaks the component schema."""
-    errors = sorted(validator(component).iter_errors(value), key=lambda e: list(e.path))
+    errors = sorted(
+        validator(component).iter_errors(value),
+        key=lambda e: (list(e.path)[:1] != ["name"], [str(p) for p in e.path]),
+    )
     if not errors:
         return
-    error = errors[0]
+    messages = [_describe(error) for error in errors[:3]]
+    more = f" (and {len(errors) - 3} more)" if len(errors) > 3 else ""
+    raise OutpostError(400, f"Invalid start request: {'; '.join(messages)}{more}.")
+
+
+def _describe(error) -> str:
     where = ".".join(str(p) for p in error.path) or "body"
     if error.validator == "pattern" and list(error.path) == ["name"]:
-        message = (
+        return (
             f"Invalid server name {error.instance!r}: use 1 to 63 of the characters "
             "A-Z a-z 0-9 . _ -"
         )
-    elif error.validator == "required":
-        message = f"The start request lacks {error.message.split(' is a required')[0]}"
-    else:
-        message = f"{where}: {error.message}"
-    raise OutpostError(400, f"Invalid start request: {message}.")
+    if error.validator == "required":
+        return f"the field {error.message.split(' is a required')[0]} is required"
+    return f"{where}: {error.message}"
 
 
 def check_path_name(value: str, what: str = "server name") -> None:
