@@ -1,0 +1,122 @@
+"""Flavor limits under concurrency, runtime expiry, usage reports to the hub."""
+
+import asyncio
+
+from tests.helpers.outpost_process import process_alive
+
+from .support import fetch_server, start_body, wait_for
+
+FLAVORS = {
+    "small": {
+        "max": 5,
+        "weight": 10,
+        "display_name": "Small",
+        "description": "1 CPU",
+        "runtime": {"hours": 2},
+    },
+    "tiny": {"max": 2, "weight": 1, "display_name": "Tiny", "description": "", "runtime": {"seconds": 1}},
+}
+
+
+async def test_max_holds_exactly_under_30_concurrent_starts(make_outpost):
+    outpost = await make_outpost(flavors=FLAVORS)
+    bodies = [start_body(f"race-{i}", user_options={"flavor": "small"}) for i in range(30)]
+    results = await asyncio.gather(
+        *(outpost.api.call("POST", "/services", body=b) for b in bodies)
+    )
+    codes = sorted(code for code, _ in results)
+    assert codes == [200] * 5 + [403] * 25
+    refusals = [data["error"] for code, data in results if code == 403]
+    assert all("'small'" in e and "limit" in e for e in refusals)
+    # refused starts leave no trace: 5 rows, 5 running servers
+    rows = await outpost.app.store.list_hub("hub1")
+    assert len(rows) == 5 and {r.status for r in rows} == {"running"}
+    code, flavors = await outpost.api.call("GET", "/flavors")
+    assert flavors["small"]["current"] == 5 and flavors["small"]["max"] == 5
+    # a stop frees a slot
+    started = [b["name"] for b, (code, _) in zip(bodies, results) if code == 200]
+    assert (await outpost.api.call("DELETE", f"/services/{started[0]}"))[0] == 200
+    code, _ = await outpost.api.call("POST", "/services", body=start_body("again", user_options={"flavor": "small"}))
+    assert code == 200
+
+
+async def test_flavors_are_per_hub_and_hook_may_be_a_coroutine(make_outpost):
+    async def flavors(hub_name):
+        return {"only": {"max": 1 if hub_name == "hub1" else 2}}
+
+    outpost = await make_outpost(flavors=flavors, flavors_undefined_max=0)
+    api = outpost.api
+    assert (await api.call("POST", "/services", body=start_body("a", user_options={"flavor": "only"})))[0] == 200
+    assert (await api.call("POST", "/services", body=start_body("b", user_options={"flavor": "only"})))[0] == 403
+    for name in ("a", "b"):
+        body = start_body(name, user_options={"flavor": "only"})
+        assert (await api.call("POST", "/services", hub="hub2", body=body))[0] == 200
+    code, data = await api.call("GET", "/flavors", hub="hub2")
+    assert data == {
+        "only": {"max": 2, "current": 2, "weight": 0, "display_name": "only", "description": "", "runtime": None}
+    }
+
+
+async def test_undefined_max_limits_unknown_and_missing_flavors(make_outpost):
+    outpost = await make_outpost(flavors=FLAVORS, flavors_undefined_max=0)
+    api = outpost.api
+    for options in ({}, {"flavor": "gpu"}):
+        code, data = await api.call("POST", "/services", body=start_body("u", user_options=options))
+        assert code == 403, data
+        assert "without a known flavor" in data["error"] or "'gpu'" in data["error"]
+    assert await outpost.app.store.list_hub("hub1") == []
+
+
+async def test_server_past_its_runtime_is_stopped_by_the_outpost(make_outpost):
+    outpost = await make_outpost(flavors=FLAVORS, runtime_check_interval=0.2)
+    api = outpost.api
+    code, data = await api.call("POST", "/services", body=start_body("brief", user_options={"flavor": "tiny"}))
+    assert code == 200
+    pid = (await wait_for(lambda: _try_fetch(data["service"]), "server answers"))["pid"]
+
+    async def ended():
+        _, poll = await api.call("GET", "/services/brief")
+        return poll["status"] is not None and poll
+
+    poll = await wait_for(ended, "runtime reaper stopped the server", timeout=15)
+    assert "runtime" in poll["error"]
+    assert not process_alive(pid)
+    _, flavors = await api.call("GET", "/flavors")
+    assert flavors["tiny"]["current"] == 0
+    assert (await api.call("DELETE", "/services/brief"))[0] == 200
+
+
+async def _try_fetch(address):
+    try:
+        return await fetch_server(address)
+    except Exception:
+        return None
+
+
+async def test_flavor_usage_is_posted_to_the_hub_after_start_and_stop(make_outpost, receiver):
+    outpost = await make_outpost(flavors=FLAVORS, flavors_update_token="flavor-token")
+    env = {"JUPYTERHUB_FLAVORS_UPDATE_URL": receiver.url("/hub/api/outpost/flavors/site")}
+    body = start_body("f1", env=env, user_options={"flavor": "small"})
+    assert (await outpost.api.call("POST", "/services", body=body))[0] == 200
+    await wait_for(lambda: receiver.posts_to("/hub/api/outpost/flavors/site"), "update after start")
+    headers, doc = receiver.posts_to("/hub/api/outpost/flavors/site")[0]
+    assert headers["Authorization"] == "token flavor-token"
+    assert doc["small"]["current"] == 1
+    assert (await outpost.api.call("DELETE", "/services/f1"))[0] == 200
+    await wait_for(lambda: len(receiver.posts_to("/hub/api/outpost/flavors/site")) >= 2, "update after stop")
+    assert receiver.posts_to("/hub/api/outpost/flavors/site")[-1][1]["small"]["current"] == 0
+
+
+async def test_failing_flavor_update_never_breaks_a_start(make_outpost, receiver):
+    def token(hub_name):
+        raise RuntimeError("no token configured for this hub")
+
+    outpost = await make_outpost(flavors=FLAVORS, flavors_update_token=token)
+    env = {"JUPYTERHUB_FLAVORS_UPDATE_URL": receiver.url("/flavors")}
+    assert (await outpost.api.call("POST", "/services", body=start_body("t1", env=env)))[0] == 200
+    # a hub that answers 500 does not break it either
+    outpost.app.flavors_update_token = "tok"
+    receiver.fail_paths.add("/flavors")
+    assert (await outpost.api.call("POST", "/services", body=start_body("t2", env=env)))[0] == 200
+    await wait_for(lambda: receiver.posts_to("/flavors"), "update attempted")
+    assert await outpost.api.call("GET", "/services/t2") == (200, {"status": None})

@@ -1,0 +1,149 @@
+"""Admin hooks: allow_override, sanitize_start_response; progress event relay."""
+
+from .support import fetch_server, local_spawner_config, server_answers, start_body, wait_for
+
+OVERRIDE = {"environment": {"OUTPOST_TEST_EXTRA": "from-misc"}}
+
+
+async def test_override_is_refused_by_default_with_403_and_nothing_starts(outpost):
+    code, data = await outpost.api.call("POST", "/services", body=start_body("o", misc=OVERRIDE))
+    assert code == 403
+    assert "override" in data["error"] and "environment" in data["error"]
+    assert "allow_override" in data["error"]
+    assert await outpost.app.store.list_hub("hub1") == []
+
+
+async def test_allow_override_hook_decides_per_hub_and_misc(make_outpost):
+    calls = []
+
+    async def allow_override(hub_name, misc):
+        calls.append((hub_name, misc))
+        return hub_name == "hub1" and list(misc) == ["environment"]
+
+    outpost = await make_outpost(allow_override=allow_override)
+    api = outpost.api
+    code, data = await api.call("POST", "/services", body=start_body("o1", misc=OVERRIDE))
+    assert code == 200, data
+    info = await wait_for(lambda: _fetch(data["service"]), "server answers")
+    assert info["extra"] == "from-misc"  # the override reached the spawner
+    code, _ = await api.call("POST", "/services", hub="hub2", body=start_body("o2", misc=OVERRIDE))
+    assert code == 403
+    # empty misc: the hook is not called
+    assert (await api.call("POST", "/services", hub="hub2", body=start_body("o3")))[0] == 200
+    assert [hub for hub, _ in calls] == ["hub1", "hub2"]
+
+
+async def test_allowed_override_of_an_unknown_option_is_400(make_outpost):
+    outpost = await make_outpost(allow_override=True)
+    code, data = await outpost.api.call("POST", "/services", body=start_body("o", misc={"no_such_option": 1}))
+    assert code == 400
+    assert "no_such_option" in data["error"]
+    assert await outpost.app.store.list_hub("hub1") == []
+
+
+async def _fetch(address):
+    try:
+        return await fetch_server(address)
+    except Exception:
+        return None
+
+
+async def test_sanitize_start_response_hook_sets_the_address(make_outpost):
+    seen = []
+
+    async def sanitize(spawner, response):
+        seen.append((spawner.user.name, response))
+        return f"localhost:{response[1]}"
+
+    outpost = await make_outpost(sanitize_start_response=sanitize)
+    code, data = await outpost.api.call("POST", "/services", body=start_body("s", user="bob"))
+    assert code == 200
+    ip, port = seen[0][1]
+    assert seen[0][0] == "bob" and ip == "127.0.0.1"
+    assert data == {"service": f"localhost:{port}"}
+    await wait_for(lambda: server_answers(data["service"]), "server answers at sanitized address")
+
+
+async def test_empty_sanitized_answer_means_delayed_tunneling(make_outpost):
+    outpost = await make_outpost(sanitize_start_response=lambda spawner, response: "")
+    code, data = await outpost.api.call("POST", "/services", body=start_body("d"))
+    assert (code, data) == (200, {"service": ""})
+    assert await outpost.api.call("GET", "/services/d") == (200, {"status": None})
+
+
+def test_default_sanitize_turns_urls_and_tuples_into_host_port():
+    from jupyterhub_outpost.outpost.hooks import default_sanitize_start_response as s
+
+    assert s(None, ("10.0.0.5", 8888)) == "10.0.0.5:8888"
+    assert s(None, "http://jupyter-abc-1:8888") == "jupyter-abc-1:8888"
+    assert s(None, "https://node7.example.org/user/x/") == "node7.example.org:443"
+    assert s(None, ("::1", 9000)) == "[::1]:9000"
+    assert s(None, "") == "" and s(None, None) == ""
+
+
+async def test_progress_events_are_relayed_to_the_hub_with_the_server_token(outpost, receiver):
+    env = {"JUPYTERHUB_EVENTS_URL": receiver.url("/hub/api/outpost/events/alice/ev")}
+    code, _ = await outpost.api.call("POST", "/services", body=start_body("ev", env=env))
+    assert code == 200
+    events = receiver.posts_to("/hub/api/outpost/events/alice/ev")
+    assert events, "events arrive before the start answer"
+    assert all(h["Authorization"] == "token token-ev" for h, _ in events)
+    assert events[0][1] == {"progress": 0, "message": "Server requested"}
+    assert all("message" in e for _, e in events)
+
+
+async def test_failed_start_sends_a_final_failure_event(make_outpost, tmp_path, receiver):
+    c = local_spawner_config(tmp_path)
+    c.SimpleLocalProcessSpawner.cmd = ["/nonexistent/singleuser"]
+    outpost = await make_outpost(c)
+    env = {"JUPYTERHUB_EVENTS_URL": receiver.url("/events")}
+    code, data = await outpost.api.call("POST", "/services", body=start_body("bad", env=env))
+    assert code == 500
+    last = receiver.posts_to("/events")[-1][1]
+    assert last["failed"] is True and last["progress"] == 100
+    assert "bad" in last["message"] and "nonexistent" in last["message"]
+
+
+async def test_async_failed_start_is_reported_by_poll_and_event(make_outpost, tmp_path, receiver):
+    c = local_spawner_config(tmp_path)
+    c.SimpleLocalProcessSpawner.cmd = ["/nonexistent/singleuser"]
+    outpost = await make_outpost(c)
+    env = {"JUPYTERHUB_EVENTS_URL": receiver.url("/events")}
+    code, _ = await outpost.api.call(
+        "POST", "/services", body=start_body("bad", env=env), headers={"execution-type": "async"}
+    )
+    assert code == 202
+
+    async def failed():
+        _, data = await outpost.api.call("GET", "/services/bad")
+        return data["status"] is not None and data
+
+    data = await wait_for(failed, "failed start visible to poll")
+    assert data["status"] == 1 and "nonexistent" in data["error"]
+    assert any(e.get("failed") for _, e in receiver.posts_to("/events"))
+    # a failed row does not block the name: a new start replaces it (and fails again here)
+    code, data = await outpost.api.call("POST", "/services", body=start_body("bad", env=env))
+    assert code == 500 and "already running" not in data["error"]
+
+
+async def test_a_start_slower_than_start_timeout_fails_cleanly(make_outpost, tmp_path):
+    c = local_spawner_config(tmp_path)
+    c.SimpleLocalProcessSpawner.start_timeout = 1
+    c.SimpleLocalProcessSpawner.pre_spawn_hook = None
+    outpost = await make_outpost(c)
+
+    import asyncio
+
+    async def slow_start(self):
+        await asyncio.Event().wait()
+
+    spawner_class = outpost.app.manager.runner.spawner_class
+    original = spawner_class.start
+    spawner_class.start = slow_start
+    try:
+        code, data = await outpost.api.call("POST", "/services", body=start_body("slow"))
+    finally:
+        spawner_class.start = original
+    assert code == 500 and "start_timeout" in data["error"]
+    assert await outpost.app.store.list_hub("hub1") == []
+
