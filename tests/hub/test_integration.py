@@ -1,0 +1,678 @@
+"""End to end on one machine: a real JupyterHub with configurable-http-proxy, real Outposts
+running SimpleLocalProcessSpawner with a real ``jupyterhub-singleuser``, the real tunnel
+daemon (managed by the hub) and the Outposts' real SSH endpoints, each in its own
+network namespace:
+
+    public network (reachable from the test):  hub  outpost1  outpost2
+    site1 network:                             outpost1 (its servers bind here)
+    site2 network:                             outpost2 (its servers bind here)
+
+The hub's namespace has no route to site1/site2, so a remote server is only reachable
+through the tunnel. The ``local`` Outpost runs in the hub's namespace and its servers
+are reached directly (``direct: True``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import subprocess
+import sys
+import time
+import urllib.request
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+from jupyterhub_outpost.topology import netns
+
+from tests.helpers.hub_process import HubProcess, terminate, wait_until
+from tests.helpers.outpost_process import OutpostProcess, basic_auth
+
+AVAILABLE, REASON = netns.isolation_available()
+if not AVAILABLE:
+    pytest.skip(f"needs root and ip netns ({REASON})", allow_module_level=True)
+
+pytestmark = [pytest.mark.slow, pytest.mark.netns]
+
+HUB_NAME = "hub"
+OTHER_HUB = "otherhub"
+MINI_SINGLEUSER = Path(__file__).resolve().parents[1] / "outpost" / "mini_singleuser.py"
+
+
+class NetnsOutpost(OutpostProcess):
+    """H1's OutpostProcess, run inside a topology host and bound to one of its addresses."""
+
+    def __init__(self, host, ip, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.host = host
+        self.ip = ip
+        self.port = host.free_port(ip)
+        self.url = f"http://{ip}:{self.port}"
+
+    def argv(self):
+        argv = super().argv()
+        argv[argv.index("--ip") + 1] = self.ip
+        return self.host.argv(argv)
+
+
+def keygen(path: Path) -> str:
+    subprocess.run(
+        [sys.executable, "-m", "jupyterhub_outpost", "keygen", "ssh", "--out", str(path)],
+        check=True,
+        capture_output=True,
+    )
+    return Path(str(path) + ".pub").read_text().strip()
+
+
+def outpost_config(
+    tmp: Path,
+    *,
+    site_name: str,
+    server_ip: str,
+    ssh_ip: str,
+    ssh_port: int,
+    hub_pub: str,
+    flavors_token: str,
+) -> str:
+    return f"""
+import sys
+from jupyterhub.spawner import SimpleLocalProcessSpawner
+
+class SiteSpawner(SimpleLocalProcessSpawner):
+    async def progress(self):
+        yield {{"progress": 40, "message": "Launching on site {site_name}"}}
+
+c.JupyterHubOutpost.spawner_class = SiteSpawner
+c.SiteSpawner.cmd = [sys.executable, "-m", "jupyterhub.singleuser"]
+c.SiteSpawner.args = ["--allow-root", "--ServerApp.open_browser=False",
+    "--LabApp.check_for_updates_class=jupyterlab.NeverCheckForUpdate"]
+c.SiteSpawner.ip = {server_ip!r}
+c.SiteSpawner.home_dir_template = {str(tmp / "home" / "{username}")!r}
+c.SiteSpawner.interrupt_timeout = 3
+c.SiteSpawner.term_timeout = 3
+c.SiteSpawner.kill_timeout = 3
+c.JupyterHubOutpost.ssh_ip = {ssh_ip!r}
+c.JupyterHubOutpost.ssh_port = {ssh_port}
+c.JupyterHubOutpost.ssh_authorized_keys = {{{HUB_NAME!r}: [{hub_pub!r}]}}
+c.JupyterHubOutpost.flavors = {{
+    "small": {{"max": 10, "weight": 10, "display_name": "Small", "description": "1 CPU"}},
+    "gpu": {{"max": 0, "weight": 5, "display_name": "GPU", "description": "none left"}},
+}}
+c.JupyterHubOutpost.flavors_update_token = {flavors_token!r}
+
+def allow_override(hub, misc):
+    return hub == {OTHER_HUB!r}
+c.JupyterHubOutpost.allow_override = allow_override
+"""
+
+
+@dataclass
+class Site:
+    lab: netns.Lab
+    tmp: Path
+    hub_host: object
+    hosts: dict
+    outposts: dict
+    secrets: dict
+    host_keys: dict
+    ssh_ports: dict
+    server_ips: dict
+    tunnel_port: int = 0
+    tunnel_token: str = field(default_factory=lambda: uuid.uuid4().hex)
+    flavors_token: str = field(default_factory=lambda: uuid.uuid4().hex)
+    hub: HubProcess | None = None
+
+    @property
+    def tunnel_url(self) -> str:
+        return f"http://{self.hub_host.ip}:{self.tunnel_port}"
+
+    def tunnel_api(self, method: str, path: str, body=None, token: str | None = None):
+        headers = {} if token == "" else {"Authorization": f"token {token or self.tunnel_token}"}
+        data = json.dumps(body).encode() if body is not None else None
+        if data:
+            headers["Content-Type"] = "application/json"
+        req = urllib.request.Request(
+            self.tunnel_url + path, data=data, method=method, headers=headers
+        )
+        try:
+            with urllib.request.urlopen(req, timeout=15) as resp:
+                raw, code = resp.read(), resp.status
+        except urllib.error.HTTPError as e:
+            raw, code = e.read(), e.code
+        return code, (json.loads(raw) if raw else None)
+
+    def forwards(self) -> dict:
+        code, body = self.tunnel_api("GET", "/forwards")
+        assert code == 200, body
+        return {f["key"]: f for f in body["forwards"]}
+
+    def outpost_services(self, name: str, hub: str = HUB_NAME) -> list:
+        outpost = self.outposts[name]
+        req = urllib.request.Request(outpost.url + "/services", headers=outpost.auth(hub))
+        with urllib.request.urlopen(req, timeout=15) as resp:
+            data = json.loads(resp.read())
+        return data if isinstance(data, list) else data.get("services", data)
+
+    def can_connect(self, host, ip: str, port: int) -> bool:
+        return asyncio.run(host.can_connect(ip, port, timeout=2))
+
+
+def hub_config(site: Site) -> str:
+    outposts = {}
+    for name in ("remote", "second"):
+        outposts[name] = {
+            "url": site.outposts[name].url,
+            "hub_name": HUB_NAME,
+            "secret": site.secrets[name],
+            "ssh": {
+                "host": site.hosts[name].address("public"),
+                "port": site.ssh_ports[name],
+                "user": HUB_NAME,
+                "host_key": site.host_keys[name],
+            },
+            "display_name": f"Site {name}",
+            "setuptunnel_targets": [f"{site.server_ips[name]}/32:1024-65535"],
+        }
+    outposts["local"] = {
+        "url": site.outposts["local"].url,
+        "hub_name": HUB_NAME,
+        "secret": site.secrets["local"],
+        "direct": True,
+        "display_name": "Local",
+    }
+    # same Outpost as "remote", but the pinned host key is another Outpost's: must be refused
+    outposts["badkey"] = dict(
+        outposts["remote"], ssh=dict(outposts["remote"]["ssh"], host_key=site.host_keys["second"])
+    )
+    hub_key = site.tmp / "hub_ed25519"
+    return f"""
+from jupyterhub_outpost.hub import outpost_handlers, flavors_scope, tunnel_daemon_service
+c.JupyterHub.spawner_class = "outpost"
+c.JupyterHub.extra_handlers = outpost_handlers()
+c.JupyterHub.custom_scopes = flavors_scope()
+c.JupyterHub.services.append(tunnel_daemon_service(
+    ssh_key={str(hub_key)!r}, state_file={str(site.tmp / "tunnels.json")!r}, token={site.tunnel_token!r},
+    api_ip={site.hub_host.ip!r}, api_port={site.tunnel_port}, forward_ip={site.hub_host.ip!r}, log_level="DEBUG"))
+c.JupyterHub.services.append({{"name": "outpost-flavors", "api_token": {site.flavors_token!r}}})
+c.JupyterHub.load_roles.append({{"name": "outpost-flavors", "scopes": ["custom:outpostflavors:set"],
+                                 "services": ["outpost-flavors"]}})
+c.OutpostSpawner.outposts = {outposts!r}
+c.OutpostSpawner.tunnel_api_url = {site.tunnel_url!r}
+c.OutpostSpawner.tunnel_api_token = {site.tunnel_token!r}
+c.OutpostSpawner.tunnel_up_timeout = 20
+c.Spawner.start_timeout = 120
+c.Spawner.http_timeout = 90
+c.Spawner.poll_interval = 5
+"""
+
+
+@pytest.fixture(scope="module")
+def site(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("hubsite")
+    lab = netns.Lab()
+    made: list = []
+    try:
+        lab.add_network("public", host_access=True)
+        lab.add_network("site1")
+        lab.add_network("site2")
+        hub_host = lab.add_host("hub", ["public"])
+        hosts = {
+            "remote": lab.add_host("outpost1", ["public", "site1"]),
+            "second": lab.add_host("outpost2", ["public", "site2"]),
+            "local": hub_host,
+        }
+        server_ips = {
+            "remote": hosts["remote"].address("site1"),
+            "second": hosts["second"].address("site2"),
+            "local": hub_host.ip,
+        }
+        hub_pub = keygen(tmp / "hub_ed25519")
+        site = Site(
+            lab=lab,
+            tmp=tmp,
+            hub_host=hub_host,
+            hosts=hosts,
+            outposts={},
+            secrets={},
+            host_keys={},
+            ssh_ports={},
+            server_ips=server_ips,
+        )
+        site.tunnel_port = hub_host.free_port(hub_host.ip)
+        for name, host in hosts.items():
+            data = tmp / f"outpost-{name}"
+            data.mkdir()
+            site.host_keys[name] = keygen(data / "ssh_host_ed25519_key")
+            ssh_ip = host.address("public")
+            site.ssh_ports[name] = host.free_port(ssh_ip)
+            cfg = tmp / f"outpost-{name}.py"
+            cfg.write_text(
+                outpost_config(
+                    tmp / name,
+                    site_name=name,
+                    server_ip=server_ips[name],
+                    ssh_ip=ssh_ip,
+                    ssh_port=site.ssh_ports[name],
+                    hub_pub=hub_pub,
+                    flavors_token=site.flavors_token,
+                )
+            )
+            site.secrets[name] = uuid.uuid4().hex
+            outpost = NetnsOutpost(
+                host,
+                ssh_ip,
+                cfg,
+                data,
+                ssh=(name != "local"),
+                hub_credentials={HUB_NAME: site.secrets[name], OTHER_HUB: "other-secret"},
+                cwd=str(Path(__file__).resolve().parents[2]),
+            )
+            made.append(outpost)
+            outpost.start(timeout=60)
+            site.outposts[name] = outpost
+        site.hub = HubProcess(tmp / "hub", hub_config(site), ip=hub_host.ip, host=hub_host)
+        made.append(site.hub)
+        wait_until(
+            lambda: site.tunnel_api("GET", "/ping")[0] == 200 if _reachable(site) else False,
+            30,
+            "the managed tunnel daemon",
+        )
+        site.hub.create_user("alice")
+        site.hub.create_user("bob")
+        yield site
+    finally:
+        for thing in reversed(made):
+            try:
+                thing.close()
+            except Exception as e:  # keep cleaning up
+                print(f"cleanup of {thing!r} failed: {e}")
+        lab.close()
+
+
+def _reachable(site: Site) -> bool:
+    try:
+        return site.tunnel_api("GET", "/ping")[0] == 200
+    except OSError:
+        return False
+
+
+# ---------------------------------------------------------------------------- helpers
+def start_server(hub: HubProcess, user: str, server: str, options: dict) -> list[dict]:
+    return hub.start_server(user, server, options, timeout=150)
+
+
+def status_ok(hub: HubProcess, user: str, server: str) -> bool:
+    try:
+        status, body = hub.proxy_request("GET", f"/user/{user}/{server}/api/status", timeout=10)
+    except OSError:
+        return False
+    return status == 200 and isinstance(body, dict) and "started" in body
+
+
+def run_code(hub: HubProcess, user: str, server: str, code: str, timeout: float = 60) -> str:
+    """Start a kernel through the proxy and run ``code`` over its websocket; returns stdout."""
+    import websocket
+
+    status, kernel = hub.proxy_request(
+        "POST", f"/user/{user}/{server}/api/kernels", {"name": "python3"}
+    )
+    assert status == 201, (status, kernel)
+    ws = websocket.create_connection(
+        f"ws://{hub.ip}:{hub.port}/user/{user}/{server}/api/kernels/{kernel['id']}/channels",
+        header=[f"Authorization: token {hub.admin_token}"],
+        timeout=timeout,
+    )
+    try:
+        msg_id = uuid.uuid4().hex
+        ws.send(
+            json.dumps(
+                {
+                    "header": {
+                        "msg_id": msg_id,
+                        "username": "test",
+                        "session": uuid.uuid4().hex,
+                        "msg_type": "execute_request",
+                        "version": "5.3",
+                    },
+                    "parent_header": {},
+                    "metadata": {},
+                    "channel": "shell",
+                    "buffers": [],
+                    "content": {
+                        "code": code,
+                        "silent": False,
+                        "store_history": False,
+                        "user_expressions": {},
+                        "allow_stdin": False,
+                        "stop_on_error": True,
+                    },
+                }
+            )
+        )
+        out = []
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            msg = json.loads(ws.recv())
+            if msg.get("parent_header", {}).get("msg_id") != msg_id:
+                continue
+            if msg["msg_type"] == "stream":
+                out.append(msg["content"]["text"])
+            elif msg["msg_type"] == "error":
+                raise AssertionError(f"kernel error: {msg['content']}")
+            elif msg["msg_type"] == "status" and msg["content"]["execution_state"] == "idle":
+                break
+        return "".join(out)
+    finally:
+        ws.close()
+        hub.proxy_request("DELETE", f"/user/{user}/{server}/api/kernels/{kernel['id']}")
+
+
+def server_port(site: Site, name: str) -> tuple[str, int]:
+    services = site.outpost_services(name)
+    assert len(services) == 1, services
+    host, _, port = (
+        services[0]["service"].rpartition(":")
+        if isinstance(services[0], dict) and "service" in services[0]
+        else ("", "", "0")
+    )
+    return host, int(port)
+
+
+def assert_clean(site: Site, outpost: str):
+    """Nothing left of any server: no forward in the daemon, no server at the Outpost."""
+    wait_until(lambda: not site.forwards(), 30, "every forward removed")
+    wait_until(lambda: site.outpost_services(outpost) == [], 30, f"no server left at {outpost}")
+
+
+# ---------------------------------------------------------------------------- tests
+def test_remote_server_through_tunnel_events_status_kernel_and_clean_stop(site):
+    hub = site.hub
+    events = start_server(hub, "alice", "lab", {"outpost": "remote", "flavor": "small"})
+    messages = [e.get("message", "") for e in events]
+    # the remote spawner's own progress messages arrive through the Outpost
+    assert "Launching on site remote" in messages, messages
+    assert len(events) >= 2 and events[-1].get("ready"), events
+
+    assert status_ok(hub, "alice", "lab")
+    assert run_code(hub, "alice", "lab", "print(6 * 7)").strip() == "42"
+
+    # the server is on site1: reachable from outpost1, not from the hub's namespace
+    services = site.outpost_services("remote")
+    address = services[0]["service"]
+    host, _, port = address.rpartition(":")
+    assert host == site.server_ips["remote"]
+    assert site.can_connect(site.hosts["remote"], host, int(port))
+    assert not site.can_connect(site.hub_host, host, int(port))
+    assert [k for k in site.forwards() if k.startswith("remote.")]
+
+    hub.stop_server("alice", "lab")
+    assert_clean(site, "remote")
+    wait_until(
+        lambda: not site.can_connect(site.hosts["remote"], host, int(port)),
+        30,
+        "the server process gone",
+    )
+
+
+def test_local_outpost_server_is_direct_without_forward(site):
+    hub = site.hub
+    start_server(hub, "alice", "near", {"outpost": "local"})
+    assert status_ok(hub, "alice", "near")
+    assert run_code(hub, "alice", "near", "print('local')").strip() == "local"
+    assert site.forwards() == {}
+    hub.stop_server("alice", "near")
+    assert_clean(site, "local")
+
+
+def test_two_outposts_serve_one_user_at_once(site):
+    hub = site.hub
+    start_server(hub, "alice", "a", {"outpost": "remote"})
+    start_server(hub, "alice", "b", {"outpost": "second"})
+    assert status_ok(hub, "alice", "a") and status_ok(hub, "alice", "b")
+    keys = sorted(site.forwards())
+    assert len(keys) == 2 and keys[0].startswith("remote.") and keys[1].startswith("second.")
+    assert run_code(hub, "alice", "b", "import os; print(os.getpid() > 0)").strip() == "True"
+    hub.stop_server("alice", "a")
+    hub.stop_server("alice", "b")
+    assert_clean(site, "remote")
+    assert_clean(site, "second")
+
+
+def test_failed_start_shows_outpost_message_and_leaves_nothing(site):
+    hub = site.hub
+    status, body = hub.api("POST", "/users/bob/servers/big", {"outpost": "remote", "flavor": "gpu"})
+    # the hub refuses a full flavor before asking the Outpost (its GET /flavors said max 0)
+    assert status >= 400, body
+    assert "full" in json.dumps(body)
+    assert site.outpost_services("remote") == []
+    assert site.forwards() == {}
+
+
+def test_wrong_host_key_is_refused_and_start_leaves_nothing(site):
+    hub = site.hub
+    status, body = hub.api("POST", "/users/bob/servers/wrongkey", {"outpost": "badkey"})
+    if status == 202:
+        events = hub.progress_events("bob", "wrongkey", timeout=120)
+        assert events[-1].get("failed"), events
+        assert "tunnel" in events[-1].get("message", "").lower(), events[-1]
+    else:
+        assert status >= 400, body
+    wait_until(lambda: hub.server_model("bob", "wrongkey") is None, 60, "the failed server gone")
+    assert_clean(site, "remote")
+
+
+def test_setuptunnel_rejects_bad_bodies_and_changes_nothing(site):
+    hub = site.hub
+    start_server(hub, "alice", "tun", {"outpost": "remote"})
+    try:
+        before = site.forwards()
+        path = "/outpost/setuptunnel/alice/tun"
+        bad = [
+            ({"service": "10.0.0.1;id:8888"}, 400),
+            ({"service": "$(reboot):8888"}, 400),
+            ({"service": "host:22 -oProxyCommand=sh"}, 400),
+            ({"service": f"{site.server_ips['remote']}:8888", "ssh_key": "x"}, 400),
+            ({"service": f"{site.server_ips['remote']}:8888", "user": "root"}, 400),
+            ({"service": f"{site.server_ips['remote']}:8888", "command": "id"}, 400),
+            ({"service": "8.8.8.8:80"}, 403),  # not in the Outpost's setuptunnel_targets
+            ({"service": f"{site.server_ips['remote']}:22"}, 403),
+        ]
+        for body, expected in bad:
+            status, answer = hub.api("POST", path, body)
+            assert status == expected, (body, status, answer)
+        # a user without access to alice's server cannot touch it
+        bob_token = hub.user_token("bob")
+        status, _ = hub.api(
+            "POST", path, {"service": f"{site.server_ips['remote']}:9999"}, token=bob_token
+        )
+        assert status in (403, 404)
+        status, _ = hub.api(
+            "POST", path, {"service": f"{site.server_ips['remote']}:9999"}, token=""
+        )
+        assert status == 403
+        assert site.forwards() == before
+        assert status_ok(hub, "alice", "tun")
+    finally:
+        hub.stop_server("alice", "tun")
+    assert_clean(site, "remote")
+
+
+def test_hub_api_events_and_flavors_need_their_scopes(site):
+    hub = site.hub
+    bob_token = hub.user_token("bob")
+    status, _ = hub.api(
+        "POST", "/outpost/events/alice/_default", {"progress": 1, "message": "x"}, token=bob_token
+    )
+    assert status in (403, 404)
+    status, _ = hub.api(
+        "POST", "/outpost/flavors/remote", {"small": {"max": 1, "current": 0}}, token=bob_token
+    )
+    assert status == 403
+    status, flavors = hub.api("GET", "/outpost/flavors", token=bob_token)
+    assert status == 200 and flavors["remote"]["flavors"]["gpu"]["max"] == 0, flavors
+    status, _ = hub.api("GET", "/outpost/flavors", token="")
+    assert status == 403
+    update = {
+        "small": {"max": 10, "current": 3, "weight": 10, "display_name": "Small"},
+        "gpu": {"max": 0, "current": 0, "weight": 5, "display_name": "GPU"},
+    }
+    status, _ = hub.api("POST", "/outpost/flavors/remote", update, token=site.flavors_token)
+    assert status == 204
+    status, flavors = hub.api("GET", "/outpost/flavors", token=bob_token)
+    assert flavors["remote"]["flavors"]["small"]["current"] == 3
+    # the spawn page shows the full flavor, disabled
+    status, page = hub._request("GET", f"{hub.url}/hub/spawn/bob/formtest", token=bob_token)
+    assert status == 200 and 'value="gpu"' in page
+    gpu = next(line for line in page.splitlines() if 'value="gpu"' in line)
+    assert "disabled" in gpu
+
+
+def test_tunnel_daemon_refuses_calls_without_its_token(site):
+    assert site.tunnel_api("GET", "/forwards", token="")[0] in (401, 403)
+    assert site.tunnel_api("GET", "/forwards", token="wrong")[0] in (401, 403)
+    ssh = {
+        "host": site.hosts["remote"].address("public"),
+        "port": site.ssh_ports["remote"],
+        "user": HUB_NAME,
+        "host_key": site.host_keys["remote"],
+    }
+    assert site.tunnel_api(
+        "PUT",
+        "/forwards/evil",
+        {"ssh": ssh, "target_host": "127.0.0.1", "target_port": 22},
+        token="",
+    )[0] in (401, 403)
+    assert "evil" not in site.forwards()
+
+
+def _http_through(host, port: int) -> bool:
+    try:
+        with urllib.request.urlopen(f"http://{host}:{port}/", timeout=5) as resp:
+            return resp.status < 500
+    except urllib.error.HTTPError:
+        return True
+    except OSError:
+        return False
+
+
+def test_hub_key_cannot_forward_to_other_hubs_server_or_arbitrary_address(site):
+    # another hub starts a server on the same Outpost (a tiny real server, via misc)
+    outpost = site.outposts["remote"]
+    body = {
+        "name": "other1",
+        "env": {
+            "JUPYTERHUB_API_TOKEN": "t",
+            "JUPYTERHUB_USER": "carol",
+            "JUPYTERHUB_SERVER_NAME": "",
+            "JUPYTERHUB_SERVICE_PREFIX": "/user/carol/",
+            "JUPYTERHUB_API_URL": "http://127.0.0.1:1/hub/api",
+        },
+        "user_options": {"start_id": "s1"},
+        "misc": {"cmd": [sys.executable, str(MINI_SINGLEUSER)], "args": []},
+        "certs": {},
+        "internal_trust_bundles": {},
+    }
+    req = urllib.request.Request(
+        outpost.url + "/services",
+        data=json.dumps(body).encode(),
+        method="POST",
+        headers={**basic_auth(OTHER_HUB, "other-secret"), "Content-Type": "application/json"},
+    )
+    with urllib.request.urlopen(req, timeout=60) as resp:
+        other = json.loads(resp.read())["service"]
+    other_host, _, other_port = other.rpartition(":")
+    try:
+        assert site.can_connect(site.hosts["remote"], other_host, int(other_port))
+        ssh = {
+            "host": site.hosts["remote"].address("public"),
+            "port": site.ssh_ports["remote"],
+            "user": HUB_NAME,
+            "host_key": site.host_keys["remote"],
+        }
+        targets = {
+            "steal": (other_host, int(other_port)),  # another hub's server
+            "arbitrary": (
+                site.hosts["remote"].address("public"),
+                outpost.port,
+            ),  # the Outpost's own API
+        }
+        for key, (thost, tport) in targets.items():
+            code, fwd = site.tunnel_api(
+                "PUT",
+                f"/forwards/neg.{key}",
+                {"ssh": ssh, "target_host": thost, "target_port": tport},
+            )
+            assert code == 200, fwd
+            # the endpoint refuses the channel: nothing answers through the local port
+            assert not _http_through(fwd["local_host"], fwd["local_port"]), key
+            assert site.tunnel_api("DELETE", f"/forwards/neg.{key}")[0] == 204
+    finally:
+        req = urllib.request.Request(
+            outpost.url + "/services/other1",
+            method="DELETE",
+            headers=basic_auth(OTHER_HUB, "other-secret"),
+        )
+        urllib.request.urlopen(req, timeout=30).close()
+
+
+# ---------------------------------------------------------------------------- recovery
+def test_killed_tunnel_daemon_comes_back_and_server_is_reachable(site):
+    hub = site.hub
+    start_server(hub, "alice", "rd", {"outpost": "remote"})
+    try:
+        (old,) = hub.child_pids("tunnels")
+        key = next(iter(site.forwards()))
+        terminate([old], timeout=0)  # SIGTERM, then SIGKILL at once
+        # JupyterHub restarts its managed service; the daemon reloads its forward table
+        wait_until(
+            lambda: hub.child_pids("tunnels") not in ([], [old]) and _reachable(site),
+            60,
+            "a new tunnel daemon",
+        )
+        assert key in site.forwards()
+        wait_until(lambda: status_ok(hub, "alice", "rd"), 60, "the server reachable again")
+    finally:
+        hub.stop_server("alice", "rd")
+    assert_clean(site, "remote")
+
+
+def test_killed_outpost_restarts_and_server_is_reachable_again(site):
+    hub = site.hub
+    start_server(hub, "alice", "ro", {"outpost": "remote"})
+    try:
+        outpost = site.outposts["remote"]
+        outpost.kill()
+        # the server keeps running; the hub still considers it running while the Outpost is down
+        outpost.start(timeout=60)
+        wait_until(
+            lambda: status_ok(hub, "alice", "ro"),
+            90,
+            "the server reachable after the Outpost restart",
+        )
+        assert hub.server_model("alice", "ro")["ready"]
+        assert len(site.outpost_services("remote")) == 1
+    finally:
+        hub.stop_server("alice", "ro")
+    assert_clean(site, "remote")
+
+
+def test_killed_hub_restarts_and_server_is_reachable_without_user_action(site):
+    hub = site.hub
+    start_server(hub, "alice", "rh", {"outpost": "remote"})
+    try:
+        before = site.forwards()
+        hub.restart(kill=True)  # SIGKILL hub, proxy and managed daemon, then start again
+        wait_until(lambda: _reachable(site), 60, "the tunnel daemon after the hub restart")
+        wait_until(
+            lambda: status_ok(hub, "alice", "rh"), 90, "the server reachable after the hub restart"
+        )
+        after = site.forwards()
+        assert sorted(after) == sorted(before)
+        for key in before:
+            assert after[key]["local_port"] == before[key]["local_port"]
+        assert run_code(hub, "alice", "rh", "print('again')").strip() == "again"
+    finally:
+        hub.stop_server("alice", "rh")
+    assert_clean(site, "remote")
