@@ -1,0 +1,113 @@
+"""A real Outpost process killed with SIGKILL loses nothing: servers are recovered."""
+
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import textwrap
+
+from tests.helpers.outpost_process import process_alive
+
+from .support import HUBS, MINI_SINGLEUSER, Api, fetch_server, server_answers, start_body, wait_for
+
+
+def write_config(tmp_path, extra: str = "") -> str:
+    path = tmp_path / "outpost_config.py"
+    path.write_text(
+        textwrap.dedent(
+            f"""
+            c.JupyterHubOutpost.spawner_class = "jupyterhub.spawner.SimpleLocalProcessSpawner"
+            c.SimpleLocalProcessSpawner.cmd = [{sys.executable!r}, {MINI_SINGLEUSER!r}]
+            c.SimpleLocalProcessSpawner.home_dir_template = {str(tmp_path / "home" / "{username}")!r}
+            c.SimpleLocalProcessSpawner.interrupt_timeout = 3
+            """
+        )
+        + textwrap.dedent(extra)
+    )
+    return str(path)
+
+
+async def _start_two(api, receiver):
+    addresses = {}
+    for name in ("one", "two"):
+        env = {"JUPYTERHUB_SETUPTUNNEL_URL": receiver.url(f"/setuptunnel/{name}")}
+        code, data = await api.call("POST", "/services", body=start_body(name, env=env))
+        assert code == 200, data
+        addresses[name] = data["service"]
+    pids = {}
+    for name, address in addresses.items():
+        await wait_for(lambda a=address: server_answers(a), f"{name} answers")
+        pids[name] = (await fetch_server(address))["pid"]
+    return addresses, pids
+
+
+async def test_sigkill_and_restart_recovers_two_running_servers(
+    tmp_path, outpost_process_factory, receiver
+):
+    outpost = outpost_process_factory(
+        write_config(tmp_path), tmp_path / "data", hub_credentials=HUBS, start=False
+    )
+    await outpost.astart()
+    api = Api(outpost.url, HUBS)
+    addresses, pids = await _start_two(api, receiver)
+
+    outpost.kill()
+    assert all(process_alive(pid) for pid in pids.values()), "servers survive the Outpost"
+    await outpost.astart()
+
+    code, listing = await api.call("GET", "/services")
+    assert code == 200
+    assert {(s["name"], s["status"], s["service"]) for s in listing} == {
+        (name, "running", address) for name, address in addresses.items()
+    }
+    for name in addresses:
+        assert await api.call("GET", f"/services/{name}") == (200, {"status": None})
+    # ssh_recreate_at_start (default True): each server's tunnel is asked for again
+    for name, address in addresses.items():
+        await wait_for(lambda n=name: receiver.posts_to(f"/setuptunnel/{n}"), f"setuptunnel {name}")
+        headers, body = receiver.posts_to(f"/setuptunnel/{name}")[0]
+        assert body == {"service": address}
+        assert headers["Authorization"] == f"token token-{name}"
+    for name, pid in pids.items():
+        assert (await api.call("DELETE", f"/services/{name}"))[0] == 200
+        await wait_for(lambda p=pid: not process_alive(p), f"process of {name} gone")
+        assert (await api.call("GET", f"/services/{name}"))[0] == 404
+    assert await api.call("GET", "/services") == (200, [])
+
+
+async def test_server_that_died_while_the_outpost_was_down_is_reported_ended(
+    tmp_path, outpost_process_factory, receiver
+):
+    config = write_config(tmp_path, "c.JupyterHubOutpost.ssh_recreate_at_start = False\n")
+    outpost = outpost_process_factory(config, tmp_path / "data", hub_credentials=HUBS, start=False)
+    await outpost.astart()
+    api = Api(outpost.url, HUBS)
+    addresses, pids = await _start_two(api, receiver)
+    outpost.kill()
+    os.kill(pids["two"], signal.SIGTERM)
+    await wait_for(lambda: not process_alive(pids["two"]), "server two gone")
+    await outpost.astart()
+    assert await api.call("GET", "/services/one") == (200, {"status": None})
+    code, data = await api.call("GET", "/services/two")
+    assert code == 200 and data["status"] is not None
+    assert receiver.posts == []  # ssh_recreate_at_start = False
+    assert (await api.call("DELETE", "/services/two"))[0] == 200
+    assert (await api.call("DELETE", "/services/one"))[0] == 200
+    await wait_for(lambda: not process_alive(pids["one"]), "server one gone")
+
+
+def test_db_upgrade_subcommand_creates_and_keeps_the_schema(tmp_path):
+    data = tmp_path / "data"
+    data.mkdir()
+    argv = [sys.executable, "-m", "jupyterhub_outpost", "db-upgrade", "--data-dir", str(data),
+            "--config", str(tmp_path / "missing.py")]
+    result = subprocess.run(argv, capture_output=True, text=True, timeout=60)
+    assert result.returncode == 1 and "does not exist" in result.stderr
+    argv[-1] = write_config(tmp_path)
+    for _ in range(2):  # idempotent
+        result = subprocess.run(argv, capture_output=True, text=True, timeout=60)
+        assert result.returncode == 0, result.stderr
+    db = sqlite3.connect(data / "outpost.sqlite")
+    assert db.execute("SELECT version_num FROM alembic_version").fetchall() == [("0001",)]
+    assert db.execute("SELECT count(*) FROM outpost_services").fetchone() == (0,)
