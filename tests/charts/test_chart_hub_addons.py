@@ -294,3 +294,29 @@ def test_secret_values_are_base64_of_what_was_given():
     assert base64.b64decode(data["ssh-key"]) == b"KEY"
     assert base64.b64decode(data["tunnel-api-token"]) == b"TOKEN"
     assert base64.b64decode(data["outpost-a-password"]) == b"PW"
+
+
+@pytest.mark.parametrize("mode", ["sidecar", "deployment"])
+def test_the_tunnel_daemon_accepts_the_rendered_command_and_key(tmp_path, mode):
+    daemon = pytest.importorskip("jupyterhub_outpost.tunnels.daemon")
+    objects, _ = render(ADDONS, {"outposts": OUTPOSTS, "tunnel": {"mode": mode}})
+    if mode == "sidecar":
+        [container] = z2jh_values(objects)["hub"]["extraContainers"]
+    else:
+        [(_, _, spec)] = pod_specs(objects)
+        [container] = spec["containers"]
+    command = container["command"]
+    assert command[:2] == ["jupyterhub-outpost", "tunnels"]
+    assert [e["name"] for e in container["env"]] == [daemon.TOKEN_ENV]
+    secret = one(objects, "Secret")
+    key_file = tmp_path / "ssh-key"
+    key_file.write_text(secret_text(secret, "ssh-key"))
+    argv = [str(key_file) if a.endswith("/ssh-key") else a for a in command[2:]]
+    app = daemon.TunnelDaemon()
+    app.initialize(argv)
+    assert app.ssh_key == str(key_file)
+    assert app.forward_ip == "0.0.0.0" and app.api_port == 8765
+    assert app.state_file == "/srv/outpost-tunnels/forwards.json"
+    mounts = {m["mountPath"] for m in container["volumeMounts"]}
+    assert "/srv/outpost-tunnels" in mounts  # the state file is on a writable volume
+    assert asyncssh.read_private_key(app.ssh_key).algorithm == b"ssh-ed25519"
