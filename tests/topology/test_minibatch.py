@@ -209,5 +209,69 @@ def test_job_script_is_parsed_without_a_shell():
     )
     assert script.name == "lab" and script.runtime == 90 and script.export == "A,B"
     assert script.commands == [["echo", "a b", "c"], ["prog", "--x=1"]]
+    multi = parse_script("python -c 'a = 1\nprint(a)' --x \\\n  --y\ntrue\n")
+    assert multi.commands == [["python", "-c", "a = 1\nprint(a)", "--x", "--y"], ["true"]]
+    with pytest.raises(ScriptError, match="never ends"):
+        parse_script("echo 'open\n")
     with pytest.raises(ScriptError, match="unknown directive"):
         parse_script("#MB nodes=3\ntrue\n")
+
+
+# a tiny stand-in for jupyterhub-singleuser: listens where JUPYTERHUB_SERVICE_URL says
+FAKE_SINGLEUSER = [
+    sys.executable,
+    "-c",
+    "import http.server, os, urllib.parse as u\n"
+    "p = u.urlsplit(os.environ['JUPYTERHUB_SERVICE_URL'])\n"
+    "http.server.HTTPServer((p.hostname, p.port), http.server.SimpleHTTPRequestHandler).serve_forever()\n",
+]
+
+
+def make_spawner(site, **kwargs):
+    from types import SimpleNamespace
+
+    from jupyterhub.objects import Hub
+    from jupyterhub_outpost.topology.minibatch_spawner import MiniBatchSpawner
+
+    user = SimpleNamespace(name="alice", escaped_name="alice", url="/user/alice/", id=1)
+    return MiniBatchSpawner(
+        user=user,
+        hub=Hub(),
+        api_token=HUB_TOKEN,
+        oauth_client_id="jupyterhub-user-alice",
+        cmd=FAKE_SINGLEUSER,
+        environment={"JUPYTERHUB_SETUPTUNNEL_URL": site.setuptunnel},
+        minibatch_server=site.server,
+        minibatch_token_file=site.token_file,
+        **kwargs,
+    )
+
+
+@pytest.mark.netns
+async def test_minibatch_spawner_delayed_start_reports_to_hub_and_stop_cancels(site):
+    await site.start_daemon("--start-delay", "0.5")
+    spawner = make_spawner(site)
+    assert await asyncio.wait_for(spawner.start(), 60) == ""
+    assert spawner.job_id and await spawner.poll() is None
+    assert spawner.ip == site.node.ip
+
+    async def reported():
+        return bool(site.hub.reports)
+
+    await exponential_backoff(reported, "the job reports to the hub", timeout=30)
+    ((_, _, body),) = site.hub.reports
+    host, port = body["service"].rsplit(":", 1)
+    assert host == site.node.ip and await site.outpost.can_connect(host, int(port))
+    job = spawner.job_id
+    await spawner.stop(now=True)
+    assert job_processes(site, job) == []
+    assert await spawner.poll() == 1
+
+
+@pytest.mark.netns
+async def test_minibatch_spawner_returns_the_reported_address_when_not_delayed(site):
+    await site.start_daemon()
+    spawner = make_spawner(site, delayed_address=False)
+    host, port = await asyncio.wait_for(spawner.start(), 60)
+    assert host == site.node.ip and await site.outpost.can_connect(host, port)
+    await spawner.stop(now=True)

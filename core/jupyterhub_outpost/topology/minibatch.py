@@ -17,7 +17,8 @@ token in ``--token-file`` / ``$MINIBATCH_TOKEN_FILE`` or ``$MINIBATCH_TOKEN``.
 A job script is *not* a shell script: no shell ever runs. Lines starting with ``#MB`` are
 directives (``#MB name=NAME``, ``#MB runtime=SECONDS``, ``#MB export=VAR,VAR|ALL|NONE``),
 other ``#`` lines and blank lines are ignored, and every other line is one command, split
-with ``shlex`` and run directly; the commands run one after another and the job fails at
+with ``shlex`` and run directly (it continues on the next line while a quote is open or
+after a trailing backslash); the commands run one after another and the job fails at
 the first that fails. The job's environment is the daemon's ``PATH``/``HOME``/``LANG`` plus
 the submitter's exported variables plus ``MINIBATCH_JOB_ID``, ``MINIBATCH_HOST`` (the
 compute host's address), ``MINIBATCH_REPORT_URL`` and ``MINIBATCH_JOB_TOKEN`` (with which
@@ -76,36 +77,58 @@ class Script:
 
 
 def parse_script(text: str) -> Script:
-    """Parse a job script (see the module docstring)."""
+    """Parse a job script (see the module docstring).
+
+    A command continues on the next line while a quote is open (so an argument may hold
+    newlines) or when the line ends with a backslash.
+    """
     script = Script(commands=[])
+    pending = ""
+    pending_from = 0
     for number, raw in enumerate(text.splitlines(), 1):
-        line = raw.strip()
-        if not line:
-            continue
-        if line.startswith("#MB"):
-            for item in shlex.split(line[3:]):
-                key, _, value = item.partition("=")
-                key = key.lstrip("-")
-                if key == "name":
-                    script.name = value or script.name
-                elif key == "runtime":
-                    script.runtime = _parse_runtime(value, number)
-                elif key == "export":
-                    script.export = value or "ALL"
-                else:
-                    raise ScriptError(f"line {number}: unknown directive {key!r}")
-            continue
-        if line.startswith("#"):
+        if pending:
+            pending += "\n" + raw
+        else:
+            line = raw.strip()
+            if not line:
+                continue
+            if line.startswith("#MB"):
+                _directive(script, line, number)
+                continue
+            if line.startswith("#"):
+                continue
+            pending, pending_from = line, number
+        if pending.endswith("\\") and not pending.endswith("\\\\"):
+            pending = pending[:-1]
             continue
         try:
-            argv = shlex.split(line)
+            argv = shlex.split(pending)
         except ValueError as e:
-            raise ScriptError(f"line {number}: {e}") from None
+            if "No closing quotation" in str(e):
+                continue  # the quote closes on a later line
+            raise ScriptError(f"line {pending_from}: {e}") from None
+        pending = ""
         if argv:
             script.commands.append(argv)
+    if pending:
+        raise ScriptError(f"line {pending_from}: the command never ends (unclosed quote)")
     if not script.commands:
         raise ScriptError("the script has no command line")
     return script
+
+
+def _directive(script: Script, line: str, number: int) -> None:
+    for item in shlex.split(line[3:]):
+        key, _, value = item.partition("=")
+        key = key.lstrip("-")
+        if key == "name":
+            script.name = value or script.name
+        elif key == "runtime":
+            script.runtime = _parse_runtime(value, number)
+        elif key == "export":
+            script.export = value or "ALL"
+        else:
+            raise ScriptError(f"line {number}: unknown directive {key!r}")
 
 
 def _parse_runtime(value: str, number: int) -> float | None:

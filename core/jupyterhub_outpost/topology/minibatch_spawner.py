@@ -24,7 +24,7 @@ import shlex
 import sys
 
 from batchspawner import BatchSpawnerRegexStates, JobStatus
-from traitlets import Bool, Unicode
+from traitlets import Bool, Unicode, default
 
 MINIBATCH = f"{shlex.quote(sys.executable)} -m jupyterhub_outpost.topology.minibatch"
 REPORT = f"{sys.executable} -m jupyterhub_outpost.topology.report_address"
@@ -67,6 +67,15 @@ class MiniBatchSpawner(BatchSpawnerRegexStates):
     state_exechost_re = Unicode(r"host=(\S+)").tag(config=True)
     state_unknown_re = Unicode(r"cannot reach the scheduler").tag(config=True)
     startup_poll_interval = 0.5
+
+    @default("req_username")
+    def _default_username(self) -> str:
+        # the Outpost's stand-in users are hub users, not accounts on this machine
+        return self.user.name
+
+    @default("req_homedir")
+    def _default_homedir(self) -> str:
+        return ""
 
     def cmd_formatted_for_batch(self) -> str:
         """The job's command line: report_address wrapping the single-user command."""
