@@ -219,3 +219,75 @@ class LoadBalancers:
 
     def service_type(self) -> str:
         return "LoadBalancer" if self.available else "NodePort"
+
+
+# --- the values each release gets: scenario file + what this run generated -------------
+
+
+def outpost_values(scenario: str, keys: Keys, service_type: str) -> dict:
+    """The remote Outpost's values: the scenario's file, the hub's password and public
+    key, the host key generated for this run, and LoadBalancer or NodePort Services."""
+    name = "outpost-remote.yaml" if scenario == "remote-local" else "outpost.yaml"
+    return merge(
+        scenario_values(scenario, name),
+        {
+            "hubs": {"hub": {"password": keys.password, "sshPublicKeys": [keys.hub_public]}},
+            "ssh": {"hostKey": keys.host_private},
+            "service": {"type": service_type},
+            "sshService": {"type": service_type},
+        },
+    )
+
+
+def local_outpost_values(scenario: str, password: str) -> dict:
+    return merge(
+        scenario_values(scenario, "outpost-local.yaml"), {"hubs": {"hub": {"password": password}}}
+    )
+
+
+def addons_values(
+    scenario: str,
+    keys: Keys,
+    *,
+    api: tuple[str, int],
+    ssh: tuple[str, int],
+    hub_api_url: str,
+    local_password: str | None = None,
+) -> dict:
+    """hub-addons' values: the scenario's file plus the remote Outpost's addresses, the
+    pinned host key and the credentials of this run."""
+    outposts = {
+        "remote": {
+            "url": f"http://{api[0]}:{api[1]}",
+            "password": keys.password,
+            "hubApiUrl": hub_api_url,
+            "ssh": {"host": ssh[0], "port": ssh[1], "hostKey": keys.host_public},
+        }
+    }
+    if local_password:
+        outposts["local"] = {"password": local_password}
+    return merge(
+        scenario_values(scenario, "hub-addons.yaml"),
+        {"sshKey": keys.hub_private, "outposts": outposts},
+    )
+
+
+def z2jh_values(scenario: str, addons_z2jh_values: dict, service_type: str, e2e_token: str) -> dict:
+    """zero-to-jupyterhub's values: the scenario's jupyterhub.yaml, then what hub-addons
+    rendered (as a second -f file), then an admin service token for the test."""
+    return merge(
+        scenario_values(scenario, "jupyterhub.yaml"),
+        addons_z2jh_values,
+        {
+            "proxy": {"service": {"type": service_type}},
+            "hub": {
+                "services": {"e2e": {"apiToken": e2e_token}},
+                "loadRoles": {
+                    "e2e": {
+                        "services": ["e2e"],
+                        "scopes": ["admin:users", "admin:servers", "access:servers", "list:users"],
+                    }
+                },
+            },
+        },
+    )

@@ -38,9 +38,11 @@ from tests.e2e.kind.kind_env import (
     Cluster,
     Keys,
     LoadBalancers,
+    addons_values,
     build_images,
-    merge,
-    scenario_values,
+    local_outpost_values,
+    outpost_values,
+    z2jh_values,
 )
 
 SCENARIOS = ["one-remote", "remote-local", "external-tunnel", "delayed-tunnel"]
@@ -106,77 +108,44 @@ class Hub:
             time.sleep(interval)
 
 
-def deploy(scenario: str, hub: Cluster, remote: Cluster, lbs: LoadBalancers) -> tuple[Hub, dict]:
+def deploy(scenario: str, hub: Cluster, remote: Cluster, lbs: LoadBalancers) -> Hub:
     """Install both sides of a scenario the way docs/charts.md tells an operator to."""
     keys = Keys.generate()
     service_type = lbs.service_type()
     e2e_token = secrets.token_hex(32)
 
     # 1. The Outpost cluster (and, for remote-local, the local Outpost on the hub cluster).
-    hub_side = {"hubs": {"hub": {"password": keys.password, "sshPublicKeys": [keys.hub_public]}}}
-    outpost_file = "outpost-remote.yaml" if scenario == "remote-local" else "outpost.yaml"
-    outpost_values = merge(
-        scenario_values(scenario, outpost_file),
-        hub_side,
-        {
-            "ssh": {"hostKey": keys.host_private},
-            "service": {"type": service_type},
-            "sshService": {"type": service_type},
-        },
+    remote.install(
+        "outpost", OUTPOST_CHART, outpost_values(scenario, keys, service_type), OUTPOST_NS
     )
-    remote.install("outpost", OUTPOST_CHART, outpost_values, OUTPOST_NS)
-    api_host, api_port = remote.service_address(OUTPOST_NS, "outpost-jupyterhub-outpost")
-    ssh_host, ssh_port = remote.service_address(OUTPOST_NS, "outpost-jupyterhub-outpost-ssh")
+    api = remote.service_address(OUTPOST_NS, "outpost-jupyterhub-outpost")
+    ssh = remote.service_address(OUTPOST_NS, "outpost-jupyterhub-outpost-ssh")
     local_password = None
     if scenario == "remote-local":
         local_password = secrets.token_hex(24)
-        local_values = merge(
-            scenario_values(scenario, "outpost-local.yaml"),
-            {"hubs": {"hub": {"password": local_password}}},
+        hub.install(
+            "outpost-local",
+            OUTPOST_CHART,
+            local_outpost_values(scenario, local_password),
+            "outpost-local",
         )
-        hub.install("outpost-local", OUTPOST_CHART, local_values, "outpost-local")
 
     # 2. hub-addons, then zero-to-jupyterhub with the values hub-addons renders.
-    def addons_values(hub_api_url: str) -> dict:
-        outposts = {
-            "remote": {
-                "url": f"http://{api_host}:{api_port}",
-                "password": keys.password,
-                "hubApiUrl": hub_api_url,
-                "ssh": {"host": ssh_host, "port": ssh_port, "hostKey": keys.host_public},
-            }
-        }
-        if local_password:
-            outposts["local"] = {"password": local_password}
-        return merge(
-            scenario_values(scenario, "hub-addons.yaml"),
-            {"sshKey": keys.hub_private, "outposts": outposts},
+    def addons(hub_api_url: str) -> dict:
+        return addons_values(
+            scenario, keys, api=api, ssh=ssh, hub_api_url=hub_api_url, local_password=local_password
         )
 
-    hub.install("hub-addons", ADDONS_CHART, addons_values("http://hub.invalid/hub/api"), HUB_NS)
+    hub.install("hub-addons", ADDONS_CHART, addons("http://hub.invalid/hub/api"), HUB_NS)
     configmap = json.loads(
         hub.kubectl("get", "configmap", "-n", HUB_NS, "hub-addons-hub-config", "-o", "json")
     )
-    z2jh_values = merge(
-        scenario_values(scenario, "jupyterhub.yaml"),
-        yaml.safe_load(configmap["data"]["z2jh-values.yaml"]),
-        {
-            "proxy": {"service": {"type": service_type}},
-            "hub": {
-                "services": {"e2e": {"apiToken": e2e_token}},
-                "loadRoles": {
-                    "e2e": {
-                        "services": ["e2e"],
-                        "scopes": ["admin:users", "admin:servers", "access:servers", "list:users"],
-                    }
-                },
-            },
-        },
-    )
+    rendered = yaml.safe_load(configmap["data"]["z2jh-values.yaml"])
+    values = z2jh_values(scenario, rendered, service_type, e2e_token)
     hub.install(
         "jupyterhub",
         "jupyterhub",
-        z2jh_values,
+        values,
         HUB_NS,
         chart_repo_url=Z2JH_REPO,
         chart_version=Z2JH_VERSION,
@@ -185,11 +154,11 @@ def deploy(scenario: str, hub: Cluster, remote: Cluster, lbs: LoadBalancers) -> 
     hub_url = f"http://{proxy_host}:{proxy_port}"
 
     # 3. Now the hub's public URL is known: tell the Outposts' servers, restart the hub.
-    hub.install("hub-addons", ADDONS_CHART, addons_values(f"{hub_url}/hub/api"), HUB_NS)
+    hub.install("hub-addons", ADDONS_CHART, addons(f"{hub_url}/hub/api"), HUB_NS)
     hub.rollout_restart(HUB_NS, "hub")
     client = Hub(hub_url, e2e_token)
     client.wait("the hub API", lambda: client.request("GET", "/hub/api/")[0] == 200, timeout=300)
-    return client, {"ssh": (ssh_host, ssh_port)}
+    return client
 
 
 def teardown(scenario: str, hub: Cluster, remote: Cluster) -> None:
@@ -218,7 +187,7 @@ def server_gone(client: Hub, user: str):
 @pytest.mark.parametrize("scenario", SELECTED)
 def test_user_server_on_the_outpost_cluster_through_the_hub(clusters, scenario):
     hub, remote, lbs = clusters
-    client, _ = deploy(scenario, hub, remote, lbs)
+    client = deploy(scenario, hub, remote, lbs)
     try:
         outposts = ["remote", "local"] if scenario == "remote-local" else ["remote"]
         for outpost in outposts:
