@@ -92,8 +92,14 @@ class Keys:
 class Cluster:
     """One kind cluster with kubectl and Helm on it."""
 
-    def __init__(self, name: str, config: Path, kind_path: Path | None = None):
-        self.kind = KindCluster(name, kind_path=kind_path)
+    def __init__(
+        self,
+        name: str,
+        config: Path,
+        kind_path: Path | None = None,
+        kubectl_path: Path | None = None,
+    ):
+        self.kind = KindCluster(name, kind_path=kind_path, kubectl_path=kubectl_path)
         self.config = config
 
     def create(self, images: list[str]) -> None:
@@ -108,7 +114,9 @@ class Cluster:
         return self.kind.kubectl(*args)
 
     def helm(self, namespace: str) -> helm_python.Config:
-        return helm_python.Config(kubeconfig_path=self.kind.kubeconfig_path, namespace=namespace)
+        return helm_python.Config(
+            kubeconfig_path=Path(self.kind.kubeconfig_path).resolve(), namespace=namespace
+        )
 
     def install(self, release: str, chart, values: dict, namespace: str, **kwargs) -> None:
         """helm upgrade --install --wait."""

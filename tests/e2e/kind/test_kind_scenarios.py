@@ -53,15 +53,17 @@ ADDONS_CHART = ROOT / "charts" / "hub-addons"
 
 @pytest.fixture(scope="module")
 def clusters(request):
-    kind_bin = request.config.getoption("kind_bin", None)
+    def path_option(name):
+        value = request.config.getoption(name, None)
+        return Path(value) if value else None
+
+    kind_bin, kubectl_bin = path_option("kind_bin"), path_option("kind_kubectl_bin")
     keep = request.config.getoption("keep_cluster", False)
     build_images()
     lbs = LoadBalancers()
     lbs.start()
-    hub = Cluster("outpost-e2e-hub", HERE / "kind-hub.yaml", Path(kind_bin) if kind_bin else None)
-    remote = Cluster(
-        "outpost-e2e-remote", HERE / "kind-outpost.yaml", Path(kind_bin) if kind_bin else None
-    )
+    hub = Cluster("outpost-e2e-hub", HERE / "kind-hub.yaml", kind_bin, kubectl_bin)
+    remote = Cluster("outpost-e2e-remote", HERE / "kind-outpost.yaml", kind_bin, kubectl_bin)
     try:
         hub.create([HUB_IMAGE, OUTPOST_IMAGE])
         remote.create([OUTPOST_IMAGE])
