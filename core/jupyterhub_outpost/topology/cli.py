@@ -152,6 +152,9 @@ def main(argv: list[str] | None = None) -> None:
             file=sys.stderr,
         )
         sys.exit(EXIT_USAGE)
+    stale = netns.cleanup_stale()
+    if stale:
+        print(f"removed leftovers of crashed runs: {', '.join(stale)}", file=sys.stderr)
     try:
         code = asyncio.run(run_up(args))
     except SpecError as e:
