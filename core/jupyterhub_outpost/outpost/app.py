@@ -18,7 +18,7 @@ from jupyterhub.traitlets import Callable, EntryPointType
 from tornado import web
 from tornado.httpserver import HTTPServer
 from tornado.log import LogFormatter
-from traitlets import Bool, Dict, Float, Integer, List, Unicode, Union, default, observe
+from traitlets import Bool, Dict, Enum, Float, Integer, List, Unicode, Union, default, observe
 from traitlets.config import Application, catch_config_error
 
 from jupyterhub_outpost import __version__
@@ -87,20 +87,22 @@ class JupyterHubOutpost(Application):
     ).tag(config=True)
 
     # --- logging ---------------------------------------------------------------------
-    @default("log_level")
-    def _log_level_default(self):
-        return logging.INFO
+    log_level = Enum(
+        (0, 10, 20, 30, 40, 50, "DEBUG", "INFO", "WARN", "ERROR", "CRITICAL"),
+        default_value=logging.INFO,
+        help="Log level, by value or name (--log-level DEBUG).",
+    ).tag(config=True)
 
-    @default("log_format")
-    def _log_format_default(self):
-        return (
-            "%(color)s[%(levelname)1.1s %(asctime)s.%(msecs).03d %(name)s "
-            "%(module)s:%(lineno)d]%(end_color)s %(message)s"
-        )
+    log_format = Unicode(
+        "%(color)s[%(levelname)1.1s %(asctime)s.%(msecs).03d %(name)s "
+        "%(module)s:%(lineno)d]%(end_color)s %(message)s",
+        help="""Log line format (Python logging, plus %(color)s/%(end_color)s as in
+        JupyterHub). Request log lines carry req=<request id> hub=<hub> server=<name>.""",
+    ).tag(config=True)
 
-    @default("log_datefmt")
-    def _log_datefmt_default(self):
-        return "%Y-%m-%d %H:%M:%S"
+    log_datefmt = Unicode(
+        "%Y-%m-%d %H:%M:%S", help="Date format of log lines (logging's datefmt)."
+    ).tag(config=True)
 
     log_datafmt = Unicode(
         help="""Deprecated spelling of log_datefmt (kept because older Outpost

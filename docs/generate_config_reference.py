@@ -1,0 +1,169 @@
+"""Generate docs/configuration.md from the options' help texts.
+
+    python docs/generate_config_reference.py          # rewrite docs/configuration.md
+    python docs/generate_config_reference.py --check  # exit 1 when the file is stale
+
+Each entry of SECTIONS documents one configurable class. To add a class (e.g. the hub
+side's OutpostSpawner), append a Section with its import path; only options defined on
+that class (plus ``inherited``) are listed, in definition order.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import inspect
+import os
+import sys
+from dataclasses import dataclass, field
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+OUTPUT = os.path.join(HERE, "configuration.md")
+
+
+@dataclass
+class Section:
+    module: str
+    cls: str
+    title: str
+    intro: str
+    inherited: list[str] = field(default_factory=list)  # options of base classes to list
+    flags: dict[str, str] = field(default_factory=dict)  # option -> command-line flag
+
+
+SECTIONS = [
+    Section(
+        module="jupyterhub_outpost.outpost.app",
+        cls="JupyterHubOutpost",
+        title="Outpost: `c.JupyterHubOutpost`",
+        intro=(
+            "Options of `jupyterhub-outpost serve`, set in `outpost_config.py` "
+            "(`--config`). The configured spawner's own options are set as "
+            "`c.<SpawnerClass>.<option>` in the same file. Hooks may be plain functions "
+            "or coroutines."
+        ),
+        flags={
+            "config_file": "--config",
+            "ip": "--ip",
+            "port": "--port",
+            "data_dir": "--data-dir",
+            "log_level": "--log-level",
+        },
+    ),
+    # The hub side adds its section here, e.g.
+    # Section(module="jupyterhub_outpost.hub.spawner", cls="OutpostSpawner", ...),
+]
+
+ENVIRONMENT = """\
+## Environment variables (Outpost)
+
+| variable | meaning |
+|---|---|
+| `OUTPOST_CRYPT_KEYS` | Comma-separated Fernet keys that encrypt spawner state and what hubs send (tokens, env, certs) at rest. The first key encrypts, every key decrypts: rotate by putting a new key first, keep the old one until rows were rewritten. Unset: a key is generated once into `<data-dir>/crypt_key` (mode 0600) with a warning; set it explicitly when several Outposts share one database. |
+| `SQL_TYPE` | `postgresql` to use PostgreSQL (with the variables below); unset or `sqlite`: an SQLite file in the data directory. Ignored when `db_url` is set. |
+| `SQL_USER`, `SQL_PASSWORD`, `SQL_HOST`, `SQL_PORT`, `SQL_DATABASE` | PostgreSQL connection (`SQL_PORT` defaults to 5432). |
+| `OUTPOST_METRICS_TOKEN` | Default of `metrics_token`. |
+
+## Environment a hub sends with a start request (Outpost reads)
+
+| variable | used for |
+|---|---|
+| `JUPYTERHUB_API_TOKEN` | the server's token; also authenticates progress events and tunnel re-creation requests |
+| `JUPYTERHUB_USER`, `JUPYTERHUB_USER_ID`, `JUPYTERHUB_SERVER_NAME`, `JUPYTERHUB_SERVICE_PREFIX` | the stand-in user and server the spawner sees |
+| `JUPYTERHUB_EVENTS_URL` | where `progress()` events (and a final failure event) are POSTed |
+| `JUPYTERHUB_SETUPTUNNEL_URL` | where `{"service": "host:port"}` is POSTed at Outpost start-up (`ssh_recreate_at_start`) |
+| `JUPYTERHUB_FLAVORS_UPDATE_URL` | where the hub's flavor usage is POSTed after each start and stop (`flavors_update_token`) |
+"""
+
+
+def _default_text(cls, name, trait) -> str:
+    if name in getattr(cls, "_trait_default_generators", {}):
+        return "computed (see text)"
+    value = trait.default_value
+    if callable(value) and hasattr(value, "__name__"):
+        return f"`{value.__module__}.{value.__name__}`"
+    if isinstance(value, type):
+        return f"`{value.__module__}.{value.__name__}`"
+    try:
+        text = trait.default_value_repr()
+    except Exception:
+        text = repr(value)
+    if text in ("traitlets.Undefined", "<Undefined>"):
+        return "(computed, see text)"
+    return f"`{text}`"
+
+
+def _help(trait) -> str:
+    text = getattr(trait, "_original_help", None) or trait.help or ""
+    return inspect.cleandoc(text)
+
+
+def _type_name(trait) -> str:
+    name = type(trait).__name__
+    if name == "Union":
+        return " or ".join(type(t).__name__ for t in trait.trait_types)
+    if name == "EntryPointType":
+        return "Spawner class"
+    return name
+
+
+def render_section(section: Section) -> str:
+    cls = getattr(importlib.import_module(section.module), section.cls)
+    own = [
+        name
+        for name, trait in cls.class_traits(config=True).items()
+        if name in cls.__dict__ or name in section.inherited
+    ]
+    # definition order: own class dict order, inherited first
+    order = {name: i for i, name in enumerate(cls.__dict__)}
+    own.sort(key=lambda n: order.get(n, -1))
+    traits = cls.class_traits(config=True)
+    lines = [f"## {section.title}", "", section.intro, ""]
+    for name in own:
+        trait = traits[name]
+        lines.append(f"### `c.{section.cls}.{name}`")
+        lines.append("")
+        meta = f"{_type_name(trait)}, default {_default_text(cls, name, trait)}"
+        if name in section.flags:
+            meta += f"; command line `{section.flags[name]}`"
+        lines.append(f"*{meta}*")
+        lines.append("")
+        lines.append(_help(trait))
+        lines.append("")
+    return "\n".join(lines)
+
+
+def generate() -> str:
+    parts = [
+        "# Configuration reference",
+        "",
+        "<!-- Generated by docs/generate_config_reference.py from the options' help texts;"
+        " do not edit by hand. A test fails when this file is stale. -->",
+        "",
+    ]
+    for section in SECTIONS:
+        parts.append(render_section(section))
+    parts.append(ENVIRONMENT)
+    return "\n".join(parts).rstrip() + "\n"
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--check", action="store_true", help="fail when the file is stale")
+    args = parser.parse_args(argv)
+    text = generate()
+    if args.check:
+        current = open(OUTPUT, encoding="utf-8").read() if os.path.exists(OUTPUT) else ""
+        if current != text:
+            print(f"{OUTPUT} is stale: run python docs/generate_config_reference.py")
+            return 1
+        return 0
+    with open(OUTPUT, "w", encoding="utf-8") as f:
+        f.write(text)
+    print(f"wrote {OUTPUT}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
+
