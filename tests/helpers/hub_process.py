@@ -421,6 +421,29 @@ class HubProcess:
             raise HubError(f"creating a token for {user} failed: {status} {data}")
         return data["token"]
 
+    def browser(self, user: str):
+        """A logged-in browser session (cookies) for hub pages, e.g. the spawn page.
+
+        Returns ``get(path) -> (status, text)``. DummyAuthenticator accepts any password.
+        """
+        import http.cookiejar
+
+        jar = http.cookiejar.CookieJar()
+        opener = urllib.request.build_opener(urllib.request.HTTPCookieProcessor(jar))
+        opener.open(f"{self.url}/hub/login", timeout=30).read()
+        xsrf = next((c.value for c in jar if c.name == "_xsrf"), "")
+        form = urllib.parse.urlencode({"username": user, "password": "x", "_xsrf": xsrf}).encode()
+        opener.open(f"{self.url}/hub/login?next=", data=form, timeout=30).read()
+
+        def get(path: str):
+            try:
+                with opener.open(self.url + path, timeout=60) as resp:
+                    return resp.status, resp.read().decode(errors="replace")
+            except urllib.error.HTTPError as e:
+                return e.code, e.read().decode(errors="replace")
+
+        return get
+
     def progress_events(self, user: str, server: str = "", *, timeout: float = 120) -> list[dict]:
         """Read the server's progress event stream until it says ready or failed."""
         parsed = urllib.parse.urlparse(self.api_url)

@@ -523,7 +523,7 @@ def test_hub_api_events_and_flavors_need_their_scopes(site):
     status, flavors = hub.api("GET", "/outpost/flavors", token=bob_token)
     assert flavors["remote"]["flavors"]["small"]["current"] == 3
     # the spawn page shows the full flavor, disabled
-    status, page = hub._request("GET", f"{hub.url}/hub/spawn/bob/formtest", token=bob_token)
+    status, page = hub.browser("bob")("/hub/spawn/bob/formtest")
     assert status == 200 and 'value="gpu"' in page
     gpu = next(line for line in page.splitlines() if 'value="gpu"' in line)
     assert "disabled" in gpu
@@ -584,7 +584,11 @@ def test_hub_key_cannot_forward_to_other_hubs_server_or_arbitrary_address(site):
         other = json.loads(resp.read())["service"]
     other_host, _, other_port = other.rpartition(":")
     try:
-        assert site.can_connect(site.hosts["remote"], other_host, int(other_port))
+        wait_until(
+            lambda: site.can_connect(site.hosts["remote"], other_host, int(other_port)),
+            30,
+            "the other hub's server",
+        )
         ssh = {
             "host": site.hosts["remote"].address("public"),
             "port": site.ssh_ports["remote"],

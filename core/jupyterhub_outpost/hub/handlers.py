@@ -168,8 +168,10 @@ class FlavorsUpdateHandler(_OutpostAPIHandler):
 class FlavorsHandler(_OutpostAPIHandler):
     """GET ``{outpost: {"display_name", "flavors": {...}}}`` (any authenticated user)."""
 
-    @web.authenticated
     async def get(self):
+        if not self.current_user:
+            # an API answers 403, not a redirect to the login page
+            raise web.HTTPError(403, "Missing or invalid credentials.")
         settings = self.spawner_settings()
         out = {}
         for name, outpost in self.outposts().items():
