@@ -91,3 +91,68 @@ def test_the_outpost_accepts_https_settings(tmp_path):
     app.initialize(argv[1:])
     assert app.certfile == relocate("/etc/outpost/tls/tls.crt")
     assert app.keyfile == relocate("/etc/outpost/tls/tls.key")
+
+
+def pod_environment(objects, secrets: dict[str, dict[str, str]]) -> dict[str, str]:
+    """The container's environment as Kubernetes builds it: envFrom Secrets, then env."""
+    [(_, _, spec)] = pod_specs(objects)
+    [container] = spec["containers"]
+    environ: dict[str, str] = {}
+    for source in container.get("envFrom", []):
+        environ.update(secrets[source["secretRef"]["name"]])
+    chart_secret = one(objects, "Secret")
+    for env in container["env"]:
+        ref = env.get("valueFrom", {}).get("secretKeyRef")
+        if ref:
+            environ[env["name"]] = secret_text(chart_secret, ref["key"])
+        elif "value" in env:
+            environ[env["name"]] = env["value"]
+    return environ
+
+
+def test_the_seed_postgresql_secret_reaches_the_outposts_database_settings(tmp_path):
+    database = pytest.importorskip("jupyterhub_outpost.outpost.database")
+    seed_secret = {  # seed 002: the operator's Secret
+        "SQL_TYPE": "postgresql",
+        "SQL_USER": "jupyterhuboutpost",
+        "SQL_PASSWORD": "secret",
+        "SQL_HOST": "postgres.database.svc",
+        "SQL_PORT": "5432",
+        "SQL_DATABASE": "jupyterhuboutpost",
+    }
+    values = {
+        "hubs": {"hub": {}},
+        "database": {"type": "postgresql"},
+        "extraEnvVarsSecrets": ["my-db-secret"],
+    }
+    objects, _ = render(OUTPOST, values)
+    argv, _, _ = materialize(objects, tmp_path)
+    app = app_module.JupyterHubOutpost()
+    app.initialize(argv[1:])
+    url = database.resolve_db_url(
+        app.db_url, app.data_dir, pod_environment(objects, {"my-db-secret": seed_secret})
+    )
+    assert url.drivername.startswith("postgresql")
+    assert (url.host, url.port, url.database, url.username) == (
+        "postgres.database.svc",
+        5432,
+        "jupyterhuboutpost",
+        "jupyterhuboutpost",
+    )
+
+
+def test_without_postgresql_the_database_is_sqlite_on_the_data_volume(tmp_path):
+    database = pytest.importorskip("jupyterhub_outpost.outpost.database")
+    objects, _ = render(OUTPOST, {"hubs": {"hub": {}}})
+    argv, _, relocate = materialize(objects, tmp_path)
+    app = app_module.JupyterHubOutpost()
+    app.initialize(argv[1:])
+    url = database.resolve_db_url(app.db_url, app.data_dir, pod_environment(objects, {}))
+    assert url.drivername.startswith("sqlite")
+    assert url.database.startswith(relocate("/srv/outpost/data") + "/")
+    [(_, _, spec)] = pod_specs(objects)
+    data = next(v for v in spec["volumes"] if v["name"] == "data")
+    assert (
+        data["persistentVolumeClaim"]["claimName"]
+        == one(objects, "PersistentVolumeClaim")["metadata"]["name"]
+    )
