@@ -133,3 +133,16 @@ def test_z2jh_scenario_values_do_not_replace_the_lists_hub_addons_sets():
     for path in sorted(SCENARIOS.glob("*/kind/jupyterhub.yaml")):
         ours = set(list_paths(values_file(path)))
         assert not ours & addon_lists, f"{path}: sets {ours & addon_lists}"
+
+
+@pytest.mark.parametrize("version", ["1.25.0", "latest"])
+@pytest.mark.parametrize("chart", [OUTPOST, ADDONS], ids=["outpost", "addons"])
+def test_lint_values_are_valid_from_the_oldest_to_the_newest_supported_kubernetes(chart, version):
+    """kubeVersion in Chart.yaml says >=1.25; the schemas of 1.25 and of the newest
+    Kubernetes that kubernetes-validate knows both accept every object."""
+    import kubernetes_validate.utils
+
+    if version == "latest":
+        version = kubernetes_validate.utils.latest_version()
+    objects, _ = render(chart, values_file(chart / "lint-values.yaml"))
+    validate(objects, version)
