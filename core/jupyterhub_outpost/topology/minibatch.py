@@ -20,7 +20,7 @@ other ``#`` lines and blank lines are ignored, and every other line is one comma
 with ``shlex`` and run directly (it continues on the next line while a quote is open or
 after a trailing backslash); the commands run one after another and the job fails at
 the first that fails. The job's environment is the daemon's ``PATH``/``HOME``/``LANG`` plus
-the submitter's exported variables plus ``MINIBATCH_JOB_ID``, ``MINIBATCH_HOST`` (the
+the site's ``--job-env`` variables, the submitter's exported variables, and ``MINIBATCH_JOB_ID``, ``MINIBATCH_HOST`` (the
 compute host's address), ``MINIBATCH_REPORT_URL`` and ``MINIBATCH_JOB_TOKEN`` (with which
 ``report_address`` tells the daemon where the job's server listens).
 
@@ -205,6 +205,7 @@ class Scheduler:
         address_timeout: float = 0.0,
         cancel_grace: float = 5.0,
         report_url: str = "",
+        job_env: dict[str, str] | None = None,
         output=None,
     ):
         self.host = host
@@ -214,6 +215,7 @@ class Scheduler:
         self.address_timeout = address_timeout
         self.cancel_grace = cancel_grace
         self.report_url = report_url
+        self.job_env = job_env or {}
         self.output = output or sys.stdout
         self.jobs: dict[str, Job] = {}
         self._ids = itertools.count(1)
@@ -277,6 +279,7 @@ class Scheduler:
 
     def _job_env(self, job: Job) -> dict[str, str]:
         env = {k: os.environ[k] for k in BASE_ENV if k in os.environ}
+        env.update(self.job_env)
         env.update(job.env)
         env.update(
             {
@@ -525,6 +528,7 @@ async def serve(args: argparse.Namespace) -> None:
         address_timeout=args.address_timeout,
         cancel_grace=args.cancel_grace,
         report_url=f"http://{args.ip}:{args.port}",
+        job_env=dict(item.split("=", 1) for item in args.job_env or []),
     )
     scheduler.start()
     app = make_app(scheduler, token)
@@ -648,6 +652,12 @@ def parser() -> argparse.ArgumentParser:
         help="cancel a running job that reported no address within this many seconds (0: off)",
     )
     s.add_argument("--cancel-grace", type=float, default=5.0, help="SIGTERM to SIGKILL, seconds")
+    s.add_argument(
+        "--job-env",
+        action="append",
+        metavar="NAME=VALUE",
+        help="site-wide variable every job gets (e.g. http_proxy=...); the submitter's win",
+    )
     for name, text in (
         ("submit", "submit the job script read from stdin; prints the job id"),
         ("status", "print one status line for a job"),

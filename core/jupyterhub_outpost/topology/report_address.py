@@ -12,8 +12,9 @@ address), rewrites ``JUPYTERHUB_SERVICE_URL`` to ``http://IP:PORT/...`` (which
 arguments, starts the command (no shell), waits until ``IP:PORT`` accepts TCP connections,
 and then POSTs ``{"service": "IP:PORT"}`` with ``Authorization: token $JUPYTERHUB_API_TOKEN``
 to ``$JUPYTERHUB_SETUPTUNNEL_URL`` (retrying with backoff while the hub is unreachable or
-answers 5xx), and to ``$MINIBATCH_REPORT_URL`` with ``$MINIBATCH_JOB_TOKEN`` when those are
-set. It then waits for the command, passes SIGTERM/SIGINT on, and exits with its code. If
+answers 5xx; through ``$http_proxy`` when set, as on sites whose nodes reach out only through
+a proxy), and to ``$MINIBATCH_REPORT_URL`` with ``$MINIBATCH_JOB_TOKEN`` (directly) when
+those are set. It then waits for the command, passes SIGTERM/SIGINT on, and exits with its code. If
 the server never listens, or the hub refuses the report, it ends the command and exits 1.
 """
 
@@ -48,7 +49,8 @@ class ReportRefused(RuntimeError):
     """The receiver answered with a 4xx: retrying will not help."""
 
 
-def post_json(url: str, token: str, body: dict, timeout: float = 10) -> int:
+def post_json(url: str, token: str, body: dict, timeout: float = 10, *, proxy: bool = True) -> int:
+    """POST JSON; ``proxy=False`` ignores ``http_proxy`` (minibatch runs on this very host)."""
     if not str(url).startswith(("http://", "https://")):
         raise ValueError(f"only http(s) URLs are used, not {url!r}")
     req = urllib.request.Request(  # noqa: S310 - scheme checked above
@@ -58,7 +60,12 @@ def post_json(url: str, token: str, body: dict, timeout: float = 10) -> int:
         headers={"Authorization": f"token {token}", "Content-Type": "application/json"},
     )
     try:
-        with urllib.request.urlopen(req, timeout=timeout) as resp:  # noqa: S310 - scheme checked above
+        opener = (
+            urllib.request.build_opener()
+            if proxy
+            else urllib.request.build_opener(urllib.request.ProxyHandler({}))
+        )
+        with opener.open(req, timeout=timeout) as resp:  # noqa: S310 - scheme checked above
             return resp.status
     except urllib.error.HTTPError as e:
         if 400 <= e.code < 500 and e.code != 429:
@@ -67,12 +74,14 @@ def post_json(url: str, token: str, body: dict, timeout: float = 10) -> int:
         return e.code
 
 
-async def report(url: str, token: str, service: str, timeout: float) -> None:
+async def report(url: str, token: str, service: str, timeout: float, *, proxy: bool = True) -> None:
     """POST ``{"service": service}`` until a 2xx answer (backoff), or raise."""
 
     async def once() -> bool:
         try:
-            status = await asyncio.to_thread(post_json, url, token, {"service": service})
+            status = await asyncio.to_thread(
+                post_json, url, token, {"service": service}, proxy=proxy
+            )
         except (urllib.error.URLError, OSError) as e:
             say(f"{url} not reachable yet ({e}); retrying")
             return False
@@ -90,19 +99,19 @@ async def report(url: str, token: str, service: str, timeout: float) -> None:
 
 
 async def report_everywhere(service: str, timeout: float) -> None:
+    env = os.environ
     targets = []
-    if os.environ.get("JUPYTERHUB_SETUPTUNNEL_URL"):
+    if env.get("JUPYTERHUB_SETUPTUNNEL_URL"):
+        # through http_proxy when the site has one (the hub is outside the site)
         targets.append(
-            (os.environ["JUPYTERHUB_SETUPTUNNEL_URL"], os.environ.get("JUPYTERHUB_API_TOKEN", ""))
+            (env["JUPYTERHUB_SETUPTUNNEL_URL"], env.get("JUPYTERHUB_API_TOKEN", ""), True)
         )
-    if os.environ.get("MINIBATCH_REPORT_URL"):
-        targets.append(
-            (os.environ["MINIBATCH_REPORT_URL"], os.environ.get("MINIBATCH_JOB_TOKEN", ""))
-        )
+    if env.get("MINIBATCH_REPORT_URL"):
+        targets.append((env["MINIBATCH_REPORT_URL"], env.get("MINIBATCH_JOB_TOKEN", ""), False))
     if not targets:
         say("neither JUPYTERHUB_SETUPTUNNEL_URL nor MINIBATCH_REPORT_URL is set: nobody to tell")
-    for url, token in targets:
-        await report(url, token, service, timeout)
+    for url, token, proxy in targets:
+        await report(url, token, service, timeout, proxy=proxy)
         say(f"reported {service} to {url}")
 
 

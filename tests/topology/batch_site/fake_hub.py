@@ -1,0 +1,29 @@
+"""Stand-in for the hub's setuptunnel endpoint: prints every accepted address report."""
+
+import json
+import os
+import sys
+from http.server import BaseHTTPRequestHandler, HTTPServer
+
+TOKEN = os.environ["FAKE_HUB_TOKEN"]
+PREFIX = "/hub/api/outpost/setuptunnel/"
+
+
+class Handler(BaseHTTPRequestHandler):
+    def do_POST(self):
+        body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+        if self.headers.get("Authorization") != f"token {TOKEN}":
+            self.send_response(403)
+        elif not self.path.startswith(PREFIX):
+            self.send_response(404)
+        else:
+            service = json.loads(body)["service"]
+            print(f"setuptunnel {self.path[len(PREFIX) :]} service={service}", flush=True)
+            self.send_response(200)
+        self.send_header("Content-Length", "0")
+        self.end_headers()
+
+
+server = HTTPServer((sys.argv[1], int(sys.argv[2])), Handler)
+print(f"fake hub listening on {sys.argv[1]}:{sys.argv[2]}", flush=True)
+server.serve_forever()
