@@ -30,6 +30,7 @@ class FakeOutpost:
         self.start_gate: asyncio.Event | None = None
         self.on_start = None  # async callable(body) run while the start is in flight
         self.status: object = None
+        self.delete_error: tuple[int, str] | None = None
         self.flavors = {
             "small": {"max": 5, "current": 1, "weight": 10, "display_name": "Small"},
             "big": {"max": 1, "current": 1, "weight": 5, "display_name": "Big"},
@@ -91,6 +92,10 @@ class FakeOutpost:
                 self.finish({"status": fake.status})
 
             def delete(self, name, start_id):
+                if fake.delete_error:
+                    self.set_status(fake.delete_error[0])
+                    self.finish({"message": fake.delete_error[1]})
+                    return
                 if fake.running.pop(name, None) is None:
                     self.set_status(404)
                     self.finish({"message": "unknown server"})

@@ -369,15 +369,10 @@ def run_code(hub: HubProcess, user: str, server: str, code: str, timeout: float 
         hub.proxy_request("DELETE", f"/user/{user}/{server}/api/kernels/{kernel['id']}")
 
 
-def server_port(site: Site, name: str) -> tuple[str, int]:
-    services = site.outpost_services(name)
-    assert len(services) == 1, services
-    host, _, port = (
-        services[0]["service"].rpartition(":")
-        if isinstance(services[0], dict) and "service" in services[0]
-        else ("", "", "0")
-    )
-    return host, int(port)
+def remote_flavor_usage(hub: HubProcess, flavor: str) -> int:
+    status, flavors = hub.api("GET", "/outpost/flavors")
+    assert status == 200, flavors
+    return flavors["remote"]["flavors"][flavor]["current"]
 
 
 def assert_clean(site: Site, outpost: str):
@@ -398,6 +393,9 @@ def test_remote_server_through_tunnel_events_status_kernel_and_clean_stop(site):
     assert status_ok(hub, "alice", "lab")
     assert run_code(hub, "alice", "lab", "print(6 * 7)").strip() == "42"
 
+    # the Outpost pushed its flavor usage (the hub's cache was filled before the start)
+    wait_until(lambda: remote_flavor_usage(hub, "small") == 1, 30, "the Outpost's flavor update")
+
     # the server is on site1: reachable from outpost1, not from the hub's namespace
     services = site.outpost_services("remote")
     address = services[0]["service"]
@@ -409,6 +407,9 @@ def test_remote_server_through_tunnel_events_status_kernel_and_clean_stop(site):
 
     hub.stop_server("alice", "lab")
     assert_clean(site, "remote")
+    wait_until(
+        lambda: remote_flavor_usage(hub, "small") == 0, 30, "the flavor update after the stop"
+    )
     wait_until(
         lambda: not site.can_connect(site.hosts["remote"], host, int(port)),
         30,

@@ -205,6 +205,19 @@ async def test_stop_removes_remote_server_and_forward(make_spawner, fake_outpost
     assert STATE_KEY not in spawner.get_state()
 
 
+async def test_stop_during_outpost_outage_is_retried_until_it_succeeds(
+    make_spawner, fake_outpost, fake_tunnels
+):
+    spawner = make_spawner("x", stop_retry_timeout=30)
+    await spawner.start()
+    fake_outpost.delete_error = (503, "Outpost is restarting")
+    await spawner.stop()
+    assert fake_tunnels.forwards == {}  # local side cleaned at once
+    assert fake_outpost.running
+    fake_outpost.delete_error = None
+    await asyncio.wait_for(_until(lambda: not fake_outpost.running), 20)
+
+
 async def test_full_flavor_is_refused_before_any_request(make_spawner, fake_outpost, fake_tunnels):
     spawner = make_spawner("x", user_options={"outpost": "remote", "flavor": "big"})
     with pytest.raises(SpawnException) as info:

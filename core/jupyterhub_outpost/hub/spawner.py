@@ -177,6 +177,12 @@ class OutpostSpawner(Spawner):
         report the server as running instead of stopped.""",
     ).tag(config=True)
 
+    stop_retry_timeout = Float(
+        3600,
+        help="""When the Outpost cannot be reached to stop a server, keep retrying in the
+        background (exponential backoff) for this many seconds. 0: do not retry.""",
+    ).tag(config=True)
+
     flavors_cache_ttl = Float(
         300,
         help="""Seconds a fetched flavor list stays valid; Outposts also push updates.""",
@@ -292,6 +298,7 @@ class OutpostSpawner(Spawner):
     target_url = ""
 
     _tunnel_clients: dict = {}
+    _retries: set = set()
     _backends: dict = {}
 
     def __init__(self, **kwargs):
@@ -436,12 +443,11 @@ class OutpostSpawner(Spawner):
         outposts = self.get_outposts()
         if not outposts:
             return ""
-        flavors = {}
-        for name, outpost in outposts.items():
-            flavors[name] = await flavor_cache.get(
-                await self.get_api(outpost, {}), ttl=self.flavors_cache_ttl
-            )
-        return render_options_form(outposts, flavors)
+        apis = [await self.get_api(outpost, {}) for outpost in outposts.values()]
+        results = await asyncio.gather(
+            *(flavor_cache.get(api, ttl=self.flavors_cache_ttl) for api in apis)
+        )
+        return render_options_form(outposts, dict(zip(outposts, results, strict=True)))
 
     @default("options_from_form")
     def _default_options_from_form(self):
@@ -803,12 +809,54 @@ class OutpostSpawner(Spawner):
                 await api.stop(self.service_name, self.start_id)
             except OutpostError as e:
                 self.log.error(
-                    "Stopping %s on Outpost %s failed: %s",
+                    "Stopping %s on Outpost %s failed: %s; retrying in the background for %ss",
                     self._log_name,
                     api.outpost.name,
                     e.message,
+                    self.stop_retry_timeout,
                 )
+                self._retry_stop_later(api, self.service_name, self.start_id)
         await self._cleanup_local()
+
+    def _retry_stop_later(self, api: OutpostAPI, name: str, start_id: str) -> None:
+        """Keep asking the Outpost to stop a server it could not be told to stop, so that no
+        server is orphaned by a short Outpost outage (lost with a hub restart; the flavor's
+        runtime limit at the Outpost is the backstop)."""
+        if self.stop_retry_timeout <= 0:
+            return
+        log = self.log
+
+        async def attempt():
+            try:
+                await api.stop(name, start_id)
+            except OutpostError as e:
+                log.debug(
+                    "Stop of %s on Outpost %s still failing: %s", name, api.outpost.name, e.message
+                )
+                return False
+            log.info("Stopped %s on Outpost %s after retrying", name, api.outpost.name)
+            return True
+
+        async def retry():
+            try:
+                await exponential_backoff(
+                    attempt,
+                    f"stop of {name} on Outpost {api.outpost.name}",
+                    start_wait=2,
+                    max_wait=120,
+                    timeout=self.stop_retry_timeout,
+                )
+            except TimeoutError:
+                log.error(
+                    "Gave up stopping %s on Outpost %s; its runtime limit will end it",
+                    name,
+                    api.outpost.name,
+                )
+            finally:
+                OutpostSpawner._retries.discard(task)
+
+        task = asyncio.ensure_future(retry())
+        OutpostSpawner._retries.add(task)
 
     async def _cleanup_local(self) -> None:
         info = self.port_forward_info()
