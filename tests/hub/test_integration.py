@@ -203,7 +203,7 @@ c.OutpostSpawner.tunnel_api_url = {site.tunnel_url!r}
 c.OutpostSpawner.tunnel_api_token = {site.tunnel_token!r}
 c.OutpostSpawner.tunnel_up_timeout = 20
 c.Spawner.start_timeout = 120
-c.Spawner.http_timeout = 90
+c.Spawner.http_timeout = 90  # the remote single-user server starts slowly on 2 cores
 c.Spawner.poll_interval = 5
 """
 

@@ -30,6 +30,7 @@ async def test_start_sends_wire_contract_body_and_targets_forward(
     assert env["JUPYTERHUB_SETUPTUNNEL_URL"].endswith("/hub/api/outpost/setuptunnel/alice/lab1")
     assert env["JUPYTERHUB_FLAVORS_UPDATE_URL"].endswith("/hub/api/outpost/flavors/remote")
     assert env["JUPYTERHUB_SERVER_NAME"] == "lab1"
+    assert env["JUPYTERHUB_USER_ID"] == str(spawner.user.id)
     assert "JUPYTERHUB_SERVICE_URL" not in env
 
     fwd = fake_tunnels.forwards[f"remote.{body['name']}"]

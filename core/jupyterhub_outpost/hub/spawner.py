@@ -31,7 +31,7 @@ from urllib.parse import quote, urlparse
 from jupyterhub.spawner import Spawner, SpawnException
 from jupyterhub.utils import exponential_backoff
 from traitlets import Any as AnyTrait
-from traitlets import Bool, Callable, Dict, Float, Integer, Unicode, Union, default, validate
+from traitlets import Bool, Callable, Dict, Float, Unicode, Union, default, validate
 
 from .addresses import AddressError, ServiceAddress, parse_service_address
 from .flavors import flavor_cache, flavor_is_full, sorted_flavors
@@ -155,9 +155,11 @@ class OutpostSpawner(Spawner):
         help="""Extra labels on every per-server Service.""",
     ).tag(config=True)
 
-    http_timeout = Integer(
+    start_request_timeout = Float(
         0,
-        help="""Seconds to wait for the Outpost's answer to a start request (0: start_timeout).""",
+        help="""Seconds to wait for the Outpost's answer to a start request (0: start_timeout).
+        JupyterHub's own ``http_timeout`` (how long the started server may take to answer
+        through the tunnel) is unchanged.""",
     ).tag(config=True)
 
     request_timeout = Float(
@@ -336,8 +338,9 @@ class OutpostSpawner(Spawner):
         user_options = self.user_options if user_options is None else user_options
         url = await resolve_hook(self.request_url, self, user_options) if self.request_url else ""
         headers = await resolve_hook(self.request_headers, self, user_options) or {}
-        timeout = self.http_timeout or self.start_timeout
-        return OutpostAPI(outpost, timeout=timeout, extra_headers=headers, services_url=url or None)
+        return OutpostAPI(
+            outpost, timeout=self.request_timeout, extra_headers=headers, services_url=url or None
+        )
 
     def get_tunnel_client(self):
         from .tunnel_client import TunnelClient
@@ -463,6 +466,7 @@ class OutpostSpawner(Spawner):
         env = super().get_env()
         # the remote spawner binds where it wants; our bind URL would be wrong there
         env.pop("JUPYTERHUB_SERVICE_URL", None)
+        env["JUPYTERHUB_USER_ID"] = str(self.user.id)
         outpost = self.get_outposts().get(self.outpost_name)
         if outpost is None:
             return env
@@ -576,7 +580,9 @@ class OutpostSpawner(Spawner):
         body = await self.build_start_body(outpost, user_options)
         try:
             try:
-                answer = await api.start(body)
+                answer = await api.start(
+                    body, timeout=self.start_request_timeout or self.start_timeout
+                )
             except OutpostError as e:
                 await self._run_failed_hook(e)
                 raise SpawnException(
