@@ -11,6 +11,7 @@ import stat
 
 import asyncssh
 import pytest
+from jupyterhub.utils import exponential_backoff
 from jupyterhub_outpost.outpost.ssh_endpoint import SSHEndpoint, load_or_create_host_key
 
 
@@ -176,6 +177,21 @@ async def test_wrong_key_for_hub_is_refused(setup):
     with pytest.raises(asyncssh.PermissionDenied):
         async with setup.connect(username="hub", key=setup.other_key):
             pass
+
+
+async def test_refused_login_is_logged_with_hub_but_without_key_material(setup, caplog):
+    caplog.set_level(logging.INFO, logger="test-ssh-endpoint")
+    with pytest.raises(asyncssh.PermissionDenied):
+        async with setup.connect(username="hub", key=setup.other_key):
+            pass
+
+    def logged():
+        return "SSH login refused for hub 'hub'" in caplog.text
+
+    # connection_lost runs on the server after the client saw the refusal
+    await exponential_backoff(logged, "refused login not logged", start_wait=0.01, timeout=10)
+    blob = setup.other_key.export_public_key().decode().split()[1]
+    assert blob not in caplog.text and blob[:20] not in caplog.text
 
 
 async def test_unknown_user_is_refused(setup):

@@ -1,6 +1,7 @@
 """A tiny real HTTP server process used as a forward target.
 
 GET /           -> "hello from <name>"
+GET /split      -> "head-tail", written in two pieces
 GET /bytes/<n>  -> n bytes
 """
 
@@ -15,6 +16,15 @@ class Hello(web.RequestHandler):
         self.write(f"hello from {self.application.settings['name']}")
 
 
+class Split(web.RequestHandler):
+    """A small answer written in two socket writes (what exposes Nagle/delayed-ACK stalls)."""
+
+    async def get(self):
+        self.write("head-")
+        await self.flush()
+        self.write("tail")
+
+
 class Bytes(web.RequestHandler):
     async def get(self, n):
         n = int(n)
@@ -26,7 +36,7 @@ class Bytes(web.RequestHandler):
 
 
 async def main(port: int, name: str) -> None:
-    app = web.Application([(r"/", Hello), (r"/bytes/(\d+)", Bytes)], name=name)
+    app = web.Application([(r"/", Hello), (r"/split", Split), (r"/bytes/(\d+)", Bytes)], name=name)
     app.listen(port, "127.0.0.1")
     await asyncio.Event().wait()
 

@@ -2,6 +2,8 @@
 
 import os
 import stat
+import statistics
+import time
 
 from conftest import http_get, wait_until
 
@@ -113,3 +115,17 @@ async def test_endpoint_refusal_closes_client_connection(daemon, procs, tmp_path
         lambda: "refused a channel" in daemon.proc.log, "daemon did not log the refused channel"
     )
     assert f"to 127.0.0.1:{target.port}: target not allowed" in strict.proc.log
+
+
+async def test_small_split_answers_are_not_delayed_by_nagle(daemon, endpoint, target):
+    """Stock `ssh -L` adds ~40 ms per new connection here; TCP_NODELAY everywhere must not."""
+    f = await daemon.client.put_forward(
+        "remote.fast", ssh=endpoint.ssh(), target_host="127.0.0.1", target_port=target.port
+    )
+    assert await http_get(f["local_port"], "/split") == (200, b"head-tail")
+    times = []
+    for _ in range(30):
+        t0 = time.perf_counter()
+        assert await http_get(f["local_port"], "/split") == (200, b"head-tail")
+        times.append(time.perf_counter() - t0)
+    assert statistics.median(times) < 0.030, times

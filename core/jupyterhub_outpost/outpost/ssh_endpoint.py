@@ -77,6 +77,7 @@ class _EndpointServer(asyncssh.SSHServer):
         self._conn: asyncssh.SSHServerConnection | None = None
         self._hub: str | None = None
         self._peer = "?"
+        self._authenticated = False
 
     # -- connection lifecycle --
     def connection_made(self, conn: asyncssh.SSHServerConnection) -> None:
@@ -91,7 +92,13 @@ class _EndpointServer(asyncssh.SSHServer):
     def connection_lost(self, exc: Exception | None) -> None:
         if self._conn is not None:
             self._endpoint._connections.discard(self._conn)
-        if self._hub:
+        if self._hub and not self._authenticated:
+            self._endpoint.log.warning(
+                "SSH login refused for hub %r from %s: no authorized key of this hub matched",
+                self._hub,
+                self._peer,
+            )
+        elif self._hub:
             self._endpoint.log.info(
                 "SSH connection of hub %s from %s closed", self._hub, self._peer
             )
@@ -122,6 +129,7 @@ class _EndpointServer(asyncssh.SSHServer):
         return True
 
     def auth_completed(self) -> None:
+        self._authenticated = True
         self._endpoint.log.info("SSH login of hub %s from %s", self._hub, self._peer)
 
     # -- what an authenticated hub may do --
