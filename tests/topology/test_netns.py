@@ -126,3 +126,14 @@ async def test_loopback_fallback_when_isolation_is_off(monkeypatch, caplog):
         await start_http_server(node)
         # no isolation: even the hub reaches the compute host
         assert await hub.can_connect(node.ip, 8000)
+
+
+@pytest.mark.netns
+def test_registry_entry_is_removed_at_close_and_no_lock_file_is_left():
+    with netns.Lab(isolation=True) as lab:
+        lab.add_network("n")
+        lab.add_host("a", ["n"]).popen(["sleep", "600"])
+        assert os.path.exists(netns._registry_path(lab.prefix))
+    assert not os.path.exists(netns._registry_path(lab.prefix))
+    if os.path.isdir(netns.REGISTRY_DIR):  # other runs are live right now
+        assert all(n.endswith(".json") for n in os.listdir(netns.REGISTRY_DIR))

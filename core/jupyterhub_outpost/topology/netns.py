@@ -34,7 +34,7 @@ that isolation is off.
 Processes started through a host run in their own session; :meth:`Lab.close` ends them
 (SIGTERM, then SIGKILL), and ends everything else left in the namespaces, before it deletes
 the interfaces and namespaces. A small registry file per run in
-``/run/jupyterhub-outpost-topology/`` (deleted at close) records the owner's pid and the
+``/run/jupyterhub-outpost-topology/`` (deleted at close, and the directory with the last one) records the owner's pid and the
 pids started, so :func:`cleanup_stale` can tell a crashed run from a live one.
 """
 
@@ -220,13 +220,33 @@ def _link_names() -> list[str]:
 
 @contextlib.contextmanager
 def _registry_lock():
-    os.makedirs(REGISTRY_DIR, exist_ok=True)
-    with open(os.path.join(REGISTRY_DIR, ".lock"), "w") as f:
-        fcntl.flock(f, fcntl.LOCK_EX)
+    """Lock the registry (the directory itself: no lock file is left behind).
+
+    On leaving, the directory is removed when it is empty, so a machine with no live run
+    keeps nothing of ours outside the run dirs. A waiter that then holds the lock of a
+    removed directory notices (inode changed) and locks the new one.
+    """
+    while True:
+        os.makedirs(REGISTRY_DIR, exist_ok=True)
+        fd = os.open(REGISTRY_DIR, os.O_RDONLY | os.O_DIRECTORY)
+        fcntl.flock(fd, fcntl.LOCK_EX)
         try:
-            yield
-        finally:
-            fcntl.flock(f, fcntl.LOCK_UN)
+            same = os.stat(REGISTRY_DIR).st_ino == os.fstat(fd).st_ino
+        except FileNotFoundError:
+            same = False
+        if same:
+            break
+        os.close(fd)
+    try:
+        yield
+    finally:
+        with contextlib.suppress(OSError):
+            left = os.listdir(REGISTRY_DIR)
+            if not [n for n in left if n != ".lock"]:  # .lock: from an earlier version
+                if left:
+                    os.unlink(os.path.join(REGISTRY_DIR, ".lock"))
+                os.rmdir(REGISTRY_DIR)
+        os.close(fd)
 
 
 def _registry_path(prefix: str) -> str:
@@ -241,7 +261,7 @@ def _read_registry(prefix: str) -> dict | None:
         return None
 
 
-def cleanup(prefix: str, *, log_removed: bool = True) -> list[str]:
+def cleanup(prefix: str, *, log_removed: bool = True, _locked: bool = False) -> list[str]:
     """Remove every namespace, interface and process of the run with this ``prefix``.
 
     Safe to call for a run that crashed, for one that is half torn down, and twice. It ends
@@ -277,8 +297,12 @@ def cleanup(prefix: str, *, log_removed: bool = True) -> list[str]:
             if link.startswith(prefix):
                 _ip("link", "delete", link, check=False)
                 removed.append(f"link {link}")
-    with contextlib.suppress(OSError):
-        os.unlink(_registry_path(prefix))
+    if os.path.exists(_registry_path(prefix)):
+        if _locked:
+            os.unlink(_registry_path(prefix))
+        else:
+            with _registry_lock(), contextlib.suppress(OSError):
+                os.unlink(_registry_path(prefix))
     if removed and log_removed:
         log.info("cleanup %s: removed %s", prefix, ", ".join(removed))
     return removed
@@ -293,6 +317,10 @@ def cleanup_stale() -> list[str]:
     are left alone. Returns the prefixes cleaned.
     """
     if os.geteuid() != 0:
+        return []
+    if not os.path.isdir(REGISTRY_DIR) and not any(
+        PREFIX_RE.match(o.split("-", 1)[0][:8]) for o in _netns_names() + _link_names()
+    ):
         return []
     cleaned = []
     with _registry_lock():
@@ -309,7 +337,7 @@ def cleanup_stale() -> list[str]:
                 if PREFIX_RE.match(candidate) and not os.path.exists(_registry_path(candidate)):
                     prefixes.add(candidate)
         for prefix in sorted(prefixes):
-            cleanup(prefix)
+            cleanup(prefix, _locked=True)
             cleaned.append(prefix)
     return cleaned
 
@@ -532,7 +560,9 @@ class Lab:
 
     def _track(self, pid: int) -> None:
         self._pids.append((pid, _proc_start_time(pid)))
-        self._write_registry()
+        if self._registry and not self._closed:
+            with _registry_lock():
+                self._write_registry()
 
     # building ----------------------------------------------------------------------
 
