@@ -131,7 +131,11 @@ class TunnelDaemon(Application):
         except ForwardRequestError as e:
             self._fatal(f"{e}; move the file away to start with an empty table")
         server = HTTPServer(make_app(manager, token.strip()), xheaders=False)
-        server.listen(self.api_port, self.api_ip)
+        try:
+            server.listen(self.api_port, self.api_ip)
+        except OSError as e:
+            await manager.close()
+            self._fatal(f"cannot listen on {self.api_ip}:{self.api_port}: {e.strerror or e}")
         self.log.info(
             "Tunnel daemon API on http://%s:%s, forwards on %s, state in %s",
             self.api_ip,
