@@ -50,8 +50,17 @@ SECTIONS = [
             "log_level": "--log-level",
         },
     ),
-    # The hub side adds its section here, e.g.
-    # Section(module="jupyterhub_outpost.hub.spawner", cls="OutpostSpawner", ...),
+    Section(
+        module="jupyterhub_outpost.hub.spawner",
+        cls="OutpostSpawner",
+        title="Hub: `c.OutpostSpawner`",
+        intro=(
+            "Options of the hub's spawner (`c.JupyterHub.spawner_class = \"outpost\"`), set in "
+            "`jupyterhub_config.py`; see docs/hub.md. JupyterHub's own Spawner options "
+            "(`start_timeout`, `http_timeout`, ...) apply as usual. Hooks may be values, "
+            "functions or coroutines."
+        ),
+    ),
 ]
 
 ENVIRONMENT = """\
@@ -166,4 +175,3 @@ def main(argv=None) -> int:
 
 if __name__ == "__main__":
     sys.exit(main())
-
