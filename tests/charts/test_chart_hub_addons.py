@@ -210,7 +210,7 @@ def test_z2jh_values_make_a_valid_hub_pod_that_mounts_the_snippet_and_secret(mod
         assert args[args.index("--api-ip") + 1] == "127.0.0.1"
         ssh_key = args[args.index("--ssh-key") + 1]
         secrets_mount = next(
-            m for m in sidecar["volumeMounts"] if m["name"] == "outpost-hub-secrets"
+            m for m in sidecar["volumeMounts"] if m["name"] == "outpost-tunnel-key"
         )
         assert ssh_key == secrets_mount["mountPath"] + "/ssh-key"
         assert (
@@ -271,10 +271,8 @@ def test_existing_secret_is_used_everywhere():
     )
     assert find(objects, "Secret") == []
     values = z2jh_values(objects)
-    assert {
-        "name": "outpost-hub-secrets",
-        "secret": {"secretName": "mine", "defaultMode": 0o440},
-    } in values["hub"]["extraVolumes"]
+    secret_volumes = [v for v in values["hub"]["extraVolumes"] if "secret" in v]
+    assert secret_volumes and all(v["secret"]["secretName"] == "mine" for v in secret_volumes)
     [(_, _, spec)] = pod_specs(objects)
     assert spec["volumes"][0]["secret"]["secretName"] == "mine"
     env = spec["containers"][0]["env"][0]
@@ -320,3 +318,40 @@ def test_the_tunnel_daemon_accepts_the_rendered_command_and_key(tmp_path, mode):
     mounts = {m["mountPath"] for m in container["volumeMounts"]}
     assert "/srv/outpost-tunnels" in mounts  # the state file is on a writable volume
     assert asyncssh.read_private_key(app.ssh_key).algorithm == b"ssh-ed25519"
+
+
+@pytest.mark.parametrize("mode", ["sidecar", "deployment"])
+def test_only_the_tunnel_daemon_gets_the_hub_ssh_key(tmp_path, mode):
+    """The hub container mounts the passwords, tokens and host keys it reads, not the key."""
+    objects, _ = render(ADDONS, {"outposts": OUTPOSTS, "tunnel": {"mode": mode}})
+    pod = as_hub_pod(z2jh_values(objects))
+    volumes = {v["name"]: v for v in pod["spec"]["volumes"]}
+    hub_container = pod["spec"]["containers"][0]
+    hub_keys = set()
+    for mount in hub_container["volumeMounts"]:
+        secret = volumes[mount["name"]].get("secret")
+        if secret:
+            hub_keys |= {item["key"] for item in secret["items"]}
+    assert "ssh-key" not in hub_keys
+    data = one(objects, "Secret")["data"]
+    assert hub_keys == set(data) - {"ssh-key"}  # every other key, and all of them exist
+    # the snippet finds everything it needs among those files
+    secret = one(objects, "Secret")
+    for key in hub_keys:
+        (tmp_path / key).write_text(secret_text(secret, key))
+    text = one(objects, "ConfigMap")["data"]["outpost_hub_config.py"]
+    c = Config()
+    exec(
+        compile(text.replace('"/etc/outpost-hub/secrets"', repr(str(tmp_path))), "cfg", "exec"),
+        {"c": c},
+    )
+    assert c.OutpostSpawner.outposts["remote"]["ssh"]["host_key"] == HOST_KEY
+    outposts_module = pytest.importorskip("jupyterhub_outpost.hub.outposts")
+    outposts_module.parse_outposts(c.OutpostSpawner.outposts)
+
+
+def test_unpinned_host_key_is_an_empty_secret_entry_so_the_mount_never_fails():
+    objects, _ = render(
+        ADDONS, {"outposts": {"remote": {"url": "http://x:8080", "ssh": {"host": "x"}}}}
+    )
+    assert secret_text(one(objects, "Secret"), "outpost-remote-host-key") == ""

@@ -89,8 +89,8 @@ values.yaml always win. Pinned host keys are never generated: they come from val
 {{- $key = printf "outpost-%s-host-key" $name }}
 {{- if and $o.ssh $o.ssh.hostKey }}
 {{- $_ := set $data $key ($o.ssh.hostKey | b64enc) }}
-{{- else if hasKey $old $key }}
-{{- $_ := set $data $key (index $old $key) }}
+{{- else }}
+{{- $_ := set $data $key (index $old $key | default ("" | b64enc)) }}
 {{- end }}
 {{- end }}
 {{- toYaml $data }}
@@ -136,7 +136,7 @@ command:
   - --forward-ip
   - 0.0.0.0
   - --ssh-key
-  - /etc/outpost-hub/secrets/ssh-key
+  - /etc/outpost-hub/tunnel/ssh-key
   - --state-file
   - /srv/outpost-tunnels/forwards.json
   - --log-level
@@ -169,8 +169,8 @@ resources:
 securityContext:
   {{- toYaml .Values.tunnel.containerSecurityContext | nindent 2 }}
 volumeMounts:
-  - name: outpost-hub-secrets
-    mountPath: /etc/outpost-hub/secrets
+  - name: outpost-tunnel-key
+    mountPath: /etc/outpost-hub/tunnel
     readOnly: true
   - name: outpost-tunnels-state
     mountPath: /srv/outpost-tunnels
@@ -263,10 +263,14 @@ hub:
     outpost-hub-addons: |
       exec(compile(open("/etc/outpost-hub/config/outpost_hub_config.py").read(), "outpost_hub_config.py", "exec"))
   extraVolumes:
+    # The hub reads passwords, tokens and pinned host keys; never the SSH private key,
+    # which only the tunnel daemon holds.
     - name: outpost-hub-secrets
       secret:
         secretName: {{ include "addons.secretName" . }}
         defaultMode: 0440
+        items:
+          {{- include "addons.hubSecretItems" . | nindent 10 }}
     - name: outpost-hub-config
       configMap:
         name: {{ include "addons.fullname" . }}-hub-config
@@ -274,6 +278,13 @@ hub:
           - key: outpost_hub_config.py
             path: outpost_hub_config.py
     {{- if eq .Values.tunnel.mode "sidecar" }}
+    - name: outpost-tunnel-key
+      secret:
+        secretName: {{ include "addons.secretName" . }}
+        defaultMode: 0440
+        items:
+          - key: ssh-key
+            path: ssh-key
     - name: outpost-tunnels-state
       emptyDir: {}
     {{- end }}
@@ -319,4 +330,16 @@ proxy:
                   {{- else }}
                   {{- include "addons.tunnelSelectorLabels" . | nindent 18 }}
                   {{- end }}
+{{- end }}
+
+{{/* The Secret's keys the hub container reads. */}}
+{{- define "addons.hubSecretItems" -}}
+- key: tunnel-api-token
+  path: tunnel-api-token
+{{- range $name, $o := .Values.outposts }}
+{{- range $suffix := list "password" "flavors-token" "host-key" }}
+- key: outpost-{{ $name }}-{{ $suffix }}
+  path: outpost-{{ $name }}-{{ $suffix }}
+{{- end }}
+{{- end }}
 {{- end }}
