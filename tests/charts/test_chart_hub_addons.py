@@ -355,3 +355,22 @@ def test_unpinned_host_key_is_an_empty_secret_entry_so_the_mount_never_fails():
         ADDONS, {"outposts": {"remote": {"url": "http://x:8080", "ssh": {"host": "x"}}}}
     )
     assert secret_text(one(objects, "Secret"), "outpost-remote-host-key") == ""
+
+
+def test_without_flavor_services_the_hub_does_not_need_flavor_tokens():
+    objects, _ = render(
+        ADDONS,
+        {"existingSecret": "mine", "outposts": OUTPOSTS, "hubConfig": {"flavorServices": False}},
+    )
+    volume = next(
+        v for v in z2jh_values(objects)["hub"]["extraVolumes"] if v["name"] == "outpost-hub-secrets"
+    )
+    keys = {item["key"] for item in volume["secret"]["items"]}
+    assert keys == {
+        "tunnel-api-token",
+        "outpost-remote-password",
+        "outpost-remote-host-key",
+        "outpost-local-password",
+        "outpost-local-host-key",
+    }
+    assert "custom_scopes" not in one(objects, "ConfigMap")["data"]["outpost_hub_config.py"]

@@ -336,8 +336,12 @@ proxy:
 {{- define "addons.hubSecretItems" -}}
 - key: tunnel-api-token
   path: tunnel-api-token
+{{- $suffixes := list "password" "host-key" }}
+{{- if .Values.hubConfig.flavorServices }}
+{{- $suffixes = append $suffixes "flavors-token" }}
+{{- end }}
 {{- range $name, $o := .Values.outposts }}
-{{- range $suffix := list "password" "flavors-token" "host-key" }}
+{{- range $suffix := $suffixes }}
 - key: outpost-{{ $name }}-{{ $suffix }}
   path: outpost-{{ $name }}-{{ $suffix }}
 {{- end }}
