@@ -178,6 +178,17 @@ def test_notes_print_the_ssh_endpoint_and_a_working_host_key_command(tmp_path):
     key = asyncssh.import_private_key(key_path.read_text())
     assert line == key.export_public_key().decode().strip() and line.startswith("ssh-ed25519 ")
     assert fingerprint == key.get_fingerprint() and fingerprint.startswith("SHA256:")
+    # and the keygen command NOTES names agrees
+    [keygen] = re.findall(r"-- (jupyterhub-outpost keygen fingerprint \S+)\)", notes)
+    argv = keygen.replace("/etc/outpost/secrets/ssh_host_ed25519_key", str(key_path)).split()
+    out = subprocess.run(
+        [sys.executable, "-m", "jupyterhub_outpost", *argv[1:]],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == fingerprint
 
 
 def test_networkpolicy_lets_in_only_api_and_ssh_and_lets_out_to_user_pods():
