@@ -137,3 +137,21 @@ def test_registry_entry_is_removed_at_close_and_no_lock_file_is_left():
     assert not os.path.exists(netns._registry_path(lab.prefix))
     if os.path.isdir(netns.REGISTRY_DIR):  # other runs are live right now
         assert all(n.endswith(".json") for n in os.listdir(netns.REGISTRY_DIR))
+
+
+async def test_without_root_hosts_become_loopback_addresses_and_the_log_says_why(
+    monkeypatch, caplog
+):
+    monkeypatch.delenv(netns.ISOLATION_ENV, raising=False)
+    monkeypatch.setattr(netns.os, "geteuid", lambda: 1000)
+    caplog.set_level("WARNING")
+    assert netns.isolation_available() == (False, "not running as root")
+    with pytest.raises(netns.NetnsError, match="not running as root"):
+        netns.Lab(isolation=True)
+    async with netns.Lab() as lab:
+        lab.add_network("n", host_access=True)
+        a, b = lab.add_host("a", ["n"]), lab.add_host("b", ["n"])
+        assert a.netns is None and a.argv(["true"]) == ["true"]
+        assert "isolation is OFF (not running as root)" in caplog.text
+        await start_http_server(b)
+        assert await a.can_connect(b.ip, 8000)

@@ -535,6 +535,10 @@ class Lab:
         self._registry = os.geteuid() == 0
         if self._registry:
             with _registry_lock():
+                while self._prefix_taken():
+                    if prefix:
+                        raise NetnsError(f"prefix {prefix} is in use by another run")
+                    self.prefix = f"jot{secrets.token_hex(3)[:5]}"
                 self._write_registry()
         if not self.isolated:
             # 127.231.R.0/24 with R derived from the prefix: parallel runs differ
@@ -542,6 +546,13 @@ class Lab:
             self._loopback_base = ipaddress.ip_address(f"127.231.{r}.0")
 
     # registry ----------------------------------------------------------------------
+
+    def _prefix_taken(self) -> bool:
+        if os.path.exists(_registry_path(self.prefix)):
+            return True
+        if not self.isolated:
+            return False
+        return any(o.startswith(self.prefix) for o in _netns_names() + _link_names())
 
     def _write_registry(self) -> None:
         if not self._registry:
