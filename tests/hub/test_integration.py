@@ -39,6 +39,7 @@ pytestmark = [pytest.mark.slow, pytest.mark.netns]
 HUB_NAME = "hub"
 OTHER_HUB = "otherhub"
 MINI_SINGLEUSER = Path(__file__).resolve().parents[1] / "outpost" / "mini_singleuser.py"
+LAUNCHER = Path(__file__).resolve().parent / "delayed_launcher.py"
 
 
 class NetnsOutpost(OutpostProcess):
@@ -75,7 +76,27 @@ def outpost_config(
     ssh_port: int,
     hub_pub: str,
     flavors_token: str,
+    delayed_targets: list[str] | None = None,
 ) -> str:
+    """An Outpost running SiteSpawner (SimpleLocalProcessSpawner + jupyterhub-singleuser).
+
+    With ``delayed_targets`` it supports delayed tunneling: a start with user_options
+    ``{"delayed": True}`` is answered with "" and the server reports its own address
+    (delayed_launcher.py); the SSH endpoint allows forwards to ``delayed_targets``.
+    """
+    delayed = ""
+    if delayed_targets:
+        delayed = f"""
+from jupyterhub_outpost.outpost.hooks import default_sanitize_start_response
+
+def sanitize_start_response(spawner, response):
+    if (spawner.user_options or {{}}).get("delayed"):
+        return ""
+    return default_sanitize_start_response(spawner, response)
+
+c.JupyterHubOutpost.sanitize_start_response = sanitize_start_response
+c.JupyterHubOutpost.allowed_forward_targets = {delayed_targets!r}
+"""
     return f"""
 import sys
 from jupyterhub.spawner import SimpleLocalProcessSpawner
@@ -84,8 +105,14 @@ class SiteSpawner(SimpleLocalProcessSpawner):
     async def progress(self):
         yield {{"progress": 40, "message": "Launching on site {site_name}"}}
 
+    def get_env(self):
+        env = super().get_env()
+        if (self.user_options or {{}}).get("delayed"):
+            env["OUTPOST_TEST_DELAYED"] = "1"
+        return env
+
 c.JupyterHubOutpost.spawner_class = SiteSpawner
-c.SiteSpawner.cmd = [sys.executable, "-m", "jupyterhub.singleuser"]
+c.SiteSpawner.cmd = [sys.executable, {str(LAUNCHER)!r}]
 c.SiteSpawner.args = ["--allow-root", "--ServerApp.open_browser=False",
     "--LabApp.check_for_updates_class=jupyterlab.NeverCheckForUpdate"]
 c.SiteSpawner.ip = {server_ip!r}
@@ -100,11 +127,13 @@ c.JupyterHubOutpost.flavors = {{
     "small": {{"max": 10, "weight": 10, "display_name": "Small", "description": "1 CPU"}},
     "gpu": {{"max": 0, "weight": 5, "display_name": "GPU", "description": "none left"}},
 }}
+c.JupyterHubOutpost.flavors_undefined_max = 0
 c.JupyterHubOutpost.flavors_update_token = {flavors_token!r}
 
 def allow_override(hub, misc):
     return hub == {OTHER_HUB!r}
 c.JupyterHubOutpost.allow_override = allow_override
+{delayed}
 """
 
 
@@ -257,6 +286,9 @@ def site(tmp_path_factory):
                     ssh_port=site.ssh_ports[name],
                     hub_pub=hub_pub,
                     flavors_token=site.flavors_token,
+                    delayed_targets=[f"{server_ips[name]}/32:1024-65535"]
+                    if name == "second"
+                    else None,
                 )
             )
             site.secrets[name] = uuid.uuid4().hex
@@ -449,6 +481,40 @@ def test_failed_start_shows_outpost_message_and_leaves_nothing(site):
     assert "full" in json.dumps(body)
     assert site.outpost_services("remote") == []
     assert site.forwards() == {}
+
+
+def test_outpost_refusal_message_reaches_the_user_and_leaves_nothing(site):
+    hub = site.hub
+    # a flavor the hub does not know is passed on; this Outpost allows no undefined flavor
+    status, body = hub.api(
+        "POST", "/users/bob/servers/nope", {"outpost": "remote", "flavor": "huge"}
+    )
+    if status == 202:
+        events = hub.progress_events("bob", "nope", timeout=120)
+        message = events[-1].get("message", "")
+        assert events[-1].get("failed"), events
+    else:
+        message = json.dumps(body)
+        assert status >= 400, body
+    assert "huge" in message or "flavor" in message.lower(), message
+    assert message.count("Site remote") <= 1
+    wait_until(lambda: hub.server_model("bob", "nope") is None, 60, "the failed server gone")
+    assert site.outpost_services("remote") == []
+    assert site.forwards() == {}
+
+
+def test_delayed_tunneling_server_reports_its_address_then_is_reachable(site):
+    hub = site.hub
+    start_server(hub, "alice", "late", {"outpost": "second", "delayed": True})
+    try:
+        (service,) = site.outpost_services("second")
+        assert service.get("service", "") == ""  # the Outpost did not know the address
+        (fwd,) = site.forwards().values()
+        assert fwd["target_host"] == site.server_ips["second"]
+        assert status_ok(hub, "alice", "late")
+    finally:
+        hub.stop_server("alice", "late")
+    assert_clean(site, "second")
 
 
 def test_wrong_host_key_is_refused_and_start_leaves_nothing(site):

@@ -452,6 +452,12 @@ class OutpostSpawner(Spawner):
         )
         return render_options_form(outposts, dict(zip(outposts, results, strict=True)))
 
+    @default("apply_user_options")
+    def _default_apply_user_options(self):
+        # user_options are the Outpost's business (sent with the start request), not
+        # settings of this spawner
+        return lambda spawner, user_options: None
+
     @default("options_from_form")
     def _default_options_from_form(self):
         return lambda formdata, spawner=None: options_from_form(formdata)
