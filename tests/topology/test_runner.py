@@ -47,6 +47,8 @@ async def test_up_serves_and_down_leaves_no_process_namespace_veth_bridge(tmp_pa
         assert '{"a": 1}' in index
         assert oct(os.stat(topo.path("files/back/hello.txt")).st_mode & 0o777) == "0o600"
         assert rundir.read_state(str(tmp_path))["prefix"] == prefix
+        assert topo.reachability_problem(topo.open_url) is None
+        assert "cannot reach" in topo.reachability_problem(topo.url("back"))
     assert not any(alive(p) for p in pids)
     assert leftovers(prefix) == {"netns": [], "links": []}
     assert rundir.read_state(str(tmp_path)) is None

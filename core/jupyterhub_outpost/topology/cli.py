@@ -102,6 +102,9 @@ async def run_up(args: argparse.Namespace) -> int:
         say("topology", "network isolation is OFF: every host is a loopback address")
     if topo.open_url:
         say("topology", f"open {topo.open_url}")
+        problem = topo.reachability_problem(topo.open_url)
+        if problem:
+            say("topology", f"warning: {problem}")
     if spec.login:
         say("topology", f"login: {spec.login}")
     say("topology", f"logs and generated files: {topo.run_dir}")

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import ipaddress
 import logging
 import os
 import signal
@@ -29,6 +30,7 @@ import sys
 import time
 from collections.abc import AsyncIterator
 from typing import Any
+from urllib.parse import urlsplit
 
 from . import netns, rundir
 from .services import LogSink, Readiness, Service, ServiceError
@@ -266,6 +268,23 @@ class Topology:
         if not url:
             raise KeyError(f"service {name} has no url (give it 'url:' or 'ready: {{http: ...}}')")
         return url
+
+    def reachability_problem(self, url: str) -> str | None:
+        """Why this machine's browser cannot open ``url``, or None (no packet is sent)."""
+        host = urlsplit(url).hostname or ""
+        try:
+            addr = ipaddress.ip_address(host)
+        except ValueError:
+            return None
+        if not self.lab.isolated or addr.is_loopback:
+            return None
+        for net in self.lab.networks.values():
+            if net.subnet is not None and addr in net.subnet and not net.host_access:
+                return (
+                    f"{host} is on network {net.name}, which this machine cannot reach; "
+                    f"give that network 'host_access: true' or open a host on one that has it"
+                )
+        return None
 
     def port(self, service: str, name: str) -> int:
         return self.ctx.ports[service][name]
