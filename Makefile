@@ -52,12 +52,12 @@ $(NODE_PREFIX)/.installed:
 node: $(NODE_PREFIX)/.installed
 
 test: deps
-	$(BIN)/ruff check core tests bench
+	$(BIN)/ruff check core tests bench charts/tools
 	$(BIN)/pytest $(PYTEST_ARGS)
 
 lint: venv
-	$(BIN)/ruff check core tests bench
-	$(BIN)/ruff format --check core tests bench
+	$(BIN)/ruff check core tests bench charts/tools
+	$(BIN)/ruff format --check core tests bench charts/tools
 
 format: venv
 	$(BIN)/ruff format core tests bench
