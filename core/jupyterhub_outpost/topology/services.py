@@ -15,6 +15,7 @@ import logging
 import os
 import re
 import signal
+import ssl
 import time
 from collections import deque
 from collections.abc import Callable
@@ -53,12 +54,22 @@ class Readiness:
 
 
 async def http_status(host: Host, url: str, timeout: float = 5.0) -> int:
-    """GET ``url`` from inside ``host`` and return the HTTP status (plain http only)."""
+    """GET ``url`` from inside ``host`` and return the HTTP status.
+
+    https is checked without verifying the certificate: this is a readiness probe of a
+    service of this topology, not a client that trusts it.
+    """
     parts = urlsplit(url)
-    if parts.scheme != "http":
-        raise ServiceError(f"readiness check {url}: only http:// URLs can be checked")
-    port = parts.port or 80
-    reader, writer = await host.open_connection(parts.hostname, port, timeout=timeout)
+    if parts.scheme not in ("http", "https"):
+        raise ServiceError(f"readiness check {url}: only http:// and https:// URLs can be checked")
+    kwargs = {}
+    if parts.scheme == "https":
+        ctx = ssl.create_default_context()
+        ctx.check_hostname = False
+        ctx.verify_mode = ssl.CERT_NONE
+        kwargs = {"ssl": ctx, "server_hostname": parts.hostname}
+    port = parts.port or (443 if parts.scheme == "https" else 80)
+    reader, writer = await host.open_connection(parts.hostname, port, timeout=timeout, **kwargs)
     try:
         path = parts.path or "/"
         if parts.query:
@@ -242,7 +253,7 @@ class Service:
                 ip, _, port = check.tcp.rpartition(":")
                 return await where.can_connect(ip, int(port), timeout=2)
             try:
-                return await http_status(where, check.http, timeout=5) < 500
+                return await asyncio.wait_for(http_status(where, check.http, timeout=5), 10) < 500
             except (OSError, asyncio.TimeoutError, ServiceError):
                 return False
 
