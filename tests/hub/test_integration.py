@@ -526,6 +526,7 @@ def test_wrong_host_key_is_refused_and_start_leaves_nothing(site):
         assert "tunnel" in events[-1].get("message", "").lower(), events[-1]
     else:
         assert status >= 400, body
+        assert "tunnel" in json.dumps(body).lower(), body
     wait_until(lambda: hub.server_model("bob", "wrongkey") is None, 60, "the failed server gone")
     assert_clean(site, "remote")
 
@@ -636,7 +637,7 @@ def test_hub_key_cannot_forward_to_other_hubs_server_or_arbitrary_address(site):
             "JUPYTERHUB_SERVICE_PREFIX": "/user/carol/",
             "JUPYTERHUB_API_URL": "http://127.0.0.1:1/hub/api",
         },
-        "user_options": {"start_id": "s1"},
+        "user_options": {"start_id": "s1", "flavor": "small"},
         "misc": {"cmd": [sys.executable, str(MINI_SINGLEUSER)], "args": []},
         "certs": {},
         "internal_trust_bundles": {},
