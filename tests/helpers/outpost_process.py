@@ -153,10 +153,20 @@ class OutpostProcess:
 
     def argv(self) -> list[str]:
         return [
-            sys.executable, "-m", "jupyterhub_outpost", "serve",
-            "--config", str(self._write_config()),
-            "--ip", "127.0.0.1", "--port", str(self.port),
-            "--data-dir", str(self.data_dir), "--log-level", "DEBUG",
+            sys.executable,
+            "-m",
+            "jupyterhub_outpost",
+            "serve",
+            "--config",
+            str(self._write_config()),
+            "--ip",
+            "127.0.0.1",
+            "--port",
+            str(self.port),
+            "--data-dir",
+            str(self.data_dir),
+            "--log-level",
+            "DEBUG",
             *self.extra_args,
         ]
 
@@ -175,7 +185,10 @@ class OutpostProcess:
         log = open(self.log_path, "ab")
         self.init = subprocess.Popen(
             [sys.executable, "-c", _INIT_CODE, *self.argv()],
-            stdout=subprocess.PIPE, stderr=log, env=self.env, cwd=self.cwd,
+            stdout=subprocess.PIPE,
+            stderr=log,
+            env=self.env,
+            cwd=self.cwd,
             start_new_session=True,
         )
         log.close()
@@ -202,7 +215,9 @@ class OutpostProcess:
         wait = 0.05
         while True:
             if not self.running:
-                raise RuntimeError(f"the Outpost exited during start-up:\n{self.log_text()[-4000:]}")
+                raise RuntimeError(
+                    f"the Outpost exited during start-up:\n{self.log_text()[-4000:]}"
+                )
             try:
                 with urllib.request.urlopen(f"{self.url}/ping", timeout=2) as response:
                     if response.status == 200:
@@ -210,7 +225,9 @@ class OutpostProcess:
             except (urllib.error.URLError, ConnectionError, OSError):
                 pass
             if time.monotonic() > deadline:
-                raise TimeoutError(f"/ping did not answer in {timeout}s:\n{self.log_text()[-4000:]}")
+                raise TimeoutError(
+                    f"/ping did not answer in {timeout}s:\n{self.log_text()[-4000:]}"
+                )
             time.sleep(wait)
             wait = min(wait * 2, 1.0)
 

@@ -120,14 +120,30 @@ class PostgresServer:
         if self._as_root:
             os.chown(pwfile, pw.pw_uid, pw.pw_gid)
         self._run(
-            "initdb", "-D", self.data, "-U", "postgres", "--auth=scram-sha-256",
-            f"--pwfile={pwfile}", "-E", "UTF8", "--no-instructions",
+            "initdb",
+            "-D",
+            self.data,
+            "-U",
+            "postgres",
+            "--auth=scram-sha-256",
+            f"--pwfile={pwfile}",
+            "-E",
+            "UTF8",
+            "--no-instructions",
         )
         os.unlink(pwfile)
         self.port = free_port()
         self._run(
-            "pg_ctl", "-D", self.data, "-l", os.path.join(self.tmp, "log"), "-w", "-t", "60",
-            "-o", f"-h {self.host} -p {self.port} -k {self.sockets} -c fsync=off "
+            "pg_ctl",
+            "-D",
+            self.data,
+            "-l",
+            os.path.join(self.tmp, "log"),
+            "-w",
+            "-t",
+            "60",
+            "-o",
+            f"-h {self.host} -p {self.port} -k {self.sockets} -c fsync=off "
             "-c synchronous_commit=off -c full_page_writes=off -c max_connections=200",
             "start",
         )
@@ -152,9 +168,26 @@ class PostgresServer:
     def psql(self, sql: str, database: str = "postgres") -> str:
         env = dict(os.environ, PGPASSWORD=self.superpassword)
         return subprocess.run(
-            [os.path.join(self.bin_dir, "psql"), "-h", self.host, "-p", str(self.port),
-             "-U", "postgres", "-d", database, "-v", "ON_ERROR_STOP=1", "-qAt", "-c", sql],
-            check=True, capture_output=True, text=True, env=env,
+            [
+                os.path.join(self.bin_dir, "psql"),
+                "-h",
+                self.host,
+                "-p",
+                str(self.port),
+                "-U",
+                "postgres",
+                "-d",
+                database,
+                "-v",
+                "ON_ERROR_STOP=1",
+                "-qAt",
+                "-c",
+                sql,
+            ],
+            check=True,
+            capture_output=True,
+            text=True,
+            env=env,
         ).stdout
 
     def create_database(self, prefix: str = "outpost") -> PostgresDatabase:

@@ -1,5 +1,7 @@
 """Fixtures for the Outpost tests (helpers live in support.py)."""
 
+import asyncio
+
 import pytest
 from traitlets.config import Config
 
@@ -27,13 +29,16 @@ async def make_outpost(tmp_path):
 
     yield factory
     for outpost in made:
-        await outpost.close()
+        try:  # teardown is outside pytest-timeout (timeout_func_only): bound it here
+            await asyncio.wait_for(outpost.close(), 60)
+        except asyncio.TimeoutError:
+            print(f"closing the Outpost at {outpost.url} took over 60s")
+            raise
 
 
 @pytest.fixture
 async def outpost(make_outpost):
     return await make_outpost()
-
 
 
 @pytest.fixture

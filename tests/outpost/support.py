@@ -6,12 +6,11 @@ import sys
 
 from jupyterhub.spawner import SimpleLocalProcessSpawner
 from jupyterhub.utils import exponential_backoff
+from jupyterhub_outpost.outpost.app import JupyterHubOutpost
 from tornado.httpclient import AsyncHTTPClient, HTTPRequest
 from traitlets.config import Config
 
-from jupyterhub_outpost.outpost.app import JupyterHubOutpost
 from tests.helpers.outpost_process import basic_auth, free_port
-
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 MINI_SINGLEUSER = os.path.join(HERE, "mini_singleuser.py")
@@ -64,19 +63,35 @@ class Api:
         self.url = url
         self.hubs = hubs
 
-    async def call(self, method, path, *, hub="hub1", secret=None, body=None, headers=None,
-                   raw_body=None, timeout=60):
+    async def call(
+        self,
+        method,
+        path,
+        *,
+        hub="hub1",
+        secret=None,
+        body=None,
+        headers=None,
+        raw_body=None,
+        timeout=60,
+    ):
         all_headers = {}
         if hub is not None:
-            all_headers.update(basic_auth(hub, self.hubs.get(hub, "") if secret is None else secret))
+            all_headers.update(
+                basic_auth(hub, self.hubs.get(hub, "") if secret is None else secret)
+            )
         all_headers.update(headers or {})
         if raw_body is None and body is not None:
             raw_body = json.dumps(body)
         if raw_body is None and method in ("POST", "PUT"):
             raw_body = ""
         request = HTTPRequest(
-            self.url + path, method=method, headers=all_headers, body=raw_body,
-            request_timeout=timeout, allow_nonstandard_methods=True,
+            self.url + path,
+            method=method,
+            headers=all_headers,
+            body=raw_body,
+            request_timeout=timeout,
+            allow_nonstandard_methods=True,
         )
         response = await AsyncHTTPClient().fetch(request, raise_error=False)
         if response.code == 599:
@@ -98,7 +113,10 @@ class InProcessOutpost:
         self.app.ip = "127.0.0.1"
         self.app.port = free_port()
         self.url = f"http://127.0.0.1:{self.app.port}"
-        self.api = Api(self.url, self.app.hub_credentials if isinstance(self.app.hub_credentials, dict) else HUBS)
+        self.api = Api(
+            self.url,
+            self.app.hub_credentials if isinstance(self.app.hub_credentials, dict) else HUBS,
+        )
 
     async def start(self):
         await self.app.start_outpost()

@@ -20,7 +20,15 @@ from .support import HUBS, start_body
         {"Authorization": "Bearer " + HUBS["hub1"]},
         {"Authorization": "Basic " + base64.b64encode(b"hub1").decode()},
     ],
-    ids=["missing", "wrong-secret", "unknown-hub", "other-hubs-secret", "garbage", "bearer", "no-colon"],
+    ids=[
+        "missing",
+        "wrong-secret",
+        "unknown-hub",
+        "other-hubs-secret",
+        "garbage",
+        "bearer",
+        "no-colon",
+    ],
 )
 async def test_bad_or_missing_credentials_are_401_on_every_route(outpost, headers):
     for method, path, body in [

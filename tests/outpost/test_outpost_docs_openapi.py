@@ -6,7 +6,6 @@ import re
 import sys
 
 import jsonschema
-
 from jupyterhub_outpost.outpost import handlers
 from jupyterhub_outpost.outpost.app import JupyterHubOutpost
 from jupyterhub_outpost.outpost.schema import openapi_document
@@ -51,7 +50,8 @@ def test_openapi_lists_every_route_and_nothing_else():
     for pattern, handler in handlers.routes():
         path = document["paths"][_route_to_openapi(pattern)]
         implemented = {
-            m.lower() for m in ("GET", "POST", "DELETE", "PUT", "PATCH")
+            m.lower()
+            for m in ("GET", "POST", "DELETE", "PUT", "PATCH")
             if getattr(handler, m.lower()) is not getattr(handlers.BaseHandler, m.lower())
         }
         assert implemented == set(path) - {"parameters"}, pattern
@@ -73,7 +73,8 @@ class Checker:
         assert str(code) in responses, f"{method} {template} answered undocumented {code}"
         schema = responses[str(code)]["content"]["application/json"]["schema"]
         jsonschema.validate(
-            data, {**schema, "components": self.document["components"]},
+            data,
+            {**schema, "components": self.document["components"]},
             cls=jsonschema.Draft202012Validator,
         )
         self.seen.add((method, template, code))
@@ -105,3 +106,27 @@ async def test_answers_match_the_openapi_document(make_outpost):
     await call("DELETE", "/services/oa")
     await call("DELETE", "/services/as1", headers={"execution-type": "async"})
     assert {code for _, _, code in checker.seen} >= {200, 202, 400, 401, 403, 404, 409}
+
+
+def test_example_config_loads_with_known_option_names(tmp_path, caplog):
+    app = JupyterHubOutpost()
+    app.initialize(
+        [
+            "--config",
+            os.path.join(ROOT, "examples", "outpost_config.py"),
+            "--data-dir",
+            str(tmp_path),
+        ]
+    )
+    assert "not recognized" not in caplog.text
+    assert callable(app.allow_override) and callable(app.flavors)
+    assert app.flavors_undefined_max == 0 and app.ssh_port == 8022
+    assert app.allowed_forward_targets == ["10.20.0.0/16:8000-9000"]
+
+
+def test_seed_spelling_log_datafmt_sets_log_datefmt(tmp_path):
+    config = tmp_path / "outpost_config.py"
+    config.write_text('c.JupyterHubOutpost.log_datafmt = "%H:%M"\n')
+    app = JupyterHubOutpost()
+    app.initialize(["--config", str(config), "--data-dir", str(tmp_path)])
+    assert app.log_datefmt == "%H:%M"

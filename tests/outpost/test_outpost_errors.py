@@ -36,7 +36,9 @@ def _assert_clean_error(data):
     ],
     ids=lambda v: v if isinstance(v, str) and len(v) < 30 else None,
 )
-async def test_malformed_or_schema_breaking_start_is_400_and_leaves_no_trace(outpost, raw, fragment):
+async def test_malformed_or_schema_breaking_start_is_400_and_leaves_no_trace(
+    outpost, raw, fragment
+):
     code, data = await outpost.api.call("POST", "/services", raw_body=raw)
     assert code == 400, data
     _assert_clean_error(data)
@@ -87,7 +89,9 @@ async def test_oversized_body_is_413(make_outpost):
     assert (await outpost.api.call("POST", "/services", body=start_body("small")))[0] == 200
 
 
-async def test_spawner_that_fails_to_start_is_500_with_the_reason_and_no_row(make_outpost, tmp_path):
+async def test_spawner_that_fails_to_start_is_500_with_the_reason_and_no_row(
+    make_outpost, tmp_path
+):
     from .support import local_spawner_config
 
     c = local_spawner_config(tmp_path)

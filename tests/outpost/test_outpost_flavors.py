@@ -14,16 +14,20 @@ FLAVORS = {
         "description": "1 CPU",
         "runtime": {"hours": 2},
     },
-    "tiny": {"max": 2, "weight": 1, "display_name": "Tiny", "description": "", "runtime": {"seconds": 1}},
+    "tiny": {
+        "max": 2,
+        "weight": 1,
+        "display_name": "Tiny",
+        "description": "",
+        "runtime": {"seconds": 1},
+    },
 }
 
 
 async def test_max_holds_exactly_under_30_concurrent_starts(make_outpost):
     outpost = await make_outpost(flavors=FLAVORS)
     bodies = [start_body(f"race-{i}", user_options={"flavor": "small"}) for i in range(30)]
-    results = await asyncio.gather(
-        *(outpost.api.call("POST", "/services", body=b) for b in bodies)
-    )
+    results = await asyncio.gather(*(outpost.api.call("POST", "/services", body=b) for b in bodies))
     codes = sorted(code for code, _ in results)
     assert codes == [200] * 5 + [403] * 25
     refusals = [data["error"] for code, data in results if code == 403]
@@ -36,7 +40,9 @@ async def test_max_holds_exactly_under_30_concurrent_starts(make_outpost):
     # a stop frees a slot
     started = [b["name"] for b, (code, _) in zip(bodies, results) if code == 200]
     assert (await outpost.api.call("DELETE", f"/services/{started[0]}"))[0] == 200
-    code, _ = await outpost.api.call("POST", "/services", body=start_body("again", user_options={"flavor": "small"}))
+    code, _ = await outpost.api.call(
+        "POST", "/services", body=start_body("again", user_options={"flavor": "small"})
+    )
     assert code == 200
 
 
@@ -46,14 +52,25 @@ async def test_flavors_are_per_hub_and_hook_may_be_a_coroutine(make_outpost):
 
     outpost = await make_outpost(flavors=flavors, flavors_undefined_max=0)
     api = outpost.api
-    assert (await api.call("POST", "/services", body=start_body("a", user_options={"flavor": "only"})))[0] == 200
-    assert (await api.call("POST", "/services", body=start_body("b", user_options={"flavor": "only"})))[0] == 403
+    assert (
+        await api.call("POST", "/services", body=start_body("a", user_options={"flavor": "only"}))
+    )[0] == 200
+    assert (
+        await api.call("POST", "/services", body=start_body("b", user_options={"flavor": "only"}))
+    )[0] == 403
     for name in ("a", "b"):
         body = start_body(name, user_options={"flavor": "only"})
         assert (await api.call("POST", "/services", hub="hub2", body=body))[0] == 200
     code, data = await api.call("GET", "/flavors", hub="hub2")
     assert data == {
-        "only": {"max": 2, "current": 2, "weight": 0, "display_name": "only", "description": "", "runtime": None}
+        "only": {
+            "max": 2,
+            "current": 2,
+            "weight": 0,
+            "display_name": "only",
+            "description": "",
+            "runtime": None,
+        }
     }
 
 
@@ -70,7 +87,9 @@ async def test_undefined_max_limits_unknown_and_missing_flavors(make_outpost):
 async def test_server_past_its_runtime_is_stopped_by_the_outpost(make_outpost):
     outpost = await make_outpost(flavors=FLAVORS, runtime_check_interval=0.2)
     api = outpost.api
-    code, data = await api.call("POST", "/services", body=start_body("brief", user_options={"flavor": "tiny"}))
+    code, data = await api.call(
+        "POST", "/services", body=start_body("brief", user_options={"flavor": "tiny"})
+    )
     assert code == 200
     pid = (await wait_for(lambda: _try_fetch(data["service"]), "server answers"))["pid"]
 
@@ -103,7 +122,9 @@ async def test_flavor_usage_is_posted_to_the_hub_after_start_and_stop(make_outpo
     assert headers["Authorization"] == "token flavor-token"
     assert doc["small"]["current"] == 1
     assert (await outpost.api.call("DELETE", "/services/f1"))[0] == 200
-    await wait_for(lambda: len(receiver.posts_to("/hub/api/outpost/flavors/site")) >= 2, "update after stop")
+    await wait_for(
+        lambda: len(receiver.posts_to("/hub/api/outpost/flavors/site")) >= 2, "update after stop"
+    )
     assert receiver.posts_to("/hub/api/outpost/flavors/site")[-1][1]["small"]["current"] == 0
 
 

@@ -35,7 +35,9 @@ async def test_allow_override_hook_decides_per_hub_and_misc(make_outpost):
 
 async def test_allowed_override_of_an_unknown_option_is_400(make_outpost):
     outpost = await make_outpost(allow_override=True)
-    code, data = await outpost.api.call("POST", "/services", body=start_body("o", misc={"no_such_option": 1}))
+    code, data = await outpost.api.call(
+        "POST", "/services", body=start_body("o", misc={"no_such_option": 1})
+    )
     assert code == 400
     assert "no_such_option" in data["error"]
     assert await outpost.app.store.list_hub("hub1") == []
@@ -146,4 +148,3 @@ async def test_a_start_slower_than_start_timeout_fails_cleanly(make_outpost, tmp
         spawner_class.start = original
     assert code == 500 and "start_timeout" in data["error"]
     assert await outpost.app.store.list_hub("hub1") == []
-

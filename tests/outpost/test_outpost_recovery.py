@@ -100,8 +100,16 @@ async def test_server_that_died_while_the_outpost_was_down_is_reported_ended(
 def test_db_upgrade_subcommand_creates_and_keeps_the_schema(tmp_path):
     data = tmp_path / "data"
     data.mkdir()
-    argv = [sys.executable, "-m", "jupyterhub_outpost", "db-upgrade", "--data-dir", str(data),
-            "--config", str(tmp_path / "missing.py")]
+    argv = [
+        sys.executable,
+        "-m",
+        "jupyterhub_outpost",
+        "db-upgrade",
+        "--data-dir",
+        str(data),
+        "--config",
+        str(tmp_path / "missing.py"),
+    ]
     result = subprocess.run(argv, capture_output=True, text=True, timeout=60)
     assert result.returncode == 1 and "does not exist" in result.stderr
     argv[-1] = write_config(tmp_path)

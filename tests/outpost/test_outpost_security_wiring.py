@@ -11,12 +11,11 @@ from cryptography.fernet import Fernet
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
-from tornado.httpclient import AsyncHTTPClient, HTTPRequest
-
 from jupyterhub_outpost.outpost.crypto import Crypt, CryptError
 from jupyterhub_outpost.outpost.database import DatabaseConfigError, resolve_db_url
+from tornado.httpclient import AsyncHTTPClient, HTTPRequest
 
-from .support import basic_auth, start_body, HUBS
+from .support import HUBS, basic_auth, start_body
 
 
 async def test_authorize_forward_allows_only_own_running_servers_and_admin_targets(make_outpost):
@@ -37,7 +36,9 @@ async def test_authorize_forward_allows_only_own_running_servers_and_admin_targe
 async def test_ssh_endpoint_starts_with_the_outpost_and_keeps_its_host_key(make_outpost, tmp_path):
     pytest.importorskip("asyncssh")
     keys = {"hub1": []}
-    outpost = await make_outpost(ssh_enabled=True, ssh_port=0, ssh_ip="127.0.0.1", ssh_authorized_keys=keys)
+    outpost = await make_outpost(
+        ssh_enabled=True, ssh_port=0, ssh_ip="127.0.0.1", ssh_authorized_keys=keys
+    )
     endpoint = outpost.app.ssh_endpoint
     assert endpoint is not None and endpoint.bound_port > 0
     key_file = outpost.app.ssh_host_key_file
@@ -51,8 +52,11 @@ def _self_signed(tmp_path):
     name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "localhost")])
     now = datetime.datetime.now(datetime.timezone.utc)
     cert = (
-        x509.CertificateBuilder().subject_name(name).issuer_name(name)
-        .public_key(key.public_key()).serial_number(1)
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(1)
         .not_valid_before(now - datetime.timedelta(minutes=1))
         .not_valid_after(now + datetime.timedelta(hours=1))
         .add_extension(x509.SubjectAlternativeName([x509.DNSName("localhost")]), critical=False)
@@ -60,9 +64,13 @@ def _self_signed(tmp_path):
     )
     certfile, keyfile = tmp_path / "cert.pem", tmp_path / "key.pem"
     certfile.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-    keyfile.write_bytes(key.private_bytes(
-        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
-    ))
+    keyfile.write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+    )
     return str(certfile), str(keyfile)
 
 
@@ -71,7 +79,9 @@ async def test_https_serving_with_certfile_and_keyfile(make_outpost, tmp_path):
     outpost = await make_outpost(certfile=certfile, keyfile=keyfile)
     url = outpost.url.replace("http://", "https://").replace("127.0.0.1", "localhost")
     client = AsyncHTTPClient()
-    response = await client.fetch(HTTPRequest(url + "/services", headers=basic_auth("hub1", HUBS["hub1"]), ca_certs=certfile))
+    response = await client.fetch(
+        HTTPRequest(url + "/services", headers=basic_auth("hub1", HUBS["hub1"]), ca_certs=certfile)
+    )
     assert response.code == 200
     with pytest.raises(ssl.SSLError):  # verification is on: an unknown CA is refused
         await client.fetch(url + "/ping")
@@ -82,7 +92,9 @@ async def test_metrics_need_the_token_and_carry_no_secrets(make_outpost):
     await outpost.api.call("POST", "/services", body=start_body("m1"))
     code, data = await outpost.api.call("GET", "/metrics", hub=None)
     assert code == 401 and "metrics token" in data["error"]
-    code, text = await outpost.api.call("GET", "/metrics", hub=None, headers={"Authorization": "token metrics-secret"})
+    code, text = await outpost.api.call(
+        "GET", "/metrics", hub=None, headers={"Authorization": "token metrics-secret"}
+    )
     assert code == 200
     assert 'outpost_active_servers{hub="hub1"} 1.0' in text
     assert "outpost_http_requests_total" in text
@@ -119,18 +131,45 @@ def test_missing_crypt_keys_generate_a_private_key_file_once(tmp_path, caplog):
 
 def test_malformed_crypt_key_is_refused_with_its_position():
     with pytest.raises(CryptError, match="Key number 2"):
-        Crypt.from_environment("/nonexistent", None, environ={"OUTPOST_CRYPT_KEYS": f"{Fernet.generate_key().decode()},short"})
+        Crypt.from_environment(
+            "/nonexistent",
+            None,
+            environ={"OUTPOST_CRYPT_KEYS": f"{Fernet.generate_key().decode()},short"},
+        )
 
 
 def test_database_url_from_options_and_environment(tmp_path):
     url = resolve_db_url("", str(tmp_path), environ={})
     assert url.drivername == "sqlite+aiosqlite" and url.database == str(tmp_path / "outpost.sqlite")
-    env = {"SQL_TYPE": "postgresql", "SQL_USER": "u", "SQL_PASSWORD": "p@ss:word", "SQL_HOST": "db", "SQL_DATABASE": "d"}
+    env = {
+        "SQL_TYPE": "postgresql",
+        "SQL_USER": "u",
+        "SQL_PASSWORD": "p@ss:word",
+        "SQL_HOST": "db",
+        "SQL_DATABASE": "d",
+    }
     url = resolve_db_url("", str(tmp_path), environ=env)
     assert (url.drivername, url.username, url.password, url.host, url.port, url.database) == (
-        "postgresql+asyncpg", "u", "p@ss:word", "db", 5432, "d")
-    assert resolve_db_url("postgresql://a:b@h/x", "", environ=env).drivername == "postgresql+asyncpg"
+        "postgresql+asyncpg",
+        "u",
+        "p@ss:word",
+        "db",
+        5432,
+        "d",
+    )
+    assert (
+        resolve_db_url("postgresql://a:b@h/x", "", environ=env).drivername == "postgresql+asyncpg"
+    )
     with pytest.raises(DatabaseConfigError, match="SQL_PASSWORD"):
-        resolve_db_url("", "", environ={"SQL_TYPE": "postgresql", "SQL_USER": "u", "SQL_HOST": "h", "SQL_DATABASE": "d"})
+        resolve_db_url(
+            "",
+            "",
+            environ={
+                "SQL_TYPE": "postgresql",
+                "SQL_USER": "u",
+                "SQL_HOST": "h",
+                "SQL_DATABASE": "d",
+            },
+        )
     with pytest.raises(DatabaseConfigError, match="mysql"):
         resolve_db_url("", "", environ={"SQL_TYPE": "mysql"})

@@ -8,7 +8,6 @@ import getpass
 import textwrap
 
 import pytest
-
 from jupyterhub_outpost.outpost.app import JupyterHubOutpost
 from jupyterhub_outpost.outpost.runner import Runner
 
@@ -27,7 +26,9 @@ def build(app, tmp_path, name="lab", misc=None, user_options=None, user="alice")
     runner = Runner(app.spawner_class, app.config, str(tmp_path / "certs"), app.log)
     body = start_body(name, user=user)
     env = dict(body["env"], JUPYTERHUB_USER_ID="42")
-    return runner.build(hub="hub1", row_id=7, env=env, user_options=user_options or {}, misc=misc or {})
+    return runner.build(
+        hub="hub1", row_id=7, env=env, user_options=user_options or {}, misc=misc or {}
+    )
 
 
 KUBECONFIG = """
@@ -125,7 +126,12 @@ def test_hub_env_wins_but_local_bind_url_and_environment_stay(tmp_path):
         """,
     )
     runner = Runner(app.spawner_class, app.config, str(tmp_path / "certs"), app.log)
-    env = dict(start_body("x")["env"], SITE="hub-value", JUPYTERHUB_SERVICE_URL="http://0.0.0.0:1/x/", PATH="/hub/bin")
+    env = dict(
+        start_body("x")["env"],
+        SITE="hub-value",
+        JUPYTERHUB_SERVICE_URL="http://0.0.0.0:1/x/",
+        PATH="/hub/bin",
+    )
     spawner = runner.build(hub="hub1", row_id=1, env=env, user_options={}, misc={})
     merged = spawner.get_env()
     assert merged["SITE"] == "outpost-value"

@@ -206,9 +206,9 @@ class JupyterHubOutpost(Application):
         only: no shell, exec, agent or X11).""",
     ).tag(config=True)
 
-    ssh_ip = Unicode(
-        help="Address the SSH endpoint listens on. Default: the same as ip."
-    ).tag(config=True)
+    ssh_ip = Unicode(help="Address the SSH endpoint listens on. Default: the same as ip.").tag(
+        config=True
+    )
 
     @default("ssh_ip")
     def _ssh_ip_default(self):
@@ -382,13 +382,17 @@ class JupyterHubOutpost(Application):
                 f"Cannot prepare the database {describe(url)}: {type(e).__name__}: {e}"
             ) from None
         self.store = Store(url, crypt)
-        runner = Runner(self.spawner_class, self.config, os.path.join(self.data_dir, "certs"), self.log)
+        runner = Runner(
+            self.spawner_class, self.config, os.path.join(self.data_dir, "certs"), self.log
+        )
         hub_client = HubClient(self.log, ca_file=self.hub_ca_file, timeout=self.hub_request_timeout)
         self.manager = ServiceManager(
             settings=self, store=self.store, runner=runner, hub_client=hub_client, log=self.log
         )
         self.metrics = Metrics(self)
-        self.log.info("Spawner class: %s.%s", self.spawner_class.__module__, self.spawner_class.__name__)
+        self.log.info(
+            "Spawner class: %s.%s", self.spawner_class.__module__, self.spawner_class.__name__
+        )
         await self.manager.recover()
 
         ssl_context = None
@@ -454,12 +458,16 @@ class JupyterHubOutpost(Application):
         reaper = getattr(self, "_reaper", None)
         if reaper is not None:
             reaper.cancel()
+            await asyncio.gather(reaper, return_exceptions=True)
         if self.ssh_endpoint is not None:
             await self.ssh_endpoint.stop()
         if self.manager is not None:
             await self.manager.shutdown()
         if self.http_server is not None:
-            await self.http_server.close_all_connections()
+            try:
+                await asyncio.wait_for(self.http_server.close_all_connections(), 10)
+            except asyncio.TimeoutError:
+                self.log.warning("Some HTTP connections did not close within 10s")
         if self.store is not None:
             await self.store.close()
 
@@ -470,7 +478,9 @@ class JupyterHubOutpost(Application):
             loop.add_signal_handler(sig, stop.set)
         await self.start_outpost()
         await stop.wait()
-        self.log.info("Shutting down; the servers keep running and are recovered at the next start.")
+        self.log.info(
+            "Shutting down; the servers keep running and are recovered at the next start."
+        )
         await self.stop_outpost()
 
 

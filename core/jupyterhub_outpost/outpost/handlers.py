@@ -93,13 +93,23 @@ class BaseHandler(web.RequestHandler):
     def log_exception(self, typ, value, tb):
         if isinstance(value, OutpostError):
             level = logging.ERROR if value.status_code >= 500 else logging.INFO
-            self.log.log(level, "%s %s -> %s: %s", self.request.method, self.request.path,
-                         value.status_code, value.message)
+            self.log.log(
+                level,
+                "%s %s -> %s: %s",
+                self.request.method,
+                self.request.path,
+                value.status_code,
+                value.message,
+            )
             return
         if isinstance(value, web.HTTPError) and value.status_code < 500:
             return
-        self.log.error("Unexpected error in %s %s", self.request.method, self.request.path,
-                       exc_info=(typ, value, tb))
+        self.log.error(
+            "Unexpected error in %s %s",
+            self.request.method,
+            self.request.path,
+            exc_info=(typ, value, tb),
+        )
 
     def _handle_request_exception(self, e):
         if isinstance(e, OutpostError):

@@ -237,6 +237,11 @@ class ServiceManager:
             return _ended(row)
         live = self._live(row)
         async with live.lock:
+            row = await self.store.get_by_id(row.id)
+            if row is None:  # stopped meanwhile
+                raise OutpostError(404, f"No server {name!r} on this Outpost.")
+            if row.status != RUNNING:  # ended meanwhile (reaper, concurrent poll)
+                return _ended(row)
             status = await self.runner.poll(live.spawner)
             if status is None:
                 await self._save_state(row.id, live.spawner)
@@ -273,6 +278,9 @@ class ServiceManager:
         if live.start_future is not None and not live.start_future.done():
             live.start_future.cancel()  # the hub gave up on a pending start
         async with live.lock:
+            current = await self.store.get_by_id(row.id)
+            if current is None:  # a concurrent stop finished first
+                return
             try:
                 await self.runner.stop(live.spawner, hub=row.hub, row_id=row.id)
             except Exception as e:
@@ -326,7 +334,9 @@ class ServiceManager:
             if row.status != RUNNING or not row.service_address:
                 continue
             try:
-                wanted = await call_hook(option, row.summary(), row.hub) if callable(option) else option
+                wanted = (
+                    await call_hook(option, row.summary(), row.hub) if callable(option) else option
+                )
                 env = self.store.secrets(row).get("env", {})
                 url, token = env.get(SETUPTUNNEL_URL_ENV), env.get("JUPYTERHUB_API_TOKEN")
                 if not wanted or not url or not token:

@@ -163,7 +163,7 @@ class Runner:
         base_url = env.get("JUPYTERHUB_SERVICE_PREFIX") or url_path_join(
             user.base_url, quote(server_name), "/"
         )
-        orm_server = orm.Server(ip="", port=0, base_url=base_url, proto="http")
+        orm_server = orm.Server(ip="", port=0, base_url=base_url, proto="http", cookie_name="")
         orm_spawner = SimpleNamespace(
             name=server_name,
             display_name=server_name,

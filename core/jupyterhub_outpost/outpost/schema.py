@@ -6,7 +6,7 @@ schemas, and tests check the answers against it too.
 
 import json
 import os
-from functools import lru_cache
+from functools import cache, lru_cache
 
 from jsonschema import Draft202012Validator
 
@@ -22,7 +22,7 @@ def openapi_document() -> dict:
         return json.load(f)
 
 
-@lru_cache(maxsize=None)
+@cache
 def validator(component: str) -> Draft202012Validator:
     document = openapi_document()
     schema = {"$ref": f"#/components/schemas/{component}", "components": document["components"]}

@@ -14,7 +14,7 @@ from datetime import datetime
 from sqlalchemy import delete, func, select, text
 from sqlalchemy.engine import URL
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker, create_async_engine
+from sqlalchemy.ext.asyncio import async_sessionmaker, create_async_engine
 
 from .crypto import Crypt
 from .models import ACTIVE, FAILED, STOPPED, Service, utcnow

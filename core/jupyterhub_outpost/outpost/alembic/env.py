@@ -3,9 +3,8 @@
 import asyncio
 
 from alembic import context
-from sqlalchemy.ext.asyncio import create_async_engine
-
 from jupyterhub_outpost.outpost.models import Base
+from sqlalchemy.ext.asyncio import create_async_engine
 
 config = context.config
 target_metadata = Base.metadata

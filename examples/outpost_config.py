@@ -1,0 +1,108 @@
+# ruff: noqa: F821  (c is the traitlets config object the Outpost injects)
+# Example outpost_config.py for `jupyterhub-outpost --config outpost_config.py --ip 0.0.0.0 --port 8080`.
+# Every option is described in docs/configuration.md (generated from the help texts).
+import os
+
+# --- Which hubs may use this Outpost (HTTP Basic: user name = hub name) -----------------
+# A dict, or the path of a YAML/JSON file {hub: secret} (e.g. a mounted Kubernetes Secret).
+c.JupyterHubOutpost.hub_credentials = os.environ.get(
+    "OUTPOST_HUB_CREDENTIALS_FILE", "/etc/jupyterhub-outpost/hub_credentials.yaml"
+)
+
+# --- The spawner that runs servers on this system ---------------------------------------
+# LocalProcessSpawner (the default) needs a system user per hub user. Other examples:
+#   from kubespawner import KubeSpawner
+#   c.JupyterHubOutpost.spawner_class = KubeSpawner
+#   c.KubeSpawner.image = "jupyter/minimal-notebook:notebook-7.0.3"
+#   c.JupyterHubOutpost.spawner_class = "batchspawner.SlurmSpawner"
+#   c.SlurmSpawner.req_partition = "booster"
+c.JupyterHubOutpost.spawner_class = "jupyterhub.spawner.LocalProcessSpawner"
+c.LocalProcessSpawner.cmd = ["jupyterhub-singleuser"]
+
+# --- Logging ----------------------------------------------------------------------------
+c.JupyterHubOutpost.log_level = "INFO"
+logged_logger_name = os.environ.get("LOGGER_NAME", "MyOutpostInstance")
+c.JupyterHubOutpost.log_format = (
+    f"%(color)s[%(levelname)1.1s %(asctime)s.%(msecs).03d {logged_logger_name} "
+    "%(name)s %(module)s:%(lineno)d]%(end_color)s %(message)s"
+)
+
+
+# --- Admin hooks (plain functions or coroutines) ----------------------------------------
+async def allow_override(jupyterhub_name, misc):
+    """Hubs may only choose among allowed images; 'trustedhub' may override anything."""
+    if jupyterhub_name == "trustedhub":
+        return True
+    if list(misc.keys()) != ["image"]:
+        return False
+    return misc.get("image", "None") in ["allowed_image1", "allowed_image2"]
+
+
+c.JupyterHubOutpost.allow_override = allow_override
+
+
+def sanitize_start_response(spawner, original_response):
+    # Spawner.start() returned a URL or (ip, port); the hub needs "host:port".
+    # Return "" when the address is not known yet (delayed tunneling).
+    from jupyterhub_outpost.outpost.hooks import default_sanitize_start_response
+
+    return default_sanitize_start_response(spawner, original_response)
+
+
+c.JupyterHubOutpost.sanitize_start_response = sanitize_start_response
+
+# Ask the hubs to re-create their tunnels when this Outpost restarts (default True).
+c.JupyterHubOutpost.ssh_recreate_at_start = True
+
+
+# --- Flavors: per-hub limits --------------------------------------------------------------
+async def flavors(jupyterhub_name):
+    if jupyterhub_name == "privileged":
+        return {
+            "typea": {
+                "max": -1,
+                "weight": 10,
+                "display_name": "2GB RAM, 1VCPU, 5 days",
+                "description": "JupyterLab will run for max 5 days with 2GB RAM and 1VCPU.",
+                "runtime": {"days": 5},
+            },
+        }
+    return {
+        "typeb": {
+            "max": 10,
+            "weight": 9,
+            "display_name": "4GB RAM, 1VCPUs, 2 hours",
+            "description": "JupyterLab will run for max 2 hours with 4GB RAM and 1VCPUs.",
+            "runtime": {"hours": 2},
+        },
+    }
+
+
+c.JupyterHubOutpost.flavors = flavors
+c.JupyterHubOutpost.flavors_undefined_max = 0  # only configured flavors may start
+
+
+async def flavors_update_token(jupyterhub_name):
+    token = os.environ.get(f"FLAVOR_{jupyterhub_name.upper()}_AUTH_TOKEN", "")
+    if not token:
+        raise Exception(f"Flavor auth token for {jupyterhub_name} not configured.")
+    return token
+
+
+c.JupyterHubOutpost.flavors_update_token = flavors_update_token
+
+# --- SSH endpoint (hubs tunnel to the servers through it) --------------------------------
+c.JupyterHubOutpost.ssh_enabled = True
+c.JupyterHubOutpost.ssh_port = 8022
+c.JupyterHubOutpost.ssh_authorized_keys = "/etc/jupyterhub-outpost/ssh_authorized_keys.yaml"
+# Delayed tunneling: targets hubs may reach although the Outpost does not know them yet.
+c.JupyterHubOutpost.allowed_forward_targets = ["10.20.0.0/16:8000-9000"]
+
+# --- Database: SQLite in --data-dir by default; PostgreSQL via SQL_TYPE=postgresql and
+# SQL_USER/SQL_PASSWORD/SQL_HOST/SQL_PORT/SQL_DATABASE, or:
+# c.JupyterHubOutpost.db_url = "postgresql://outpost:...@db.example.org/outpost"
+
+# --- HTTPS and metrics ---------------------------------------------------------------------
+# c.JupyterHubOutpost.certfile = "/etc/jupyterhub-outpost/tls.crt"
+# c.JupyterHubOutpost.keyfile = "/etc/jupyterhub-outpost/tls.key"
+# c.JupyterHubOutpost.metrics_token = os.environ["OUTPOST_METRICS_TOKEN"]
