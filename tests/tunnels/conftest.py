@@ -199,7 +199,7 @@ async def endpoint(procs, tmp_path, hub_key) -> Endpoint:
 class Daemon:
     """A tunnel daemon process with its API client."""
 
-    def __init__(self, procs, tmp_path: Path, ssh_key_path: str, extra_args=()):
+    def __init__(self, procs, tmp_path: Path, ssh_key_path: str, **options):
         self.api_port = free_port()
         self.state_file = tmp_path / "tunnels.json"
         self.url = f"http://127.0.0.1:{self.api_port}"
@@ -207,9 +207,9 @@ class Daemon:
         argv = [PYTHON, "-m", "jupyterhub_outpost", "tunnels"]
         argv += ["--api-port", str(self.api_port), "--ssh-key", ssh_key_path]
         argv += ["--state-file", str(self.state_file), "--log-level", "DEBUG"]
-        argv += ["--TunnelDaemon.reconnect_initial_delay=0.1"]
-        argv += ["--TunnelDaemon.reconnect_max_delay=0.5", "--TunnelDaemon.hold_timeout=10"]
-        argv += list(extra_args)
+        traits = {"reconnect_initial_delay": 0.1, "reconnect_max_delay": 0.5, "hold_timeout": 10}
+        traits.update(options)
+        argv += [f"--TunnelDaemon.{name}={value}" for name, value in traits.items()]
         self.proc = Proc("daemon", argv, tmp_path / "daemon.log", env=env)
         procs.append(self.proc)
         self.client = TunnelClient(self.url, TOKEN)

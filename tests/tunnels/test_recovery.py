@@ -112,3 +112,18 @@ async def test_two_endpoints_get_one_connection_each(procs, tmp_path, hub_key, d
     await wait_until(
         lambda: "SSH connection of hub hub from" in first.proc.log, "ep1 connection not closed"
     )
+
+
+async def test_connection_is_closed_after_hold_timeout_while_ssh_stays_down(
+    procs, tmp_path, hub_key, endpoint, target
+):
+    d = Daemon(procs, tmp_path, hub_key.path, hold_timeout=0.5)
+    await d.start()
+    f = await d.client.put_forward(
+        "remote.down", ssh=endpoint.ssh(), target_host="127.0.0.1", target_port=target.port
+    )
+    await d.wait_state("remote.down", "up")
+    endpoint.stop()
+    await d.wait_state("remote.down", "error")
+    assert await asyncio.wait_for(http_get(f["local_port"]), 10) == (0, b"")
+    await wait_until(lambda: "not up within 0.5s" in d.proc.log, "held connection not logged")

@@ -19,6 +19,7 @@ STATE_VERSION = 1
 KEY_RE = re.compile(r"^[A-Za-z0-9._-]{1,128}$")
 _HOST_RE = re.compile(r"^[A-Za-z0-9_.:\[\]-]{1,253}$")
 _USER_RE = re.compile(r"^[A-Za-z0-9_.@-]{1,128}$")
+_KEY_LINE_RE = re.compile(r"^[a-z0-9@.-]{3,64} [A-Za-z0-9+/]+={0,3}( [^\r\n]*)?$")
 
 
 class ForwardRequestError(ValueError):
@@ -70,8 +71,10 @@ def _host(value, what: str) -> str:
 
 def normalize_host_key(line) -> str:
     """Parse a pinned OpenSSH public key line; return ``"type base64"`` without comment."""
-    if not isinstance(line, str) or not line.strip():
-        raise ForwardRequestError("ssh.host_key must be an OpenSSH public key line")
+    if not isinstance(line, str) or not _KEY_LINE_RE.match(line.strip()):
+        raise ForwardRequestError(
+            "ssh.host_key must be one OpenSSH public key line ('ssh-ed25519 AAAA...')"
+        )
     try:
         key = asyncssh.import_public_key(line.strip())
     except (asyncssh.KeyImportError, ValueError) as e:
