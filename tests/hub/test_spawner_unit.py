@@ -110,6 +110,32 @@ async def test_delayed_tunneling_waits_for_setuptunnel(make_spawner, fake_outpos
     assert url.endswith(f":{fwd['local_port']}")
 
 
+async def test_setuptunnel_moves_only_servers_that_reported_their_own_address(
+    make_spawner, fake_outpost, fake_tunnels
+):
+    # address from the Outpost's answer: a re-post of it re-creates, another is refused
+    spawner = make_spawner("x")
+    await spawner.start()
+    port = spawner.forward["local_port"]
+    fake_tunnels.forwards.clear()
+    assert await spawner.setup_tunnel(ServiceAddress("10.0.0.5", 8888)) == "updated"
+    assert fake_tunnels.forwards[spawner.forward_key]["local_port"] == port
+    with pytest.raises(ValueError):
+        await spawner.setup_tunnel(ServiceAddress("10.0.0.6", 8888))
+    assert fake_tunnels.forwards[spawner.forward_key]["target_host"] == "10.0.0.5"
+
+    # delayed tunneling: the server may report a new address (e.g. its job was requeued)
+    fake_outpost.start_answer = {"service": ""}
+    delayed = make_spawner("y")
+    task = asyncio.ensure_future(delayed.start())
+    await asyncio.wait_for(_until(lambda: "jh1-y" in fake_outpost.running), 10)
+    await delayed.setup_tunnel(ServiceAddress("10.1.0.1", 9000))
+    await asyncio.wait_for(task, 10)
+    assert await delayed.setup_tunnel(ServiceAddress("10.1.0.2", 9001)) == "updated"
+    fwd = fake_tunnels.forwards[delayed.forward_key]
+    assert (fwd["target_host"], fwd["target_port"]) == ("10.1.0.2", 9001)
+
+
 async def test_delayed_tunneling_times_out_within_start_timeout(
     make_spawner, fake_outpost, fake_tunnels
 ):
@@ -348,6 +374,7 @@ def test_state_round_trips_every_field(make_spawner):
     spawner.start_id = "abc123"
     spawner.service_name = "jh1-x"
     spawner.service_address = ServiceAddress("fd00::5", 8888, "https")
+    spawner.address_source = "setuptunnel"
     spawner.forward = {"key": "remote.jh1-x", "local_host": "127.0.0.1", "local_port": 40001}
     spawner.k8s_service = {"backend": "kubernetes", "host": "outpost-jh1-x.ns.svc", "port": 40001}
     spawner.target_url = "https://outpost-jh1-x.ns.svc:40001"
@@ -361,12 +388,16 @@ def test_state_round_trips_every_field(make_spawner):
         "start_id",
         "service_name",
         "service_address",
+        "address_source",
         "forward",
         "k8s_service",
         "target_url",
     ]
+    fresh = make_spawner("x")
     for field in fields:
         assert getattr(other, field) == getattr(spawner, field), field
+        # the stored value differs from a fresh spawner's, so the check is not vacuous
+        assert getattr(fresh, field) != getattr(spawner, field), field
     # every persisted key is covered by the list above
     assert set(state[STATE_KEY]) == {
         "version",
@@ -374,6 +405,7 @@ def test_state_round_trips_every_field(make_spawner):
         "start_id",
         "service_name",
         "service_address",
+        "address_source",
         "forward",
         "k8s_service",
         "target_url",

@@ -295,6 +295,7 @@ class OutpostSpawner(Spawner):
     start_id = ""
     service_name = ""
     service_address: ServiceAddress | None = None
+    address_source = "outpost"  # "outpost": from the start answer; "setuptunnel": delayed
     forward: dict | None = None  # {"key", "local_host", "local_port", "custom"}
     k8s_service: dict | None = None  # {"host", "port", "custom"}
     target_url = ""
@@ -577,6 +578,7 @@ class OutpostSpawner(Spawner):
         self.start_id = uuid.uuid4().hex[:16]
         self.service_name = make_service_name(self.user.id, self.name)
         self.service_address = None
+        self.address_source = "outpost"
         self.forward = None
         self.k8s_service = None
         self.target_url = ""
@@ -610,6 +612,7 @@ class OutpostSpawner(Spawner):
                     "%s: waiting for the server's address (delayed tunneling)", self._log_name
                 )
                 self.service_address = await self._setuptunnel
+                self.address_source = "setuptunnel"
             self.target_url = await self.connect(outpost)
             return self.target_url
         except BaseException as e:
@@ -759,6 +762,10 @@ class OutpostSpawner(Spawner):
         if outpost.direct:
             raise ValueError(f"{outpost.label} is direct; its servers need no tunnel")
         if address != self.service_address:
+            if self.address_source != "setuptunnel":
+                # the Outpost told us where this server is; only the server's own report
+                # (delayed tunneling) may move it
+                raise ValueError("this server's address was set by its Outpost and cannot be moved")
             self.log.info("%s moved to %s; re-pointing its forward", self._log_name, address)
         self.service_address = address
         await self.ensure_forward(outpost, create=False)
@@ -917,6 +924,7 @@ class OutpostSpawner(Spawner):
                     if self.service_address
                     else None
                 ),
+                "address_source": self.address_source,
                 "forward": dict(self.forward) if self.forward else None,
                 "k8s_service": dict(self.k8s_service) if self.k8s_service else None,
                 "target_url": self.target_url,
@@ -945,6 +953,7 @@ class OutpostSpawner(Spawner):
             if addr
             else None
         )
+        self.address_source = data.get("address_source", "outpost")
         self.forward = dict(data["forward"]) if data.get("forward") else None
         self.k8s_service = dict(data["k8s_service"]) if data.get("k8s_service") else None
         self.target_url = data.get("target_url", "")
@@ -958,6 +967,7 @@ class OutpostSpawner(Spawner):
         self.start_id = ""
         self.service_name = ""
         self.service_address = None
+        self.address_source = "outpost"
         self.forward = None
         self.k8s_service = None
         self.target_url = ""
