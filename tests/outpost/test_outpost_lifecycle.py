@@ -139,3 +139,25 @@ async def test_tokens_env_and_state_are_encrypted_at_rest(outpost):
     assert secrets_enc.startswith("gAAAA") and state_enc.startswith("gAAAA")
     with open(path, "rb") as f:
         assert b"token-enc" not in f.read()
+
+
+async def test_certs_sent_by_the_hub_are_written_privately_moved_and_removed_at_stop(outpost):
+    import os
+    import stat
+
+    certs = {"keyfile": "KEY PEM", "certfile": "CERT PEM", "cafile": "CA PEM"}
+    body = start_body("tls", certs=certs, internal_trust_bundles={"notebooks-ca": "BUNDLE"})
+    code, data = await outpost.api.call("POST", "/services", body=body)
+    assert code == 200, data
+    row = (await outpost.app.store.list_hub("hub1"))[0]
+    spawner = outpost.app.manager._spawners[row.id].spawner
+    assert spawner.internal_ssl is True
+    paths = spawner.cert_paths
+    assert set(paths) == {"keyfile", "certfile", "cafile"}
+    for key, path in paths.items():
+        assert open(path).read() == certs[key]
+        assert stat.S_IMODE(os.stat(path).st_mode) == 0o600
+    env = spawner.get_env()
+    assert env["JUPYTERHUB_SSL_KEYFILE"] == paths["keyfile"]
+    assert (await outpost.api.call("DELETE", "/services/tls"))[0] == 200
+    assert not any(os.path.exists(p) for p in paths.values())

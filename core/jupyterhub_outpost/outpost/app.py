@@ -368,12 +368,12 @@ class JupyterHubOutpost(Application):
     async def start_outpost(self) -> None:
         """Everything up to serving; raises StartupError on an operator mistake."""
         self._check_hooks()
+        url = self.resolved_db_url()
         os.makedirs(self.data_dir, mode=0o700, exist_ok=True)
         try:
             crypt = Crypt.from_environment(self.data_dir, self.log)
         except CryptError as e:
             raise StartupError(str(e)) from None
-        url = self.resolved_db_url()
         self.log.info("Database: %s", describe(url))
         try:
             await migrations.upgrade_async(url)

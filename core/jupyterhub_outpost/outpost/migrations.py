@@ -37,13 +37,22 @@ def main(argv: list[str] | None = None) -> None:
 
     Reads the database settings exactly as ``serve`` does (config file, SQL_* env).
     """
-    from jupyterhub_outpost.outpost.app import JupyterHubOutpost
+    from jupyterhub_outpost.outpost.app import JupyterHubOutpost, StartupError
     from jupyterhub_outpost.outpost.database import describe
 
     argv = list(sys.argv[1:] if argv is None else argv)
     app = JupyterHubOutpost()
-    app.initialize(argv)
-    url = app.resolved_db_url()
-    app.log.info("Upgrading the Outpost database schema at %s", describe(url))
-    upgrade(url)
+    try:
+        app.initialize(argv)
+        url = app.resolved_db_url()
+        if url.get_backend_name() == "sqlite":
+            os.makedirs(app.data_dir, mode=0o700, exist_ok=True)
+        app.log.info("Upgrading the Outpost database schema at %s", describe(url))
+        upgrade(url)
+    except StartupError as e:
+        app.log.critical("%s", e)
+        sys.exit(1)
+    except Exception as e:
+        app.log.critical("Database upgrade failed: %s: %s", type(e).__name__, e)
+        sys.exit(1)
     app.log.info("Database schema is up to date.")
