@@ -198,6 +198,16 @@ async def test_poll_reports_running_and_puts_back_lost_forward(
     assert await reloaded.get_url() == url
 
 
+async def test_concurrent_polls_share_one_forward_table_request(make_spawner, fake_outpost, fake_tunnels):
+    spawners = [make_spawner(f"s{i}") for i in range(5)]
+    for spawner in spawners:
+        await spawner.start()
+    fake_tunnels.calls.clear()
+    assert await asyncio.gather(*(sp.poll() for sp in spawners)) == [None] * 5
+    assert fake_tunnels.calls.count(("list",)) == 1
+    assert [c for c in fake_tunnels.calls if c[0] == "put"] == []
+
+
 async def test_poll_unknown_server_reports_stopped_and_removes_forward(
     make_spawner, fake_outpost, fake_tunnels
 ):

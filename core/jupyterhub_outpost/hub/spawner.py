@@ -23,6 +23,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import re
+import time
 import uuid
 from html import escape
 from pathlib import Path
@@ -301,6 +302,7 @@ class OutpostSpawner(Spawner):
     target_url = ""
 
     _tunnel_clients: dict = {}
+    _forward_tables: dict = {}  # client -> (fetched at, future of the daemon's forward list)
     _retries: set = set()
     _backends: dict = {}
 
@@ -693,7 +695,7 @@ class OutpostSpawner(Spawner):
         if node:
             ssh["host"] = node
         if not create and self.forward:
-            existing = {f.get("key"): f for f in await client.list_forwards()}.get(self.forward_key)
+            existing = (await self._forward_table(client)).get(self.forward_key)
             if (
                 existing
                 and existing.get("target_host") == self.service_address.host
@@ -718,6 +720,22 @@ class OutpostSpawner(Spawner):
         }
         if create:
             await self._wait_forward_up(client, forward)
+
+    async def _forward_table(self, client, max_age: float = 2.0) -> dict:
+        """The daemon's forwards by key, shared by every poll within ``max_age`` seconds (at
+        hub start-up JupyterHub polls every server at once: one request serves them all)."""
+        entry = OutpostSpawner._forward_tables.get(client)
+        now = time.monotonic()
+        if entry is None or now - entry[0] > max_age:
+            entry = (now, asyncio.ensure_future(client.list_forwards()))
+            OutpostSpawner._forward_tables[client] = entry
+        try:
+            forwards = await asyncio.shield(entry[1])
+        except Exception:
+            if OutpostSpawner._forward_tables.get(client) is entry:
+                OutpostSpawner._forward_tables.pop(client, None)
+            raise
+        return {f.get("key"): f for f in forwards}
 
     async def _wait_forward_up(self, client, forward: dict) -> None:
         state = {"forward": forward}
