@@ -236,3 +236,31 @@ async def test_stop_closes_open_connections(setup):
     conn = await setup.connect()
     await setup.endpoint.stop()
     await asyncio.wait_for(conn.wait_closed(), 10)
+
+
+async def test_bracketed_ipv6_target_is_authorized_as_given_and_reached(setup):
+    async def handle(reader, writer):
+        await reader.readuntil(b"\r\n\r\n")
+        writer.write(b"HTTP/1.0 200 OK\r\n\r\nsix")
+        await writer.drain()
+        writer.close()
+
+    server = await asyncio.start_server(handle, "::1", 0)
+    port = server.sockets[0].getsockname()[1]
+    asked = []
+
+    async def authorize(hub, host, p):
+        asked.append(host)
+        return host in ("[::1]", "::1") and p == port
+
+    setup.endpoint.authorize_forward = authorize
+    try:
+        async with setup.connect() as conn:
+            for host in ("[::1]", "::1"):
+                reader, writer = await conn.open_connection(host, port)
+                writer.write(b"GET / HTTP/1.0\r\n\r\n")
+                assert (await asyncio.wait_for(reader.read(), 10)).endswith(b"six")
+                writer.close()
+    finally:
+        server.close()
+    assert asked == ["[::1]", "::1"]

@@ -132,3 +132,41 @@ async def test_small_split_answers_are_not_delayed_by_nagle(daemon, endpoint, ta
         assert await http_get(f["local_port"], "/split") == (200, b"head-tail")
         times.append(time.perf_counter() - t0)
     assert statistics.median(times) < 0.030, times
+
+
+async def test_metrics_count_forwards_connections_and_bytes(daemon, endpoint, target):
+    from conftest import TOKEN
+    from tornado.httpclient import AsyncHTTPClient, HTTPRequest
+
+    f = await daemon.client.put_forward(
+        "remote.m", ssh=endpoint.ssh(), target_host="127.0.0.1", target_port=target.port
+    )
+    n = 100_000
+    assert (await http_get(f["local_port"], f"/bytes/{n}"))[0] == 200
+    client = AsyncHTTPClient()
+    denied = await client.fetch(daemon.url + "/metrics", raise_error=False)
+    assert denied.code == 401
+
+    async def scraped():
+        resp = await client.fetch(
+            HTTPRequest(daemon.url + "/metrics", headers={"Authorization": f"token {TOKEN}"})
+        )
+        text = resp.body.decode()
+        lines = dict(
+            line.rsplit(" ", 1) for line in text.splitlines() if line and not line.startswith("#")
+        )
+        return (
+            lines
+            if float(lines.get('outpost_tunnel_bytes_total{direction="from_target"}', 0)) > n
+            else False
+        )
+
+    lines = await wait_until(scraped, "bytes not counted")
+    assert float(lines["outpost_tunnel_forwards"]) == 1
+    assert float(lines['outpost_tunnel_client_connections_total{result="forwarded"}']) == 1
+    assert (
+        float(
+            lines[f'outpost_tunnel_ssh_connects_total{{endpoint="hub@127.0.0.1:{endpoint.port}"}}']
+        )
+        == 1
+    )

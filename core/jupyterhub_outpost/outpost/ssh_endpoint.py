@@ -177,8 +177,9 @@ class _EndpointServer(asyncssh.SSHServer):
                 f"forwarding to {host}:{port} is not allowed for hub {hub}",
             )
         loop = asyncio.get_running_loop()
+        connect_host = host[1:-1] if host.startswith("[") and host.endswith("]") else host
         try:
-            transport, peer = await loop.create_connection(SSHForwarder, host, port)
+            transport, peer = await loop.create_connection(SSHForwarder, connect_host, port)
         except OSError as e:
             endpoint.log.warning(
                 "SSH forward of hub %s to %s:%s failed: %s", hub, host, port, e.strerror or e

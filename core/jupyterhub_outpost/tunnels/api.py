@@ -102,11 +102,23 @@ class ForwardHandler(APIHandler):
         self.finish()
 
 
+class MetricsHandler(APIHandler):
+    """Prometheus text format (token required, like the rest of the API)."""
+
+    def get(self):
+        exposition = getattr(self.manager.metrics, "exposition", None)
+        if exposition is None:
+            return self.fail(404, "metrics are not enabled in this daemon")
+        self.set_header("Content-Type", "text/plain; version=0.0.4; charset=utf-8")
+        self.finish(exposition())
+
+
 def make_app(manager: ForwardManager, token: str) -> web.Application:
     args = {"manager": manager, "token": token}
     return web.Application(
         [
             (r"/ping", PingHandler, args),
+            (r"/metrics", MetricsHandler, args),
             (r"/forwards/?", ForwardsHandler, args),
             (r"/forwards/([^/]+)", ForwardHandler, args),
         ],

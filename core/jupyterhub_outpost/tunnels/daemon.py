@@ -20,7 +20,7 @@ from traitlets.config import Application
 
 from .api import make_app
 from .manager import ForwardManager
-from .metrics import TunnelMetrics
+from .metrics import PrometheusTunnelMetrics, TunnelMetrics
 from .table import ForwardRequestError
 
 TOKEN_ENV = "OUTPOST_TUNNEL_API_TOKEN"  # noqa: S105 - the variable name, not a secret
@@ -153,8 +153,11 @@ class TunnelDaemon(Application):
         await manager.close()
 
     def make_metrics(self) -> TunnelMetrics:
-        """Hook: return a TunnelMetrics subclass to count forwards, reconnects and bytes."""
-        return TunnelMetrics()
+        """Hook: the TunnelMetrics that counts forwards, reconnects and bytes.
+
+        The default counts into Prometheus metrics served at ``GET /metrics`` (token required).
+        """
+        return PrometheusTunnelMetrics()
 
     def start(self):
         asyncio.run(self.serve())

@@ -137,8 +137,9 @@ class SSHLink:
     async def _connect(self) -> asyncssh.SSHClientConnection:
         t = self.target
         pinned = asyncssh.import_public_key(t.host_key)
+        host = t.host[1:-1] if t.host.startswith("[") and t.host.endswith("]") else t.host
         conn = await asyncssh.connect(
-            t.host,
+            host,
             t.port,
             username=t.user,
             client_keys=[self.client_key],
