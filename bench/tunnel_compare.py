@@ -150,9 +150,37 @@ def measure_latency(port: int, requests: int = 100, path: str = "/api") -> dict:
     }
 
 
-def measure_throughput(port: int, path: str, token: str, expected: int, runs: int = 2) -> dict:
-    """MB/s of a large download (best of ``runs``)."""
+def tree_cpu_seconds(pid: int) -> float:
+    """user+system CPU seconds of ``pid`` and its live descendants (Linux /proc)."""
+    tick = os.sysconf("SC_CLK_TCK")
+    children: dict[int, list[int]] = {}
+    cpu: dict[int, float] = {}
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat") as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        children.setdefault(int(fields[1]), []).append(int(entry))  # fields[1] is ppid
+        cpu[int(entry)] = (int(fields[11]) + int(fields[12])) / tick  # utime, stime
+    total, todo = 0.0, [pid]
+    while todo:
+        p = todo.pop()
+        total += cpu.get(p, 0.0)
+        todo.extend(children.get(p, []))
+    return total
+
+
+def measure_throughput(
+    port: int, path: str, token: str, expected: int, runs: int = 2, cpu_pids: dict | None = None
+) -> dict:
+    """MB/s of a large download (best of ``runs``); with ``cpu_pids`` ({side: pid}) also the
+    CPU seconds per GB each side's process tree spent over all runs."""
     best = 0.0
+    cpu_pids = cpu_pids or {}
+    before = {side: tree_cpu_seconds(pid) for side, pid in cpu_pids.items()}
     for _ in range(runs):
         t0 = time.perf_counter()
         status, n = http_get(port, path, token)
@@ -160,12 +188,18 @@ def measure_throughput(port: int, path: str, token: str, expected: int, runs: in
         if status != 200 or n != expected:
             raise RuntimeError(f"download via port {port}: status {status}, {n}/{expected} bytes")
         best = max(best, n / elapsed / 1e6)
-    return {"mb_per_s": best}
+    result = {"mb_per_s": best}
+    for side, pid in cpu_pids.items():
+        spent = tree_cpu_seconds(pid) - before[side]
+        result[f"{side}_cpu_s_per_gb"] = spent / (runs * expected / 1e9)
+    return result
 
 
-def measure(port: int, file_path: str, token: str, size: int, requests: int) -> dict:
+def measure(
+    port: int, file_path: str, token: str, size: int, requests: int, cpu_pids: dict | None = None
+) -> dict:
     result = measure_latency(port, requests)
-    result.update(measure_throughput(port, file_path, token, size))
+    result.update(measure_throughput(port, file_path, token, size, cpu_pids=cpu_pids))
     return result
 
 
@@ -205,7 +239,7 @@ def jupyter_server(workdir: Path, size_mb: int, token: str):
 
 @contextmanager
 def openssh_forward(workdir: Path, target_port: int):
-    """sshd on a free port + ``ssh -N -L``; yields the local port."""
+    """sshd on a free port + ``ssh -N -L``; yields (local port, {"hub": pid, "outpost": pid})."""
     d = workdir / "openssh"
     d.mkdir()
     host_key, client_key = (asyncssh.generate_private_key("ssh-ed25519") for _ in range(2))
@@ -237,7 +271,7 @@ def openssh_forward(workdir: Path, target_port: int):
     )
     os.makedirs("/run/sshd", mode=0o755, exist_ok=True)  # privilege separation directory
     user = os.environ.get("USER") or "root"
-    with process([SSHD, "-D", "-e", "-f", str(d / "sshd_config")], d / "sshd.log"):
+    with process([SSHD, "-D", "-e", "-f", str(d / "sshd_config")], d / "sshd.log") as sshd:
         wait_for(lambda: port_open(sshd_port), "sshd")
         argv = [
             "ssh",
@@ -267,12 +301,12 @@ def openssh_forward(workdir: Path, target_port: int):
             if ssh.poll() is not None:
                 raise RuntimeError(f"ssh exited: {(d / 'ssh.log').read_text()}")
             wait_for(lambda: http_ok(local_port), "OpenSSH forward")
-            yield local_port
+            yield local_port, {"hub": ssh.pid, "outpost": sshd.pid}
 
 
 @contextmanager
 def our_forward(workdir: Path, target_port: int):
-    """SSHEndpoint process + tunnel daemon process + one forward; yields the local port."""
+    """SSHEndpoint process + tunnel daemon + one forward; yields (local port, pids as above)."""
     d = workdir / "ours"
     d.mkdir()
     client_key = asyncssh.generate_private_key("ssh-ed25519")
@@ -289,9 +323,9 @@ def our_forward(workdir: Path, target_port: int):
     daemon_argv += ["--ssh-key", str(d / "hub_key"), "--state-file", str(d / "state.json")]
     env = dict(os.environ, OUTPOST_TUNNEL_API_TOKEN=token)
     with ExitStack() as stack:
-        stack.enter_context(process(endpoint_argv, d / "endpoint.log"))
+        endpoint = stack.enter_context(process(endpoint_argv, d / "endpoint.log"))
         wait_for(lambda: port_open(ssh_port), "SSH endpoint")
-        stack.enter_context(process(daemon_argv, d / "daemon.log", env=env))
+        daemon = stack.enter_context(process(daemon_argv, d / "daemon.log", env=env))
         wait_for(lambda: port_open(api_port), "tunnel daemon")
         body = {
             "ssh": {
@@ -313,7 +347,7 @@ def our_forward(workdir: Path, target_port: int):
             forward = json.load(response)
         local_port = forward["local_port"]
         wait_for(lambda: http_ok(local_port), "our forward")
-        yield local_port
+        yield local_port, {"hub": daemon.pid, "outpost": endpoint.pid}
 
 
 def run_all(size_mb: int = 200, requests: int = 100, workdir: str | None = None) -> dict:
@@ -325,10 +359,10 @@ def run_all(size_mb: int = 200, requests: int = 100, workdir: str | None = None)
         with jupyter_server(tmp, size_mb, token) as (jport, fpath, size):
             results["direct"] = measure(jport, fpath, token, size, requests)
             if shutil.which("ssh") and os.path.exists(SSHD):
-                with openssh_forward(tmp, jport) as port:
-                    results["openssh"] = measure(port, fpath, token, size, requests)
-            with our_forward(tmp, jport) as port:
-                results["ours"] = measure(port, fpath, token, size, requests)
+                with openssh_forward(tmp, jport) as (port, pids):
+                    results["openssh"] = measure(port, fpath, token, size, requests, pids)
+            with our_forward(tmp, jport) as (port, pids):
+                results["ours"] = measure(port, fpath, token, size, requests, pids)
     finally:
         if workdir is None:
             shutil.rmtree(tmp, ignore_errors=True)
@@ -338,13 +372,18 @@ def run_all(size_mb: int = 200, requests: int = 100, workdir: str | None = None)
 def format_table(results: dict) -> str:
     direct = results["direct"]
     lines = [
-        f"{'path':<8} {'p50 ms':>8} {'p99 ms':>8} {'MB/s':>8}   {'p50 x':>6} {'p99 x':>6} {'MB/s x':>6}",
+        f"{'path':<8} {'p50 ms':>8} {'p99 ms':>8} {'MB/s':>8}   {'p50 x':>6} {'p99 x':>6} "
+        f"{'MB/s x':>6}   {'hub CPU s/GB':>12} {'outpost CPU s/GB':>16}",
     ]
     for name, r in results.items():
+        hub = r.get("hub_cpu_s_per_gb")
+        outpost = r.get("outpost_cpu_s_per_gb")
         lines.append(
             f"{name:<8} {r['p50_ms']:8.2f} {r['p99_ms']:8.2f} {r['mb_per_s']:8.1f}   "
             f"{r['p50_ms'] / direct['p50_ms']:6.2f} {r['p99_ms'] / direct['p99_ms']:6.2f} "
-            f"{r['mb_per_s'] / direct['mb_per_s']:6.2f}"
+            f"{r['mb_per_s'] / direct['mb_per_s']:6.2f}   "
+            f"{'-' if hub is None else f'{hub:.2f}':>12} "
+            f"{'-' if outpost is None else f'{outpost:.2f}':>16}"
         )
     return "\n".join(lines)
 
