@@ -204,3 +204,33 @@ async def test_kubernetes_backend_creates_replaces_and_deletes_service(recorded_
         assert [c[0] for c in recorded_api.calls[-2:]] == ["DELETE", "DELETE"]
     finally:
         await api_client.close()
+
+
+async def test_spawner_with_kubernetes_backend_creates_service_on_start_and_deletes_on_stop(
+    recorded_api, make_spawner, fake_outpost, fake_tunnels, monkeypatch
+):
+    """Stand-in for the Kubernetes API (none here): the recorded exchange above."""
+    from kubernetes_asyncio import client
+
+    from jupyterhub_outpost.hub.spawner import OutpostSpawner
+
+    api_client = client.ApiClient(client.Configuration(host=recorded_api.url))
+    backend = KubernetesServiceBackend(
+        namespace="jhub", selector={"component": "hub"}, api_client=api_client
+    )
+    monkeypatch.setattr(OutpostSpawner, "get_service_backend", lambda self: backend)
+    try:
+        spawner = make_spawner("lab", service_backend="kubernetes")
+        url = await spawner.start()
+        (name,) = recorded_api.services
+        port = spawner.forward["local_port"]
+        assert url == f"http://{name}.jhub.svc:{port}"
+        labels = recorded_api.services[name]["metadata"]["labels"]
+        assert labels["hub.jupyter.org/username"] == "alice"
+        assert labels["hub.jupyter.org/servername"] == "lab"
+        assert spawner.get_state()["outpost_spawner"]["k8s_service"]["host"] == f"{name}.jhub.svc"
+        await spawner.stop()
+        assert recorded_api.services == {}
+        assert fake_tunnels.forwards == {}
+    finally:
+        await api_client.close()

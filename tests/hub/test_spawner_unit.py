@@ -198,7 +198,9 @@ async def test_poll_reports_running_and_puts_back_lost_forward(
     assert await reloaded.get_url() == url
 
 
-async def test_concurrent_polls_share_one_forward_table_request(make_spawner, fake_outpost, fake_tunnels):
+async def test_concurrent_polls_share_one_forward_table_request(
+    make_spawner, fake_outpost, fake_tunnels
+):
     spawners = [make_spawner(f"s{i}") for i in range(5)]
     for spawner in spawners:
         await spawner.start()
