@@ -210,9 +210,8 @@ async def test_spawner_with_kubernetes_backend_creates_service_on_start_and_dele
     recorded_api, make_spawner, fake_outpost, fake_tunnels, monkeypatch
 ):
     """Stand-in for the Kubernetes API (none here): the recorded exchange above."""
-    from kubernetes_asyncio import client
-
     from jupyterhub_outpost.hub.spawner import OutpostSpawner
+    from kubernetes_asyncio import client
 
     api_client = client.ApiClient(client.Configuration(host=recorded_api.url))
     backend = KubernetesServiceBackend(
