@@ -55,7 +55,7 @@ SECTIONS = [
         cls="OutpostSpawner",
         title="Hub: `c.OutpostSpawner`",
         intro=(
-            "Options of the hub's spawner (`c.JupyterHub.spawner_class = \"outpost\"`), set in "
+            'Options of the hub\'s spawner (`c.JupyterHub.spawner_class = "outpost"`), set in '
             "`jupyterhub_config.py`; see docs/hub.md. JupyterHub's own Spawner options "
             "(`start_timeout`, `http_timeout`, ...) apply as usual. Hooks may be values, "
             "functions or coroutines."
@@ -82,6 +82,24 @@ ENVIRONMENT = """\
 | `JUPYTERHUB_EVENTS_URL` | where `progress()` events (and a final failure event) are POSTed |
 | `JUPYTERHUB_SETUPTUNNEL_URL` | where `{"service": "host:port"}` is POSTed at Outpost start-up (`ssh_recreate_at_start`) |
 | `JUPYTERHUB_FLAVORS_UPDATE_URL` | where the hub's flavor usage is POSTed after each start and stop (`flavors_update_token`) |
+
+## Operating the Outpost
+
+- **Restart and recovery.** Stopping or killing the Outpost never stops servers. At start-up
+  every server the database holds as running is rebuilt from its stored spawner state
+  (`load_state`) and polled: still running -> listed, pollable and stoppable as before; ended
+  meanwhile -> its exit status is reported to the hub's next poll. A server that was still
+  *starting* when the Outpost died is stopped and reported failed ("start it again").
+- **Schema upgrades** run at start-up; `jupyterhub-outpost db-upgrade --config FILE --data-dir DIR`
+  does the same and exits (e.g. as a Helm pre-upgrade hook). Both are idempotent.
+- **Key rotation.** Generate a key, set `OUTPOST_CRYPT_KEYS=<new>,<old>` and restart: at
+  start-up every stored row is re-encrypted with the new (first) key, so after that one start
+  the old key can be removed from the list.
+- **Flavor limits** are enforced when a start is admitted, in one database transaction per hub
+  (with a PostgreSQL advisory lock, so replicas sharing a database also hold `max`). A refused
+  start (403/409/400) leaves no row.
+- **Errors** are JSON `{"error": "..."}`; 5xx answers carry a request id (`X-Request-Id`) that
+  the Outpost's log lines (`req=...`) also carry.
 """
 
 

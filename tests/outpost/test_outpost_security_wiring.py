@@ -173,3 +173,21 @@ def test_database_url_from_options_and_environment(tmp_path):
         )
     with pytest.raises(DatabaseConfigError, match="mysql"):
         resolve_db_url("", "", environ={"SQL_TYPE": "mysql"})
+
+
+async def test_restart_with_a_new_first_key_reencrypts_so_the_old_key_can_go(
+    make_outpost, tmp_path, monkeypatch
+):
+    old, new = Fernet.generate_key().decode(), Fernet.generate_key().decode()
+    monkeypatch.setenv("OUTPOST_CRYPT_KEYS", old)
+    data_dir = tmp_path / "rotating"
+    first = await make_outpost(data_dir=data_dir)
+    assert (await first.api.call("POST", "/services", body=start_body("rot")))[0] == 200
+    await first.app.stop_outpost()  # servers keep running
+    monkeypatch.setenv("OUTPOST_CRYPT_KEYS", f"{new},{old}")
+    second = await make_outpost(data_dir=data_dir)
+    assert await second.api.call("GET", "/services/rot") == (200, {"status": None})
+    row = (await second.app.store.list_hub("hub1"))[0]
+    only_new = Crypt([new.encode()])
+    assert only_new.decrypt(row.secrets_enc)["env"]["JUPYTERHUB_API_TOKEN"] == "token-rot"
+    assert (await second.api.call("DELETE", "/services/rot"))[0] == 200

@@ -290,12 +290,13 @@ class ServiceManager:
                     f"Stopping server {row.name!r} failed ({e}); it is still listed, "
                     "try again or ask the Outpost administrator.",
                 ) from None
-            self._spawners.pop(row.id, None)
             if remove:
                 await self.store.remove(row.id)
             else:
                 await self.store.update(row.id, state=live.spawner.get_state())
                 await self.store.mark_ended(row.id, status=STOPPED, exit_status=0, error=reason)
+            # only now: a poll that builds a new Live must find the row already ended
+            self._spawners.pop(row.id, None)
         self.log.info("Stopped server %s of hub %s", row.name, row.hub)
         self._background(self.send_flavor_update(row.hub))
 
@@ -353,6 +354,9 @@ class ServiceManager:
     # --- recovery and reaper ---------------------------------------------------------
     async def recover(self) -> None:
         """After a restart: reload every active server's spawner from its state and poll it."""
+        rewritten = await self.store.reencrypt_all()
+        if rewritten:
+            self.log.info("Re-encrypted %d stored server(s) with the current first key", rewritten)
         rows = await self.store.list_active()
         if rows:
             self.log.info("Recovering %d server(s) from the store", len(rows))

@@ -181,6 +181,16 @@ class Store:
         async with self.sessions() as session, session.begin():
             await session.execute(delete(Service).where(Service.id == row_id))
 
+    async def reencrypt_all(self) -> int:
+        """Write every row's secrets and state again with the first key (key rotation)."""
+        count = 0
+        async with self.sessions() as session, session.begin():
+            for row in await session.scalars(select(Service)):
+                row.secrets_enc = self.crypt.encrypt(self.crypt.decrypt(row.secrets_enc) or {})
+                row.state_enc = self.crypt.encrypt(self.crypt.decrypt(row.state_enc) or {})
+                count += 1
+        return count
+
     # --- decrypted views -------------------------------------------------------------
     def secrets(self, row: Service) -> dict:
         return self.crypt.decrypt(row.secrets_enc) or {}
