@@ -2,6 +2,8 @@
 
 import asyncio
 
+import pytest
+
 from tests.helpers.outpost_process import process_alive
 
 from .support import fetch_server, start_body, wait_for
@@ -24,8 +26,14 @@ FLAVORS = {
 }
 
 
-async def test_max_holds_exactly_under_30_concurrent_starts(make_outpost):
-    outpost = await make_outpost(flavors=FLAVORS)
+@pytest.mark.parametrize(
+    "database", ["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)]
+)
+async def test_max_holds_exactly_under_30_concurrent_starts(make_outpost, database, request):
+    options = {}
+    if database == "postgresql":
+        options["db_url"] = request.getfixturevalue("postgres_server").create_database().url
+    outpost = await make_outpost(flavors=FLAVORS, **options)
     bodies = [start_body(f"race-{i}", user_options={"flavor": "small"}) for i in range(30)]
     results = await asyncio.gather(*(outpost.api.call("POST", "/services", body=b) for b in bodies))
     codes = sorted(code for code, _ in results)

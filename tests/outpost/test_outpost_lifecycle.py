@@ -161,3 +161,53 @@ async def test_certs_sent_by_the_hub_are_written_privately_moved_and_removed_at_
     assert env["JUPYTERHUB_SSL_KEYFILE"] == paths["keyfile"]
     assert (await outpost.api.call("DELETE", "/services/tls"))[0] == 200
     assert not any(os.path.exists(p) for p in paths.values())
+
+
+def _local_user_reason():
+    import os
+    import pwd
+
+    if os.geteuid() != 0:
+        return "LocalProcessSpawner switches to the hub user's account: needs root"
+    try:
+        pwd.getpwnam("nobody")
+    except KeyError:
+        return "no 'nobody' system user to start a server as"
+    if not os.access("/usr/bin/python3", os.X_OK):
+        return "no /usr/bin/python3 that the 'nobody' user can run"
+    return None
+
+
+async def test_local_process_spawner_runs_the_server_as_the_existing_system_user(
+    make_outpost, tmp_path
+):
+    from tests.helpers.outpost_process import process_alive
+
+    from .support import MINI_SINGLEUSER
+
+    reason = _local_user_reason()
+    if reason:
+        print(f"SKIP: {reason}")
+        pytest.skip(reason)
+    c = local_spawner_config(tmp_path)
+    c.JupyterHubOutpost.spawner_class = "jupyterhub.spawner.LocalProcessSpawner"
+    c.LocalProcessSpawner.cmd = ["/usr/bin/python3", MINI_SINGLEUSER]
+    c.LocalProcessSpawner.interrupt_timeout = 3
+    outpost = await make_outpost(c)
+    code, data = await outpost.api.call("POST", "/services", body=start_body("sys", user="nobody"))
+    assert code == 200, data
+    info = await wait_for(lambda: _fetch_or_none(data["service"]), "server answers")
+    assert info["user"] == "nobody"
+    with open(f"/proc/{info['pid']}/status") as f:
+        uid_line = next(line for line in f if line.startswith("Uid:"))
+    assert uid_line.split()[1] == "65534"  # runs as nobody, not as the Outpost's root
+    assert await outpost.api.call("GET", "/services/sys") == (200, {"status": None})
+    assert (await outpost.api.call("DELETE", "/services/sys"))[0] == 200
+    assert not process_alive(info["pid"])
+
+
+async def _fetch_or_none(address):
+    try:
+        return await fetch_server(address)
+    except Exception:
+        return None
