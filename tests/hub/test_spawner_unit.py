@@ -316,6 +316,20 @@ async def test_hooks_accept_value_function_and_coroutine(
         assert calls["ssh_node"][1]["key"] == spawner.forward_key
 
 
+async def test_failing_hook_fails_the_start_before_anything_is_sent(
+    make_spawner, fake_outpost, fake_tunnels
+):
+    def custom_env(spawner, user_options, api_url):
+        raise RuntimeError("no project selected")
+
+    spawner = make_spawner("x", custom_env=custom_env)
+    with pytest.raises(SpawnException) as info:
+        await spawner.start()
+    assert "no project selected" in info.value.message
+    assert fake_outpost.requests_of("POST") == []
+    assert STATE_KEY not in spawner.get_state()
+
+
 async def test_check_allowed_refusal_is_shown_and_nothing_is_sent(
     make_spawner, fake_outpost, fake_tunnels
 ):

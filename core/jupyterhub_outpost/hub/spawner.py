@@ -584,10 +584,16 @@ class OutpostSpawner(Spawner):
         self.forward = None
         self.k8s_service = None
         self.target_url = ""
-        loop = asyncio.get_running_loop()
-        self._setuptunnel = loop.create_future()
-        api = await self.get_api(outpost, user_options)
-        body = await self.build_start_body(outpost, user_options)
+        try:
+            api = await self.get_api(outpost, user_options)
+            body = await self.build_start_body(outpost, user_options)
+        except Exception as e:
+            self.log.exception("Preparing the start request of %s failed", self._log_name)
+            self._forget()
+            raise SpawnException(
+                f"Preparing the start on {outpost.label} failed: {e}", reason="hook"
+            ) from None
+        self._setuptunnel = asyncio.get_running_loop().create_future()
         try:
             try:
                 answer = await api.start(
