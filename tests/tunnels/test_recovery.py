@@ -127,3 +127,30 @@ async def test_connection_is_closed_after_hold_timeout_while_ssh_stays_down(
     await d.wait_state("remote.down", "error")
     assert await asyncio.wait_for(http_get(f["local_port"]), 10) == (0, b"")
     await wait_until(lambda: "not up within 0.5s" in d.proc.log, "held connection not logged")
+
+
+async def test_restored_forward_whose_port_is_taken_retries_until_it_is_free(
+    procs, tmp_path, hub_key, endpoint, target
+):
+    import socket
+
+    d = Daemon(procs, tmp_path, hub_key.path)
+    await d.start()
+    f = await d.client.put_forward(
+        "remote.busy", ssh=endpoint.ssh(), target_host="127.0.0.1", target_port=target.port
+    )
+    port = f["local_port"]
+    d.proc.kill()
+    await wait_until(lambda: d.proc.popen.poll() is not None, "daemon did not die")
+    squatter = socket.socket()
+    squatter.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    squatter.bind(("127.0.0.1", port))
+    squatter.listen()
+    try:
+        await d.start()
+        failed = await d.wait_state("remote.busy", "error")
+        assert f"cannot listen on 127.0.0.1:{port}" in failed["error"]
+    finally:
+        squatter.close()
+    await d.wait_state("remote.busy", "up")
+    assert await http_get(port) == (200, b"hello from target")

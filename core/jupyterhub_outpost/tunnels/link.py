@@ -103,7 +103,6 @@ class SSHLink:
         self.error: str | None = None
         self.conn: asyncssh.SSHClientConnection | None = None
         self._up = asyncio.Event()
-        self._changed = asyncio.Event()
         self._task: asyncio.Task | None = None
         self._closing = False
 
@@ -174,12 +173,16 @@ class SSHLink:
             except asyncio.CancelledError:
                 raise
             except Exception as e:
+                error = describe_error(e, self.target)
+                repeated = self.state == "error" and error == self.error
                 self.state = "error"
-                self.error = describe_error(e, self.target)
+                self.error = error
                 if delays is None:
                     delays = backoff_delays(self.reconnect_initial_delay, self.reconnect_max_delay)
                 delay = next(delays)
-                self.log.error(
+                # the same failure again is logged at debug level only (no log flood while down)
+                self.log.log(
+                    logging.DEBUG if repeated else logging.ERROR,
                     "SSH connection to %s failed: %s; retrying in %.1fs",
                     self.target.describe(),
                     self.error,

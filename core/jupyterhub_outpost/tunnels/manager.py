@@ -17,7 +17,7 @@ from dataclasses import replace
 
 import asyncssh
 
-from .link import LocalListener, SSHLink
+from .link import LocalListener, SSHLink, backoff_delays
 from .metrics import TunnelMetrics
 from .table import ForwardSpec, SSHTarget, load_state, save_state
 
@@ -50,6 +50,10 @@ class ForwardManager:
         self.bind_errors: dict[str, str] = {}
         self.links: dict[SSHTarget, SSHLink] = {}
         self._lock = asyncio.Lock()
+        self._rebind_tasks: dict[str, asyncio.Task] = {}
+        # a restored forward whose port is taken retries like a dropped SSH connection
+        self.rebind_initial_delay = self.link_options.get("reconnect_initial_delay", 0.5)
+        self.rebind_max_delay = self.link_options.get("reconnect_max_delay", 30.0)
 
     # -- links --
     def _link_for(self, target: SSHTarget) -> SSHLink:
@@ -90,12 +94,41 @@ class ForwardManager:
                 except OSError as e:
                     self.bind_errors[spec.key] = (
                         f"cannot listen on {spec.local_host}:{spec.local_port}: {e.strerror or e}"
+                        "; retrying"
                     )
                     self.log.error("Forward %s: %s", spec.key, self.bind_errors[spec.key])
+                    self._rebind_tasks[spec.key] = asyncio.create_task(self._rebind(spec.key))
                 self.listeners[spec.key] = listener
                 self.metrics.forward_added(spec.key)
             if specs:
                 self.log.info("Restored %d forward(s) from %s", len(specs), self.state_file)
+
+    async def _rebind(self, key: str) -> None:
+        """Retry binding a restored forward's stored port (with backoff) until it works,
+        the forward is deleted, or a PUT gives it a listener."""
+        delays = backoff_delays(self.rebind_initial_delay, self.rebind_max_delay)
+        try:
+            while True:
+                await asyncio.sleep(next(delays))
+                async with self._lock:
+                    spec = self.specs.get(key)
+                    listener = self.listeners.get(key)
+                    if spec is None or listener is None or key not in self.bind_errors:
+                        return
+                    try:
+                        await listener.bind(spec.local_host, spec.local_port)
+                    except OSError:
+                        continue
+                    del self.bind_errors[key]
+                    self.log.info(
+                        "Forward %s: listening on %s:%s again",
+                        key,
+                        spec.local_host,
+                        spec.local_port,
+                    )
+                    return
+        finally:
+            self._rebind_tasks.pop(key, None)
 
     def _new_listener(self, spec: ForwardSpec) -> LocalListener:
         return LocalListener(
@@ -210,6 +243,8 @@ class ForwardManager:
 
     async def close(self) -> None:
         """Close listeners and SSH connections (the state file keeps the table)."""
+        for task in list(self._rebind_tasks.values()):
+            task.cancel()
         async with self._lock:
             for listener in self.listeners.values():
                 await listener.close()
