@@ -148,3 +148,40 @@ async def test_a_start_slower_than_start_timeout_fails_cleanly(make_outpost, tmp
         spawner_class.start = original
     assert code == 500 and "start_timeout" in data["error"]
     assert await outpost.app.store.list_hub("hub1") == []
+
+
+async def test_stop_during_a_pending_async_start_cancels_it_and_forgets_the_server(
+    make_outpost, tmp_path, receiver
+):
+    import asyncio
+
+    outpost = await make_outpost()
+    started = asyncio.Event()
+
+    async def never_finishing_start(self):
+        started.set()
+        await asyncio.Event().wait()
+
+    spawner_class = outpost.app.manager.runner.spawner_class
+    original = spawner_class.start
+    spawner_class.start = never_finishing_start
+    try:
+        env = {"JUPYTERHUB_EVENTS_URL": receiver.url("/events")}
+        code, _ = await outpost.api.call(
+            "POST",
+            "/services",
+            body=start_body("pending", env=env),
+            headers={"execution-type": "async"},
+        )
+        assert code == 202
+        await asyncio.wait_for(started.wait(), 10)
+        assert await outpost.api.call("GET", "/services/pending") == (200, {"status": None})
+        assert (await outpost.api.call("DELETE", "/services/pending"))[0] == 200
+    finally:
+        spawner_class.start = original
+    assert (await outpost.api.call("GET", "/services/pending"))[0] == 404
+    await wait_for(
+        lambda: any(e.get("failed") for _, e in receiver.posts_to("/events")), "failure event"
+    )
+    assert "cancelled by a stop request" in receiver.posts_to("/events")[-1][1]["message"]
+    assert await outpost.app.store.list_hub("hub1") == []

@@ -184,7 +184,7 @@ class ServiceManager:
                     raise _StartCancelled() from None
                 finally:
                     live.start_future = None
-                    await relay_task
+                    await _finish_relay(relay_task)
                 address = await call_hook(self.settings.sanitize_start_response, spawner, response)
                 address = address or ""
                 await self.store.update(
@@ -418,6 +418,17 @@ class ServiceManager:
         for task in list(self._tasks):
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
+
+
+RELAY_GRACE_SECONDS = 5.0
+
+
+async def _finish_relay(task: asyncio.Task) -> None:
+    """Let the last progress events reach the hub, but never hold the start answer long."""
+    try:
+        await asyncio.wait_for(asyncio.shield(task), RELAY_GRACE_SECONDS)
+    except asyncio.TimeoutError:
+        task.cancel()
 
 
 class _StartCancelled(Exception):
