@@ -78,21 +78,22 @@ class _EndpointServer(asyncssh.SSHServer):
         self._hub: str | None = None
         self._peer = "?"
         self._authenticated = False
+        self._unknown_hub = False
 
     # -- connection lifecycle --
     def connection_made(self, conn: asyncssh.SSHServerConnection) -> None:
         self._conn = conn
         peer = conn.get_extra_info("peername")
         self._peer = f"{peer[0]}:{peer[1]}" if peer else "?"
-        transport = conn.get_extra_info("socket")
-        if transport is not None and transport.family in (socket.AF_INET, socket.AF_INET6):
-            transport.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        sock = conn.get_extra_info("socket")
+        if sock is not None and sock.family in (socket.AF_INET, socket.AF_INET6):
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         self._endpoint._connections.add(conn)
 
     def connection_lost(self, exc: Exception | None) -> None:
         if self._conn is not None:
             self._endpoint._connections.discard(self._conn)
-        if self._hub and not self._authenticated:
+        if self._hub and not self._authenticated and not self._unknown_hub:
             self._endpoint.log.warning(
                 "SSH login refused for hub %r from %s: no authorized key of this hub matched",
                 self._hub,
@@ -109,6 +110,7 @@ class _EndpointServer(asyncssh.SSHServer):
         self._hub = username
         keys = self._endpoint._authorized_keys_for(username)
         if keys is None:
+            self._unknown_hub = True
             self._endpoint.log.warning(
                 "SSH login refused: unknown hub %r from %s", username, self._peer
             )
