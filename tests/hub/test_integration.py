@@ -16,6 +16,8 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
+import signal
 import subprocess
 import sys
 import time
@@ -27,7 +29,7 @@ from pathlib import Path
 import pytest
 from jupyterhub_outpost.topology import netns
 
-from tests.helpers.hub_process import HubProcess, terminate, wait_until
+from tests.helpers.hub_process import HubProcess, wait_until
 from tests.helpers.outpost_process import OutpostProcess, basic_auth
 
 AVAILABLE, REASON = netns.isolation_available()
@@ -696,7 +698,7 @@ def test_killed_tunnel_daemon_comes_back_and_server_is_reachable(site):
     try:
         (old,) = hub.child_pids("tunnels")
         key = next(iter(site.forwards()))
-        terminate([old], timeout=0)  # SIGTERM, then SIGKILL at once
+        os.kill(old, signal.SIGKILL)
         # JupyterHub restarts its managed service; the daemon reloads its forward table
         wait_until(
             lambda: hub.child_pids("tunnels") not in ([], [old]) and _reachable(site),
