@@ -1,17 +1,24 @@
-"""A site's outbound HTTP proxy: how batch nodes reach the hub without the hub reaching them.
+"""A site's egress: how batch nodes reach the hub without the hub reaching them.
 
 HPC compute nodes usually cannot be reached from outside, and reach outside only through a
-gateway. In a local topology the hub and the compute hosts share no network, so a job's
-``report_address`` reaches the hub's setuptunnel URL through this proxy, which runs on a
-host on both networks (the Outpost/login host)::
+gateway. In a local topology the hub and the compute hosts share no network and nothing
+forwards packets, so the way out is this process on a host that is on both networks (the
+Outpost/login host). It offers two things:
 
-    python -m jupyterhub_outpost.topology.egress_proxy --ip 10.231.2.2 --port 3128 \\
-        --allow 10.231.1.2:8000
+- TCP relays, ``--relay PORT=HOST:PORT``: connections to ``--ip:PORT`` are passed on to
+  ``HOST:PORT``. With ``minibatch serve --job-env-replace http://HUB=http://LOGIN:PORT``
+  the jobs' ``JUPYTERHUB_API_URL``, activity and setuptunnel URLs point at the relay, so
+  ``jupyterhub-singleuser`` (which checks the hub API before it listens) and
+  ``report_address`` reach the hub.
+- An HTTP forward proxy on ``--port`` (for ``http_proxy=``): plain-HTTP proxy requests
+  (absolute URLs; no CONNECT, no TLS, one request per connection) to the targets in
+  ``--allow`` (``HOST:PORT``; none given: any), 403 for anything else. ``report_address``
+  honours ``http_proxy``; ``jupyterhub-singleuser``'s client does not.
 
-and the jobs get ``http_proxy=http://10.231.2.2:3128`` (``minibatch serve --job-env``).
-It forwards plain-HTTP proxy requests (absolute URLs; no CONNECT, no TLS) to the targets
-in ``--allow`` (``HOST:PORT``; none given: any) and answers 403 to anything else. Each
-connection carries one request (``Connection: close``).
+::
+
+    python -m jupyterhub_outpost.topology.egress_proxy --ip 10.231.2.2 \\
+        --relay 8081=10.231.1.2:8081 [--port 3128 --allow 10.231.1.2:8081]
 """
 
 from __future__ import annotations
@@ -110,26 +117,74 @@ class EgressProxy:
             await writer.wait_closed()
 
 
+def relay_handler(listen: int, host: str, port: int):
+    async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        peer = writer.get_extra_info("peername")
+        try:
+            up_reader, up_writer = await asyncio.wait_for(asyncio.open_connection(host, port), 10)
+        except (OSError, asyncio.TimeoutError) as e:
+            print(f"egress_proxy: relay {listen} -> {host}:{port} failed: {e}", flush=True)
+            writer.close()
+            return
+        print(f"egress_proxy: relay {listen} -> {host}:{port} for {peer[0]}", flush=True)
+        await asyncio.gather(pipe(reader, up_writer), pipe(up_reader, writer))
+        up_writer.close()
+        writer.close()
+
+    return handle
+
+
+def parse_relay(text: str) -> tuple[int, str, int]:
+    try:
+        listen, _, target = text.partition("=")
+        host, _, port = target.rpartition(":")
+        if not host:
+            raise ValueError
+        return int(listen), host, int(port)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"--relay {text!r}: use PORT=HOST:PORT") from None
+
+
 async def serve(args: argparse.Namespace) -> None:
-    proxy = EgressProxy(args.allow or [])
-    server = await asyncio.start_server(proxy.handle, args.ip, args.port, limit=MAX_HEAD)
+    servers = []
+    for listen, host, port in args.relay or []:
+        servers.append(
+            await asyncio.start_server(relay_handler(listen, host, port), args.ip, listen)
+        )
+        print(f"egress_proxy: relaying {args.ip}:{listen} to {host}:{port}", flush=True)
+    if args.port:
+        proxy = EgressProxy(args.allow or [])
+        servers.append(await asyncio.start_server(proxy.handle, args.ip, args.port, limit=MAX_HEAD))
+        allowed = ", ".join(args.allow) if args.allow else "any destination"
+        print(
+            f"egress_proxy: HTTP proxy on {args.ip}:{args.port}, forwarding to {allowed}",
+            flush=True,
+        )
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
-    allowed = ", ".join(args.allow) if args.allow else "any destination"
-    print(f"egress_proxy: listening on {args.ip}:{args.port}, forwarding to {allowed}", flush=True)
     await stop.wait()
-    server.close()
-    await server.wait_closed()
+    for server in servers:
+        server.close()
 
 
 def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser(prog="egress_proxy", description=__doc__.split("\n\n")[0])
     p.add_argument("--ip", required=True)
-    p.add_argument("--port", type=int, default=3128)
-    p.add_argument("--allow", action="append", help="HOST:PORT that may be reached (repeat)")
-    asyncio.run(serve(p.parse_args(sys.argv[1:] if argv is None else argv)))
+    p.add_argument("--port", type=int, default=0, help="HTTP proxy port (0: no HTTP proxy)")
+    p.add_argument("--allow", action="append", help="HOST:PORT the HTTP proxy may reach (repeat)")
+    p.add_argument(
+        "--relay",
+        action="append",
+        type=parse_relay,
+        metavar="PORT=HOST:PORT",
+        help="TCP relay (repeat)",
+    )
+    args = p.parse_args(sys.argv[1:] if argv is None else argv)
+    if not args.port and not args.relay:
+        p.error("give --relay PORT=HOST:PORT and/or --port for the HTTP proxy")
+    asyncio.run(serve(args))
 
 
 if __name__ == "__main__":

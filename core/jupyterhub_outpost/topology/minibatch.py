@@ -20,7 +20,9 @@ other ``#`` lines and blank lines are ignored, and every other line is one comma
 with ``shlex`` and run directly (it continues on the next line while a quote is open or
 after a trailing backslash); the commands run one after another and the job fails at
 the first that fails. The job's environment is the daemon's ``PATH``/``HOME``/``LANG`` plus
-the site's ``--job-env`` variables, the submitter's exported variables, and ``MINIBATCH_JOB_ID``, ``MINIBATCH_HOST`` (the
+the site's ``--job-env`` variables, the submitter's exported variables (with every
+``--job-env-replace OLD=NEW`` applied: a site that reaches the hub through a relay rewrites
+the hub's URLs), and ``MINIBATCH_JOB_ID``, ``MINIBATCH_HOST`` (the
 compute host's address), ``MINIBATCH_REPORT_URL`` and ``MINIBATCH_JOB_TOKEN`` (with which
 ``report_address`` tells the daemon where the job's server listens).
 
@@ -206,6 +208,7 @@ class Scheduler:
         cancel_grace: float = 5.0,
         report_url: str = "",
         job_env: dict[str, str] | None = None,
+        job_env_replace: list[tuple[str, str]] | None = None,
         output=None,
     ):
         self.host = host
@@ -216,6 +219,7 @@ class Scheduler:
         self.cancel_grace = cancel_grace
         self.report_url = report_url
         self.job_env = job_env or {}
+        self.job_env_replace = job_env_replace or []
         self.output = output or sys.stdout
         self.jobs: dict[str, Job] = {}
         self._ids = itertools.count(1)
@@ -280,7 +284,10 @@ class Scheduler:
     def _job_env(self, job: Job) -> dict[str, str]:
         env = {k: os.environ[k] for k in BASE_ENV if k in os.environ}
         env.update(self.job_env)
-        env.update(job.env)
+        for key, value in job.env.items():
+            for old, new in self.job_env_replace:
+                value = value.replace(old, new)
+            env[key] = value
         env.update(
             {
                 "MINIBATCH_JOB_ID": job.id,
@@ -529,6 +536,7 @@ async def serve(args: argparse.Namespace) -> None:
         cancel_grace=args.cancel_grace,
         report_url=f"http://{args.ip}:{args.port}",
         job_env=dict(item.split("=", 1) for item in args.job_env or []),
+        job_env_replace=[tuple(item.split("=", 1)) for item in args.job_env_replace or []],
     )
     scheduler.start()
     app = make_app(scheduler, token)
@@ -657,6 +665,12 @@ def parser() -> argparse.ArgumentParser:
         action="append",
         metavar="NAME=VALUE",
         help="site-wide variable every job gets (e.g. http_proxy=...); the submitter's win",
+    )
+    s.add_argument(
+        "--job-env-replace",
+        action="append",
+        metavar="OLD=NEW",
+        help="replace OLD by NEW in the submitter's variables (e.g. the hub's URL by a relay's)",
     )
     for name, text in (
         ("submit", "submit the job script read from stdin; prints the job id"),

@@ -5,11 +5,28 @@ import os
 import sys
 from http.server import BaseHTTPRequestHandler, HTTPServer
 
+import jupyterhub
+
 TOKEN = os.environ["FAKE_HUB_TOKEN"]
 PREFIX = "/hub/api/outpost/setuptunnel/"
 
 
 class Handler(BaseHTTPRequestHandler):
+    def do_GET(self):
+        # what jupyterhub-singleuser checks at start: the hub API answers, with its version
+        if self.path.rstrip("/") != "/hub/api":
+            self.send_response(404)
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+            return
+        body = json.dumps({"version": jupyterhub.__version__}).encode()
+        self.send_response(200)
+        self.send_header("X-JupyterHub-Version", jupyterhub.__version__)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
     def do_POST(self):
         body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
         if self.headers.get("Authorization") != f"token {TOKEN}":
