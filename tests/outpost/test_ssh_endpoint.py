@@ -65,7 +65,7 @@ class Setup:
 
 
 @pytest.fixture
-async def setup(tmp_path, http_target):
+async def ep(tmp_path, http_target):
     s = Setup(tmp_path, http_target)
     await s.endpoint.start()
     yield s
@@ -89,52 +89,52 @@ def test_host_key_is_created_once_with_mode_0600_and_kept(tmp_path):
     assert first.get_algorithm() == "ssh-ed25519"
 
 
-async def test_endpoint_exposes_fingerprint_and_public_key_that_survive_restart(setup, tmp_path):
-    line = setup.endpoint.public_host_key
+async def test_endpoint_exposes_fingerprint_and_public_key_that_survive_restart(ep, tmp_path):
+    line = ep.endpoint.public_host_key
     assert line.startswith("ssh-ed25519 AAAA") and len(line.split()) == 2
-    assert setup.endpoint.fingerprint.startswith("SHA256:")
+    assert ep.endpoint.fingerprint.startswith("SHA256:")
     again = SSHEndpoint(
         host_key_path=str(tmp_path / "host_key"),
         listen_host="127.0.0.1",
         listen_port=0,
         authorized_keys=dict,
-        authorize_forward=setup.authorize,
-        log=setup.log,
+        authorize_forward=ep.authorize,
+        log=ep.log,
     )
-    assert again.public_host_key == line and again.fingerprint == setup.endpoint.fingerprint
+    assert again.public_host_key == line and again.fingerprint == ep.endpoint.fingerprint
 
 
-async def test_allowed_forward_reaches_target(setup):
-    async with setup.connect() as conn:
-        data = await get_through(conn, setup.target_port)
+async def test_allowed_forward_reaches_target(ep):
+    async with ep.connect() as conn:
+        data = await get_through(conn, ep.target_port)
     assert data.endswith(b"hello")
-    assert setup.asked == [("hub", "127.0.0.1", setup.target_port)]
+    assert ep.asked == [("hub", "127.0.0.1", ep.target_port)]
 
 
-async def test_forward_rejected_by_authorize_forward_is_refused_and_logged(setup, caplog):
+async def test_forward_rejected_by_authorize_forward_is_refused_and_logged(ep, caplog):
     caplog.set_level(logging.WARNING, logger="test-ssh-endpoint")
-    async with setup.connect() as conn:
+    async with ep.connect() as conn:
         with pytest.raises(asyncssh.ChannelOpenError) as e:
             await conn.open_connection("10.1.2.3", 22)
         assert e.value.code == asyncssh.OPEN_ADMINISTRATIVELY_PROHIBITED
         # the connection is still usable for allowed forwards
-        assert (await get_through(conn, setup.target_port)).endswith(b"hello")
+        assert (await get_through(conn, ep.target_port)).endswith(b"hello")
     assert "refused forward for hub hub to 10.1.2.3:22: target not allowed" in caplog.text
 
 
-async def test_authorize_forward_that_raises_counts_as_refusal(setup):
+async def test_authorize_forward_that_raises_counts_as_refusal(ep):
     async def broken(hub, host, port):
         raise RuntimeError("store down")
 
-    setup.endpoint.authorize_forward = broken
-    async with setup.connect() as conn:
+    ep.endpoint.authorize_forward = broken
+    async with ep.connect() as conn:
         with pytest.raises(asyncssh.ChannelOpenError):
-            await conn.open_connection("127.0.0.1", setup.target_port)
+            await conn.open_connection("127.0.0.1", ep.target_port)
 
 
 @pytest.mark.parametrize("what", ["shell", "exec", "subsystem", "pty"])
-async def test_session_channels_are_refused(setup, what):
-    async with setup.connect() as conn:
+async def test_session_channels_are_refused(ep, what):
+    async with ep.connect() as conn:
         with pytest.raises(asyncssh.ChannelOpenError):
             if what == "shell":
                 await conn.create_process()
@@ -146,43 +146,43 @@ async def test_session_channels_are_refused(setup, what):
                 await conn.create_process(term_type="xterm")
 
 
-async def test_agent_forwarding_is_refused(setup, tmp_path):
+async def test_agent_forwarding_is_refused(ep, tmp_path):
     # a fake agent socket path is enough: the session carrying the request is refused
-    async with setup.connect(agent_forwarding=True, agent_path=str(tmp_path / "agent")) as conn:
+    async with ep.connect(agent_forwarding=True, agent_path=str(tmp_path / "agent")) as conn:
         with pytest.raises(asyncssh.ChannelOpenError):
             await conn.create_process("true")
 
 
-async def test_x11_forwarding_is_refused(setup):
-    async with setup.connect() as conn:
+async def test_x11_forwarding_is_refused(ep):
+    async with ep.connect() as conn:
         with pytest.raises((asyncssh.ChannelOpenError, OSError)):
             await conn.create_process("true", x11_forwarding=True, x11_display="localhost:10")
 
 
-async def test_remote_forward_is_refused(setup):
-    async with setup.connect() as conn:
+async def test_remote_forward_is_refused(ep):
+    async with ep.connect() as conn:
         with pytest.raises(asyncssh.ChannelListenError):
-            await conn.forward_remote_port("127.0.0.1", 0, "127.0.0.1", setup.target_port)
+            await conn.forward_remote_port("127.0.0.1", 0, "127.0.0.1", ep.target_port)
 
 
-async def test_unix_socket_forwards_are_refused(setup):
-    async with setup.connect() as conn:
+async def test_unix_socket_forwards_are_refused(ep):
+    async with ep.connect() as conn:
         with pytest.raises(asyncssh.ChannelOpenError):
             await conn.open_unix_connection("/run/docker.sock")
         with pytest.raises(asyncssh.ChannelListenError):
             await conn.start_unix_server(lambda: None, "/tmp/outpost-test.sock")
 
 
-async def test_wrong_key_for_hub_is_refused(setup):
+async def test_wrong_key_for_hub_is_refused(ep):
     with pytest.raises(asyncssh.PermissionDenied):
-        async with setup.connect(username="hub", key=setup.other_key):
+        async with ep.connect(username="hub", key=ep.other_key):
             pass
 
 
-async def test_refused_login_is_logged_with_hub_but_without_key_material(setup, caplog):
+async def test_refused_login_is_logged_with_hub_but_without_key_material(ep, caplog):
     caplog.set_level(logging.INFO, logger="test-ssh-endpoint")
     with pytest.raises(asyncssh.PermissionDenied):
-        async with setup.connect(username="hub", key=setup.other_key):
+        async with ep.connect(username="hub", key=ep.other_key):
             pass
 
     def logged():
@@ -190,55 +190,55 @@ async def test_refused_login_is_logged_with_hub_but_without_key_material(setup, 
 
     # connection_lost runs on the server after the client saw the refusal
     await exponential_backoff(logged, "refused login not logged", start_wait=0.01, timeout=10)
-    blob = setup.other_key.export_public_key().decode().split()[1]
+    blob = ep.other_key.export_public_key().decode().split()[1]
     assert blob not in caplog.text and blob[:20] not in caplog.text
 
 
-async def test_unknown_user_is_refused(setup):
+async def test_unknown_user_is_refused(ep):
     with pytest.raises(asyncssh.PermissionDenied):
-        async with setup.connect(username="root"):
+        async with ep.connect(username="root"):
             pass
 
 
-async def test_password_and_keyboard_interactive_are_not_offered(setup):
+async def test_password_and_keyboard_interactive_are_not_offered(ep):
     with pytest.raises(asyncssh.PermissionDenied):
-        async with setup.connect(client_keys=[], password="secret", kbdint_auth=True):
+        async with ep.connect(client_keys=[], password="secret", kbdint_auth=True):
             pass
 
 
-async def test_other_hubs_key_cannot_open_this_hubs_forwards(setup):
-    async with setup.connect(username="other", key=setup.other_key) as conn:
+async def test_other_hubs_key_cannot_open_this_hubs_forwards(ep):
+    async with ep.connect(username="other", key=ep.other_key) as conn:
         with pytest.raises(asyncssh.ChannelOpenError):
-            await conn.open_connection("127.0.0.1", setup.target_port)
-    assert setup.asked == [("other", "127.0.0.1", setup.target_port)]
+            await conn.open_connection("127.0.0.1", ep.target_port)
+    assert ep.asked == [("other", "127.0.0.1", ep.target_port)]
 
 
-async def test_reloaded_keys_take_effect_at_next_login(setup):
-    setup.keys = {"hub": [setup.other_key.export_public_key().decode()]}
+async def test_reloaded_keys_take_effect_at_next_login(ep):
+    ep.keys = {"hub": [ep.other_key.export_public_key().decode()]}
     with pytest.raises(asyncssh.PermissionDenied):
-        async with setup.connect(key=setup.hub_key):
+        async with ep.connect(key=ep.hub_key):
             pass
-    async with setup.connect(key=setup.other_key) as conn:
-        assert (await get_through(conn, setup.target_port)).endswith(b"hello")
+    async with ep.connect(key=ep.other_key) as conn:
+        assert (await get_through(conn, ep.target_port)).endswith(b"hello")
 
 
-async def test_unreadable_key_lines_are_skipped_without_logging_them(setup, caplog):
+async def test_unreadable_key_lines_are_skipped_without_logging_them(ep, caplog):
     caplog.set_level(logging.INFO, logger="test-ssh-endpoint")
-    good = setup.hub_key.export_public_key().decode()
-    setup.keys = {"hub": ["ssh-ed25519 SECRETGARBAGE", good]}
-    async with setup.connect() as conn:
-        assert (await get_through(conn, setup.target_port)).endswith(b"hello")
+    good = ep.hub_key.export_public_key().decode()
+    ep.keys = {"hub": ["ssh-ed25519 SECRETGARBAGE", good]}
+    async with ep.connect() as conn:
+        assert (await get_through(conn, ep.target_port)).endswith(b"hello")
     assert "Ignoring unreadable SSH public key #1 of hub hub" in caplog.text
     assert "SECRETGARBAGE" not in caplog.text
 
 
-async def test_stop_closes_open_connections(setup):
-    conn = await setup.connect()
-    await setup.endpoint.stop()
+async def test_stop_closes_open_connections(ep):
+    conn = await ep.connect()
+    await ep.endpoint.stop()
     await asyncio.wait_for(conn.wait_closed(), 10)
 
 
-async def test_bracketed_ipv6_target_is_authorized_as_given_and_reached(setup):
+async def test_bracketed_ipv6_target_is_authorized_as_given_and_reached(ep):
     async def handle(reader, writer):
         await reader.readuntil(b"\r\n\r\n")
         writer.write(b"HTTP/1.0 200 OK\r\n\r\nsix")
@@ -253,9 +253,9 @@ async def test_bracketed_ipv6_target_is_authorized_as_given_and_reached(setup):
         asked.append(host)
         return host in ("[::1]", "::1") and p == port
 
-    setup.endpoint.authorize_forward = authorize
+    ep.endpoint.authorize_forward = authorize
     try:
-        async with setup.connect() as conn:
+        async with ep.connect() as conn:
             for host in ("[::1]", "::1"):
                 reader, writer = await conn.open_connection(host, port)
                 writer.write(b"GET / HTTP/1.0\r\n\r\n")
