@@ -236,3 +236,31 @@ async def test_loopback_fallback_brings_the_example_up_without_isolation(tmp_pat
         assert await fetch(topo.host("front"), topo.url("back")) == 200
         pids = [s.pid for s in topo.services.values()]
     assert not any(alive(p) for p in pids)
+
+
+@pytest.mark.netns
+def test_status_and_exec_find_the_running_topology(tmp_path):
+    proc, _ = start_cli(tmp_path)
+    try:
+        base = [sys.executable, "-m", "jupyterhub_outpost", "topology"]
+        status = subprocess.run(
+            [*base, "status", "--run-dir", str(tmp_path)],
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        assert status.returncode == 0, status.stderr
+        assert "host back" in status.stdout and "service front" in status.stdout
+        state = rundir.read_state(str(tmp_path))
+        back_ip = state["hosts"]["back"]["addresses"]["private"]
+        inside = subprocess.run(
+            [*base, "exec", "back", "--run-dir", str(tmp_path), "--", "ip", "-o", "-4", "addr"],
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        assert inside.returncode == 0, inside.stderr
+        assert back_ip in inside.stdout and "eth1" not in inside.stdout
+    finally:
+        proc.send_signal(signal.SIGINT)
+        proc.communicate(timeout=60)

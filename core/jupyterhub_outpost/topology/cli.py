@@ -2,6 +2,8 @@
 
     jupyterhub-outpost topology up SCENARIO_DIR [--mode local|kind] [--run-dir DIR]
     jupyterhub-outpost topology down [SCENARIO_DIR | --run-dir DIR]
+    jupyterhub-outpost topology status [SCENARIO_DIR | --run-dir DIR]
+    jupyterhub-outpost topology exec HOST [SCENARIO_DIR | --run-dir DIR] -- ARGV...
     jupyterhub-outpost topology cleanup          # remove leftovers of crashed runs
 
 ``up`` stays in the foreground, streams every service's log as ``name | line``, and tears
@@ -20,6 +22,7 @@ import subprocess
 import sys
 
 from . import netns
+from .rundir import read_state
 from .runner import Topology, TopologyError, down_run_dir
 from .services import ServiceError
 from .spec import SpecError, load
@@ -69,6 +72,19 @@ def parser() -> argparse.ArgumentParser:
     down.add_argument("scenario", nargs="?", help="scenario folder (to find ./run/NAME)")
     down.add_argument("--run-dir", help="the run dir given to 'up'")
     down.add_argument("--log-level", default="INFO")
+    status = sub.add_parser(
+        "status", help="hosts, addresses, services and URL of a running scenario"
+    )
+    status.add_argument("scenario", nargs="?", help="scenario folder (to find ./run/NAME)")
+    status.add_argument("--run-dir", help="the run dir given to 'up'")
+    status.add_argument("--log-level", default="WARNING")
+    ex = sub.add_parser(
+        "exec", help="run a command inside a host: exec HOST [--run-dir DIR] -- ARGV"
+    )
+    ex.add_argument("host")
+    ex.add_argument("scenario", nargs="?", help="scenario folder (to find ./run/NAME)")
+    ex.add_argument("--run-dir", help="the run dir given to 'up'")
+    ex.add_argument("--log-level", default="WARNING")
     clean = sub.add_parser("cleanup", help="remove namespaces/bridges of crashed runs")
     clean.add_argument("--log-level", default="INFO")
     return p
@@ -116,7 +132,56 @@ async def run_up(args: argparse.Namespace) -> int:
     return 0
 
 
+def find_run_dir(args: argparse.Namespace) -> str:
+    if args.run_dir:
+        return args.run_dir
+    if args.scenario:
+        try:
+            return os.path.abspath(os.path.join("run", load(args.scenario).name))
+        except SpecError as e:
+            sys.exit(f"topology {args.command}: {e}")
+    sys.exit(f"topology {args.command}: give the scenario folder or --run-dir")
+
+
+def print_status(run_dir: str) -> int:
+    state = read_state(run_dir)
+    if state is None:
+        print(f"no topology is up in {run_dir}")
+        return 1
+    mode = "network namespaces" if state.get("isolated") else "loopback (no isolation)"
+    print(
+        f"{state.get('name')} (prefix {state.get('prefix')}, {mode}), runner pid {state['runner'][0]}"
+    )
+    for name, host in state.get("hosts", {}).items():
+        addrs = ", ".join(f"{net}={ip}" for net, ip in host["addresses"].items())
+        print(f"  host {name:<12} {addrs}  netns {host.get('netns') or '-'}")
+    for name, svc in state.get("services", {}).items():
+        pid = svc.get("pid") or "stopped"
+        print(f"  service {name:<12} on {svc['host']:<10} pid {pid}  {svc.get('url') or ''}")
+    if state.get("open_url"):
+        print(f"  open {state['open_url']}")
+    return 0
+
+
+def exec_in_host(run_dir: str, host: str, argv: list[str]) -> None:
+    state = read_state(run_dir)
+    if state is None:
+        sys.exit(f"topology exec: no topology is up in {run_dir}")
+    if host not in state.get("hosts", {}):
+        sys.exit(f"topology exec: no host {host!r} (hosts: {', '.join(state.get('hosts', {}))})")
+    if not argv:
+        sys.exit("topology exec: give the command after --")
+    ns = state["hosts"][host].get("netns")
+    full = ["ip", "netns", "exec", ns, *argv] if ns else argv
+    os.execvp(full[0], full)  # noqa: S606 - an argv, no shell, on purpose
+
+
 def main(argv: list[str] | None = None) -> None:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    command: list[str] = []
+    if "--" in argv:
+        i = argv.index("--")
+        argv, command = argv[:i], argv[i + 1 :]
     args = parser().parse_args(argv)
     logging.basicConfig(
         level=getattr(logging, str(args.log_level).upper(), logging.INFO),
@@ -127,17 +192,12 @@ def main(argv: list[str] | None = None) -> None:
         print(f"cleaned {len(cleaned)} stale run(s): {', '.join(cleaned) or '-'}")
         return
     if args.command == "down":
-        if args.run_dir:
-            run_dir = args.run_dir
-        elif args.scenario:
-            try:
-                run_dir = os.path.abspath(os.path.join("run", load(args.scenario).name))
-            except SpecError as e:
-                sys.exit(f"topology down: {e}")
-        else:
-            sys.exit("topology down: give the scenario folder or --run-dir")
-        print(down_run_dir(run_dir))
+        print(down_run_dir(find_run_dir(args)))
         return
+    if args.command == "status":
+        sys.exit(print_status(find_run_dir(args)))
+    if args.command == "exec":
+        exec_in_host(find_run_dir(args), args.host, command)
     if args.mode == "kind":
         problem = docker_problem()
         if problem:
