@@ -186,15 +186,18 @@ class PlaybookRun:
         return out
 
 
-def run_playbook(inventory: Path, *args: str, timeout: float = 600, env_extra=None) -> PlaybookRun:
+def run_playbook(
+    inventory: Path | str, *args: str, timeout: float = 600, env_extra=None, tmp: Path | None = None
+) -> PlaybookRun:
     import time
 
     env = dict(os.environ)
     env.update(
         ANSIBLE_CONFIG=str(ANSIBLE_DIR / "ansible.cfg"),
+        ANSIBLE_ROLES_PATH=str(ANSIBLE_DIR / "roles"),
         ANSIBLE_FORCE_COLOR="0",
         ANSIBLE_NOCOLOR="1",
-        ANSIBLE_LOCAL_TEMP=str(inventory.parent / ".ansible-tmp"),
+        ANSIBLE_LOCAL_TEMP=str((tmp or Path(inventory).parent) / ".ansible-tmp"),
         PATH=f"{BIN}:{env.get('PATH', '')}",
         ANSIBLE_CALLBACKS_ENABLED="ansible.posix.profile_tasks",
     )
