@@ -1,5 +1,6 @@
 """SSH endpoint wiring (authorize_forward), HTTPS serving, /metrics, crypto and DB settings."""
 
+import asyncio
 import datetime
 import os
 import ssl
@@ -183,6 +184,10 @@ async def test_restart_with_a_new_first_key_reencrypts_so_the_old_key_can_go(
     data_dir = tmp_path / "rotating"
     first = await make_outpost(data_dir=data_dir)
     assert (await first.api.call("POST", "/services", body=start_body("rot")))[0] == 200
+    # the server is this process's child: reap it when it exits, as init does for a
+    # restarted Outpost process (else the second Outpost would wait for a zombie)
+    proc = next(iter(first.app.manager._spawners.values())).spawner.proc
+    reaped = asyncio.ensure_future(asyncio.to_thread(proc.wait))
     await first.app.stop_outpost()  # servers keep running
     monkeypatch.setenv("OUTPOST_CRYPT_KEYS", f"{new},{old}")
     second = await make_outpost(data_dir=data_dir)
@@ -191,3 +196,4 @@ async def test_restart_with_a_new_first_key_reencrypts_so_the_old_key_can_go(
     only_new = Crypt([new.encode()])
     assert only_new.decrypt(row.secrets_enc)["env"]["JUPYTERHUB_API_TOKEN"] == "token-rot"
     assert (await second.api.call("DELETE", "/services/rot"))[0] == 200
+    await reaped
