@@ -19,9 +19,12 @@ async def test_daemon_refuses_endpoint_with_wrong_host_key(daemon, endpoint, tar
     assert failed["error"].startswith("host key mismatch")
     assert "host key mismatch" in daemon.proc.log
     assert f"hub@127.0.0.1:{endpoint.port}" in daemon.proc.log
-    # no login happened, and nothing reaches the target through the forward
+    # no login happened, and nothing reaches the target through the forward: the client is
+    # closed at once (waiting cannot fix a wrong host key), not held for hold_timeout (10 s)
     assert endpoint.logins == 0
-    assert await port_open(f["local_port"])  # the listener stays, the forward is in error
+    t0 = asyncio.get_running_loop().time()
+    assert await http_get(f["local_port"]) == (0, b"")
+    assert asyncio.get_running_loop().time() - t0 < 5
 
 
 async def test_wrong_hub_key_is_refused_by_endpoint(procs, tmp_path, endpoint, target):
@@ -154,3 +157,18 @@ async def test_restored_forward_whose_port_is_taken_retries_until_it_is_free(
         squatter.close()
     await d.wait_state("remote.busy", "up")
     assert await http_get(port) == (200, b"hello from target")
+
+
+async def test_sigterm_stops_daemon_cleanly_and_keeps_the_state_file(
+    procs, tmp_path, hub_key, endpoint, target
+):
+    d = Daemon(procs, tmp_path, hub_key.path)
+    await d.start()
+    f = await d.client.put_forward(
+        "remote.t", ssh=endpoint.ssh(), target_host="127.0.0.1", target_port=target.port
+    )
+    d.proc.stop()  # SIGTERM
+    assert d.proc.popen.returncode == 0
+    assert not await port_open(f["local_port"])
+    assert '"remote.t"' in d.state_file.read_text()
+    assert "Stopping the tunnel daemon" in d.proc.log

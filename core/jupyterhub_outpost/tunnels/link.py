@@ -10,7 +10,8 @@ SSH connection is down. A client that connects then is *held* (its socket is not
 for up to ``hold_timeout`` seconds waiting for the SSH connection; if it does not come
 back in time the client's socket is closed without data. This lets a proxy's first
 request after a reconnect succeed instead of failing, and never leaves a client hanging
-longer than ``hold_timeout``.
+longer than ``hold_timeout``. When the last attempt failed in a way that waiting cannot fix
+(host key mismatch, login refused), clients are closed at once instead of being held.
 """
 
 from __future__ import annotations
@@ -101,6 +102,7 @@ class SSHLink:
         self.keepalive_interval = keepalive_interval
         self.state = "connecting"
         self.error: str | None = None
+        self.hard_error = False  # the last attempt failed in a way that waiting will not fix
         self.conn: asyncssh.SSHClientConnection | None = None
         self._up = asyncio.Event()
         self._task: asyncio.Task | None = None
@@ -173,6 +175,10 @@ class SSHLink:
             except asyncio.CancelledError:
                 raise
             except Exception as e:
+                # a wrong host key or a refused login will not heal by waiting
+                self.hard_error = isinstance(
+                    e, asyncssh.HostKeyNotVerifiable | asyncssh.PermissionDenied
+                )
                 error = describe_error(e, self.target)
                 repeated = self.state == "error" and error == self.error
                 self.state = "error"
@@ -193,6 +199,7 @@ class SSHLink:
             delays = None
             self.state = "up"
             self.error = None
+            self.hard_error = False
             self._up.set()
             self.metrics.ssh_connected(self.target.describe())
             self.log.info("SSH connection to %s is up", self.target.describe())
@@ -243,16 +250,18 @@ class _LocalSide(SSHForwarder):
     async def _attach(self, peername) -> None:
         listener = self._listener
         orig_host, orig_port = (peername[0], peername[1]) if peername else ("", 0)
-        conn = await listener.link.wait_up(listener.hold_timeout)
+        link = listener.link
+        hold = 0 if link.hard_error else listener.hold_timeout
+        conn = await link.wait_up(hold)
         if self._transport is None:
             return  # the client went away while held
         if conn is None:
             listener.log.warning(
                 "Forward %s: closing a client connection, SSH to %s not up within %ss (%s)",
                 listener.key,
-                listener.link.target.describe(),
-                listener.hold_timeout,
-                listener.link.error or "connecting",
+                link.target.describe(),
+                hold,
+                link.error or "connecting",
             )
             listener.metrics.connection_refused(listener.key, "ssh down")
             self.close()
