@@ -155,3 +155,17 @@ async def test_without_root_hosts_become_loopback_addresses_and_the_log_says_why
         assert "isolation is OFF (not running as root)" in caplog.text
         await start_http_server(b)
         assert await a.can_connect(b.ip, 8000)
+
+
+@pytest.mark.netns
+def test_cleanup_removes_only_the_names_a_lab_gives():
+    lab = netns.Lab(isolation=True)
+    lab.add_network("n")
+    lab.add_host("a", ["n"])
+    stranger = f"{lab.prefix}x"  # same prefix, but not a name a Lab makes
+    subprocess.run(["ip", "link", "add", stranger, "type", "dummy"], check=True)
+    try:
+        lab.close()
+        assert leftovers(lab.prefix) == {"netns": [], "links": [stranger]}
+    finally:
+        subprocess.run(["ip", "link", "delete", stranger], check=True)

@@ -293,8 +293,9 @@ def cleanup(prefix: str, *, log_removed: bool = True, _locked: bool = False) -> 
                 removed.extend(f"process {p} in {ns}" for p in pids)
             _ip("netns", "delete", ns, check=False)
             removed.append(f"namespace {ns}")
+        ours = re.compile(re.escape(prefix) + r"[bvp][0-9]+")  # the names Lab gives
         for link in _link_names():
-            if link.startswith(prefix):
+            if ours.fullmatch(link):
                 _ip("link", "delete", link, check=False)
                 removed.append(f"link {link}")
     if os.path.exists(_registry_path(prefix)):
@@ -552,7 +553,8 @@ class Lab:
             return True
         if not self.isolated:
             return False
-        return any(o.startswith(self.prefix) for o in _netns_names() + _link_names())
+        ours = re.compile(re.escape(self.prefix) + r"(-.+|[bvp][0-9]+)")
+        return any(ours.fullmatch(o) for o in _netns_names() + _link_names())
 
     def _write_registry(self) -> None:
         if not self._registry:
