@@ -163,9 +163,13 @@ def test_cleanup_removes_only_the_names_a_lab_gives():
     lab.add_network("n")
     lab.add_host("a", ["n"])
     stranger = f"{lab.prefix}x"  # same prefix, but not a name a Lab makes
-    subprocess.run(["ip", "link", "add", stranger, "type", "dummy"], check=True)
+    peer = f"{lab.prefix}vx"
+    subprocess.run(
+        ["ip", "link", "add", stranger, "type", "veth", "peer", "name", peer], check=True
+    )
     try:
         lab.close()
-        assert leftovers(lab.prefix) == {"netns": [], "links": [stranger]}
+        assert sorted(leftovers(lab.prefix)["links"]) == sorted([stranger, peer])
+        assert leftovers(lab.prefix)["netns"] == []
     finally:
         subprocess.run(["ip", "link", "delete", stranger], check=True)
