@@ -149,3 +149,17 @@ async def test_failing_flavor_update_never_breaks_a_start(make_outpost, receiver
     assert (await outpost.api.call("POST", "/services", body=start_body("t2", env=env)))[0] == 200
     await wait_for(lambda: receiver.posts_to("/flavors"), "update attempted")
     assert await outpost.api.call("GET", "/services/t2") == (200, {"status": None})
+
+
+async def test_malformed_flavors_are_refused_at_start_up_or_reported_as_admin_errors(make_outpost):
+    from jupyterhub_outpost.outpost.app import StartupError
+
+    with pytest.raises(StartupError, match="runtime"):
+        await make_outpost(flavors={"bad": {"max": 1, "runtime": {"fortnights": 1}}})
+
+    outpost = await make_outpost(flavors=lambda hub: {"bad": {"max": 1, "colour": "red"}})
+    code, data = await outpost.api.call(
+        "POST", "/services", body=start_body("x", user_options={"flavor": "bad"})
+    )
+    assert code == 500 and "colour" in data["error"] and "administrator" in data["error"]
+    assert await outpost.app.store.list_hub("hub1") == []

@@ -351,6 +351,13 @@ class JupyterHubOutpost(Application):
             self.parsed_forward_targets = parse_targets(self.allowed_forward_targets)
         except ForwardTargetError as e:
             raise StartupError(f"c.JupyterHubOutpost.allowed_forward_targets: {e}") from None
+        if isinstance(self.flavors, dict):
+            from .flavors import validate_flavors
+
+            try:
+                validate_flavors(self.flavors, "(every hub)")
+            except ValueError as e:
+                raise StartupError(f"c.JupyterHubOutpost.flavors: {e}") from None
         if bool(self.certfile) != bool(self.keyfile):
             raise StartupError("Set both certfile and keyfile for HTTPS, or neither.")
 

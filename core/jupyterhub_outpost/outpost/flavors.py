@@ -18,7 +18,11 @@ async def flavors_for_hub(flavors_option, hub: str) -> dict:
         value = await call_hook(flavors_option, hub)
     else:
         value = flavors_option
-    return dict(value or {})
+    if value is not None and not isinstance(value, dict):
+        raise ValueError(f"The flavors of hub {hub!r} must be a dict, not {type(value).__name__}.")
+    value = dict(value or {})
+    validate_flavors(value, hub)
+    return value
 
 
 def flavor_limit(flavors: dict, flavor: str | None, undefined_max: int) -> int:

@@ -101,7 +101,7 @@ class ServiceManager:
         user_options = body.get("user_options") or {}
         misc = body.get("misc") or {}
         await self._check_override(hub, misc)
-        hub_flavors = await flavor_rules.flavors_for_hub(self.settings.flavors, hub)
+        hub_flavors = await self._flavors_for(hub)
         flavor = user_options.get("flavor") or None
         limit = flavor_rules.flavor_limit(hub_flavors, flavor, self.settings.flavors_undefined_max)
         try:
@@ -304,8 +304,18 @@ class ServiceManager:
     async def list(self, hub: str) -> list[dict]:
         return [row.summary() for row in await self.store.list_hub(hub)]
 
+    async def _flavors_for(self, hub: str) -> dict:
+        try:
+            return await flavor_rules.flavors_for_hub(self.settings.flavors, hub)
+        except ValueError as e:
+            self.log.error("Flavor configuration error: %s", e)
+            raise OutpostError(
+                500,
+                f"This Outpost's flavor configuration is invalid ({e}); tell its administrator.",
+            ) from None
+
     async def flavors(self, hub: str) -> dict:
-        hub_flavors = await flavor_rules.flavors_for_hub(self.settings.flavors, hub)
+        hub_flavors = await self._flavors_for(hub)
         usage = await self.store.usage(hub)
         return flavor_rules.usage_document(hub_flavors, usage)
 

@@ -11,13 +11,21 @@ import zlib
 from collections import defaultdict
 from datetime import datetime
 
-from sqlalchemy import delete, func, select, text
+from sqlalchemy import delete, event, func, select, text
 from sqlalchemy.engine import URL
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import async_sessionmaker, create_async_engine
 
 from .crypto import Crypt
 from .models import ACTIVE, FAILED, STOPPED, Service, utcnow
+
+
+def _sqlite_pragmas(dbapi_connection, _record) -> None:
+    """WAL lets readers work while a start is admitted; NORMAL sync is safe with WAL."""
+    cursor = dbapi_connection.cursor()
+    cursor.execute("PRAGMA journal_mode=WAL")
+    cursor.execute("PRAGMA synchronous=NORMAL")
+    cursor.close()
 
 
 class AlreadyRunning(Exception):
@@ -43,6 +51,8 @@ class Store:
         else:
             kwargs.update(pool_pre_ping=True, pool_size=10, max_overflow=20)
         self.engine = create_async_engine(url, **kwargs)
+        if url.get_backend_name() == "sqlite":
+            event.listen(self.engine.sync_engine, "connect", _sqlite_pragmas)
         self.sessions = async_sessionmaker(self.engine, expire_on_commit=False)
         self._hub_locks: dict[str, asyncio.Lock] = defaultdict(asyncio.Lock)
         self._is_postgres = url.get_backend_name() == "postgresql"
