@@ -264,3 +264,37 @@ def test_status_and_exec_find_the_running_topology(tmp_path):
     finally:
         proc.send_signal(signal.SIGINT)
         proc.communicate(timeout=60)
+
+
+@pytest.mark.netns
+def test_ctrl_c_while_a_service_is_still_starting_tears_down(tmp_path):
+    scenario = tmp_path / "slow"
+    scenario.mkdir()
+    (scenario / "topology.yaml").write_text(
+        "networks: {n: {}}\n"
+        "hosts: {a: {networks: [n]}}\n"
+        "services:\n"
+        "  never-ready:\n"
+        "    host: a\n"
+        "    argv: ['{python}', '-u', '-c', 'print(\"up but never ready\"); import time; time.sleep(600)']\n"
+        "    ready: {tcp: '{host:a.ip}:9', timeout: 300}\n"
+    )
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "jupyterhub_outpost", "topology", "up", str(scenario)]
+        + ["--run-dir", str(tmp_path / "run")],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    for line in proc.stdout:
+        if "up but never ready" in line:
+            break
+    state = rundir.read_state(str(tmp_path / "run"))
+    pids = [p for p, _ in state["pids"]]
+    assert pids and all(alive(p) for p in pids)
+    proc.send_signal(signal.SIGINT)
+    rest = proc.communicate(timeout=60)[0]
+    assert proc.returncode == 130, rest
+    assert "stop requested while starting" in rest
+    assert not any(alive(p) for p in pids)
+    assert leftovers(state["prefix"]) == {"netns": [], "links": []}
