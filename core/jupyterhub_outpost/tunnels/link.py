@@ -288,6 +288,11 @@ class _LocalSide(SSHForwarder):
             listener.metrics.connection_refused(listener.key, "channel refused")
             self.close()
             return
+        except Exception:
+            listener.log.exception("Forward %s: opening a channel failed", listener.key)
+            listener.metrics.connection_refused(listener.key, "channel refused")
+            self.close()
+            return
         if self._transport is None:
             if self._peer is not None:
                 self._peer.close()
