@@ -287,7 +287,7 @@ def test_ctrl_c_while_a_service_is_still_starting_tears_down(tmp_path):
         text=True,
     )
     for line in proc.stdout:
-        if "up but never ready" in line:
+        if line.rstrip().endswith("| up but never ready"):
             break
     state = rundir.read_state(str(tmp_path / "run"))
     pids = [p for p, _ in state["pids"]]
