@@ -12,7 +12,11 @@ import stat
 import asyncssh
 import pytest
 from jupyterhub.utils import exponential_backoff
-from jupyterhub_outpost.outpost.ssh_endpoint import SSHEndpoint, load_or_create_host_key
+from jupyterhub_outpost.outpost.ssh_endpoint import (
+    HostKeyError,
+    SSHEndpoint,
+    load_or_create_host_key,
+)
 
 
 @pytest.fixture
@@ -87,6 +91,14 @@ def test_host_key_is_created_once_with_mode_0600_and_kept(tmp_path):
     again = load_or_create_host_key(str(path))
     assert again.get_fingerprint("sha256") == first.get_fingerprint("sha256")
     assert first.get_algorithm() == "ssh-ed25519"
+
+
+def test_unreadable_host_key_is_a_clear_error_and_is_not_replaced(tmp_path):
+    path = tmp_path / "host_key"
+    path.write_text("not a key")
+    with pytest.raises(HostKeyError, match="cannot read the SSH host key"):
+        load_or_create_host_key(str(path))
+    assert path.read_text() == "not a key"
 
 
 async def test_endpoint_exposes_fingerprint_and_public_key_that_survive_restart(ep, tmp_path):

@@ -39,10 +39,27 @@ def set_nodelay(transport: asyncio.BaseTransport) -> None:
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
 
 
-def load_or_create_host_key(path: str, log: logging.Logger | None = None) -> asyncssh.SSHKey:
-    """Read the ed25519 host key at ``path``; create it (mode 0600) when it does not exist."""
-    if os.path.exists(path):
+class HostKeyError(Exception):
+    """The SSH host key file exists but cannot be used; the message says which and why."""
+
+
+def _read_host_key(path: str) -> asyncssh.SSHKey:
+    try:
         return asyncssh.read_private_key(path)
+    except (OSError, asyncssh.KeyImportError, ValueError) as e:
+        raise HostKeyError(
+            f"cannot read the SSH host key {path}: {e}. Hubs pin this key: restore the file "
+            "from a backup, or move it away to create a new one (and re-pin it on every hub)."
+        ) from None
+
+
+def load_or_create_host_key(path: str, log: logging.Logger | None = None) -> asyncssh.SSHKey:
+    """Read the ed25519 host key at ``path``; create it (mode 0600) when it does not exist.
+
+    Raises :class:`HostKeyError` when the file exists but cannot be read.
+    """
+    if os.path.exists(path):
+        return _read_host_key(path)
     key = asyncssh.generate_private_key("ssh-ed25519", comment="jupyterhub-outpost")
     directory = os.path.dirname(os.path.abspath(path))
     os.makedirs(directory, mode=0o700, exist_ok=True)
@@ -55,7 +72,7 @@ def load_or_create_host_key(path: str, log: logging.Logger | None = None) -> asy
             os.fsync(f.fileno())
         os.link(tmp, path)  # fails if another process created the key meanwhile
     except FileExistsError:
-        return asyncssh.read_private_key(path)
+        return _read_host_key(path)
     finally:
         if os.path.exists(tmp):
             os.unlink(tmp)
