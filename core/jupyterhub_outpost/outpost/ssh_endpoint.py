@@ -59,6 +59,9 @@ def load_or_create_host_key(path: str, log: logging.Logger | None = None) -> asy
     Raises :class:`HostKeyError` when the file exists but cannot be read.
     """
     if os.path.exists(path):
+        mode = os.stat(path).st_mode & 0o777
+        if mode & 0o077 and log:
+            log.warning("SSH host key %s is readable by others (mode %o); chmod 600 it", path, mode)
         return _read_host_key(path)
     key = asyncssh.generate_private_key("ssh-ed25519", comment="jupyterhub-outpost")
     directory = os.path.dirname(os.path.abspath(path))
