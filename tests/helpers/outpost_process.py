@@ -16,7 +16,7 @@ Usage::
         outpost.start()                    # same data dir, keys, port: a restart
         outpost.terminate()                # SIGTERM, graceful
 
-``OutpostProcess`` runs ``python -m jupyterhub_outpost serve --config GENERATED
+``OutpostProcess`` runs ``jupyterhub-outpost serve --config GENERATED
 --ip 127.0.0.1 --port PORT --data-dir DATA_DIR --log-level DEBUG``. The generated config
 loads your config file and then sets ``hub_credentials`` to a JSON file, and (unless
 you pass ``ssh=True``) ``ssh_enabled = False``. ``OUTPOST_CRYPT_KEYS`` is a fresh key per
@@ -152,10 +152,11 @@ class OutpostProcess:
         return generated
 
     def argv(self) -> list[str]:
+        """The real console script next to this Python (``python -m`` as a fallback)."""
+        script = Path(sys.executable).parent / "jupyterhub-outpost"
+        command = [str(script)] if script.exists() else [sys.executable, "-m", "jupyterhub_outpost"]
         return [
-            sys.executable,
-            "-m",
-            "jupyterhub_outpost",
+            *command,
             "serve",
             "--config",
             str(self._write_config()),
