@@ -119,6 +119,9 @@ def _alive(pid: int) -> bool:
         return False
 
 
+process_alive = _alive
+
+
 def terminate(pids, timeout: float = 10) -> None:
     """SIGTERM the given pids, SIGKILL what is left after ``timeout``."""
     pids = [p for p in pids if _alive(p)]

@@ -29,7 +29,7 @@ from pathlib import Path
 import pytest
 from jupyterhub_outpost.topology import netns
 
-from tests.helpers.hub_process import HubProcess, wait_until
+from tests.helpers.hub_process import HubProcess, process_alive, wait_until
 from tests.helpers.outpost_process import OutpostProcess, basic_auth
 
 AVAILABLE, REASON = netns.isolation_available()
@@ -409,10 +409,24 @@ def remote_flavor_usage(hub: HubProcess, flavor: str) -> int:
     return flavors["remote"]["flavors"][flavor]["current"]
 
 
-def assert_clean(site: Site, outpost: str):
-    """Nothing left of any server: no forward in the daemon, no server at the Outpost."""
+def server_address(site: Site, outpost: str) -> tuple[str, int]:
+    """Where the Outpost says its (only) server of this hub runs."""
+    (service,) = site.outpost_services(outpost)
+    host, _, port = service["service"].rpartition(":")
+    return host, int(port)
+
+
+def assert_clean(site: Site, outpost: str, address: tuple[str, int] | None = None):
+    """Nothing left of any server: no forward in the daemon, no server at the Outpost, and
+    (given its address) no process listening where the server was."""
     wait_until(lambda: not site.forwards(), 30, "every forward removed")
     wait_until(lambda: site.outpost_services(outpost) == [], 30, f"no server left at {outpost}")
+    if address is not None:
+        wait_until(
+            lambda: not site.can_connect(site.hosts[outpost], *address),
+            30,
+            "the server process gone",
+        )
 
 
 # ---------------------------------------------------------------------------- tests
@@ -695,6 +709,7 @@ def test_hub_key_cannot_forward_to_other_hubs_server_or_arbitrary_address(site):
 def test_killed_tunnel_daemon_comes_back_and_server_is_reachable(site):
     hub = site.hub
     start_server(hub, "alice", "rd", {"outpost": "remote"})
+    address = server_address(site, "remote")
     try:
         (old,) = hub.child_pids("tunnels")
         key = next(iter(site.forwards()))
@@ -709,12 +724,13 @@ def test_killed_tunnel_daemon_comes_back_and_server_is_reachable(site):
         wait_until(lambda: status_ok(hub, "alice", "rd"), 60, "the server reachable again")
     finally:
         hub.stop_server("alice", "rd")
-    assert_clean(site, "remote")
+    assert_clean(site, "remote", address)
 
 
 def test_killed_outpost_restarts_and_server_is_reachable_again(site):
     hub = site.hub
     start_server(hub, "alice", "ro", {"outpost": "remote"})
+    address = server_address(site, "remote")
     try:
         outpost = site.outposts["remote"]
         outpost.kill()
@@ -729,14 +745,17 @@ def test_killed_outpost_restarts_and_server_is_reachable_again(site):
         assert len(site.outpost_services("remote")) == 1
     finally:
         hub.stop_server("alice", "ro")
-    assert_clean(site, "remote")
+    assert_clean(site, "remote", address)
 
 
 def test_killed_hub_restarts_and_server_is_reachable_without_user_action(site):
     hub = site.hub
     start_server(hub, "alice", "rh", {"outpost": "remote"})
+    address = server_address(site, "remote")
     try:
         before = site.forwards()
+        old_children = hub.child_pids("tunnels") + hub.child_pids("configurable-http-proxy")
+        assert len(old_children) == 2
         hub.restart(kill=True)  # SIGKILL hub, proxy and managed daemon, then start again
         wait_until(lambda: _reachable(site), 60, "the tunnel daemon after the hub restart")
         wait_until(
@@ -744,9 +763,11 @@ def test_killed_hub_restarts_and_server_is_reachable_without_user_action(site):
         )
         after = site.forwards()
         assert sorted(after) == sorted(before)
+        # nothing of the killed hub is left running (its proxy and daemon died with it)
+        assert not [pid for pid in old_children if process_alive(pid)]
         for key in before:
             assert after[key]["local_port"] == before[key]["local_port"]
         assert run_code(hub, "alice", "rh", "print('again')").strip() == "again"
     finally:
         hub.stop_server("alice", "rh")
-    assert_clean(site, "remote")
+    assert_clean(site, "remote", address)
