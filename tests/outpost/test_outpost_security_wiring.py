@@ -99,6 +99,7 @@ async def test_metrics_need_the_token_and_carry_no_secrets(make_outpost):
     assert code == 200
     assert 'outpost_active_servers{hub="hub1"} 1.0' in text
     assert "outpost_http_requests_total" in text
+    assert 'outpost_starts_total{hub="hub1",outcome="started"} 1.0' in text
     for secret in (*HUBS.values(), "token-m1", "metrics-secret"):
         assert secret not in text
 

@@ -7,6 +7,7 @@ objects (rebuilt from stored state after a restart).
 """
 
 import asyncio
+import time
 from dataclasses import dataclass, field
 
 from jupyterhub.spawner import SpawnException
@@ -163,6 +164,7 @@ class ServiceManager:
         env = body.get("env") or {}
         relay = EventRelay(self.hub_client, env, self.log)
         spawner = live.spawner
+        began = time.monotonic()
         try:
             async with live.lock:
                 if live.stop_requested:
@@ -194,6 +196,7 @@ class ServiceManager:
                     started_at=utcnow(),
                     state=spawner.get_state(),
                 )
+            self._observe_start(row.hub, "started", began)
             self.log.info("Server %s of hub %s runs at %r", row.name, row.hub, address)
             self._background(self.send_flavor_update(row.hub))
             return address
@@ -208,6 +211,7 @@ class ServiceManager:
                     f"Server {row.name!r} did not start within {spawner.start_timeout} "
                     "seconds (Spawner.start_timeout)."
                 )
+            self._observe_start(row.hub, "failed", began)
             self.log.warning("Start of %s for hub %s failed: %s", row.name, row.hub, message)
             self.log.debug("Start failure details", exc_info=True)
             await relay.send_failure(message)
@@ -218,6 +222,11 @@ class ServiceManager:
                 await self.store.remove(row.id)
             self._background(self.send_flavor_update(row.hub))
             raise OutpostError(500, message) from None
+
+    def _observe_start(self, hub: str, outcome: str, began: float) -> None:
+        metrics = getattr(self.settings, "metrics", None)
+        if metrics is not None:
+            metrics.observe_start(hub, outcome, time.monotonic() - began)
 
     async def _cleanup_failed(self, row: Service, spawner) -> None:
         self._spawners.pop(row.id, None)

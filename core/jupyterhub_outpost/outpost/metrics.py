@@ -31,12 +31,29 @@ class Metrics:
             ["route", "method"],
             registry=self.registry,
         )
+        self.starts = Counter(
+            "outpost_starts_total",
+            "Server starts by hub and outcome (started, failed)",
+            ["hub", "outcome"],
+            registry=self.registry,
+        )
+        self.start_seconds = Histogram(
+            "outpost_start_duration_seconds",
+            "Time from an admitted start request to the server's address (or failure)",
+            ["hub"],
+            buckets=(0.1, 0.5, 1, 2, 5, 10, 30, 60, 120, 300, 600),
+            registry=self.registry,
+        )
         self.active = Gauge(
             "outpost_active_servers",
             "Servers starting or running, by hub (refreshed at each scrape)",
             ["hub"],
             registry=self.registry,
         )
+
+    def observe_start(self, hub: str, outcome: str, seconds: float) -> None:
+        self.starts.labels(hub, outcome).inc()
+        self.start_seconds.labels(hub).observe(seconds)
 
     def routes(self) -> list:
         return [(r"/metrics", MetricsHandler)]
