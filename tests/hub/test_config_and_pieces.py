@@ -67,6 +67,15 @@ def test_outposts_config_errors_name_entry_and_key(name, settings, fragment):
     assert fragment in str(info.value)
 
 
+def test_malformed_outpost_is_left_out_and_reported_when_asked():
+    errors = []
+    outposts = parse_outposts(
+        {"ok": remote(), "broken": remote(url="nope")}, on_error=errors.append
+    )
+    assert list(outposts) == ["ok"]
+    assert len(errors) == 1 and "broken" in errors[0] and "url" in errors[0]
+
+
 @pytest.mark.parametrize(
     "value, expected",
     [

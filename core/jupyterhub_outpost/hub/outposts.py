@@ -188,11 +188,24 @@ def parse_outpost(name: str, settings: dict) -> Outpost:
     )
 
 
-def parse_outposts(settings: dict) -> dict[str, Outpost]:
-    """Validate all of ``c.OutpostSpawner.outposts``; keeps the configured order."""
+def parse_outposts(settings: dict, *, on_error=None) -> dict[str, Outpost]:
+    """Validate all of ``c.OutpostSpawner.outposts``; keeps the configured order.
+
+    Without ``on_error`` the first malformed entry raises OutpostConfigError. With it,
+    ``on_error(message)`` is called for each malformed entry, which is left out, so that
+    one misconfigured Outpost does not take the others down.
+    """
     if not isinstance(settings, dict):
         raise OutpostConfigError("c.OutpostSpawner.outposts must be a dict: name -> settings")
-    return {name: parse_outpost(name, value) for name, value in settings.items()}
+    out = {}
+    for name, value in settings.items():
+        try:
+            out[name] = parse_outpost(name, value)
+        except OutpostConfigError as e:
+            if on_error is None:
+                raise
+            on_error(f"{e} (this Outpost is not offered)")
+    return out
 
 
 def _error_message(body: bytes, status: int, what: str) -> str:

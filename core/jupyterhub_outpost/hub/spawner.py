@@ -316,8 +316,16 @@ class OutpostSpawner(Spawner):
     # ------------------------------------------------------------------ helpers
     def get_outposts(self) -> dict[str, Outpost]:
         if self._outposts_cache is None:
-            self._outposts_cache = parse_outposts(self.outposts)
+            self._outposts_cache = parse_outposts(self.outposts, on_error=self._config_error)
         return self._outposts_cache
+
+    _reported_config_errors: set = set()
+
+    def _config_error(self, message: str) -> None:
+        # once per hub process, not once per spawner
+        if message not in OutpostSpawner._reported_config_errors:
+            OutpostSpawner._reported_config_errors.add(message)
+            self.log.error(message)
 
     def _chosen_outpost_name(self, user_options: dict) -> str:
         name = user_options.get("outpost") or user_options.get("system") or self.default_outpost
