@@ -109,6 +109,19 @@ async def test_service_that_exits_before_ready_fails_up_and_tears_down(tmp_path)
     assert leftovers(topo.lab.prefix) == {"netns": [], "links": []}
 
 
+RUNNERS = []
+
+
+@pytest.fixture(autouse=True)
+def end_runners_left_by_a_failed_test():
+    yield
+    while RUNNERS:
+        proc = RUNNERS.pop()
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGTERM)
+            proc.communicate(timeout=60)
+
+
 def start_cli(run_dir, *extra, env=None):
     proc = subprocess.Popen(
         [
@@ -127,6 +140,7 @@ def start_cli(run_dir, *extra, env=None):
         text=True,
         env=env,
     )
+    RUNNERS.append(proc)
     lines = []
     for line in proc.stdout:
         lines.append(line)
@@ -286,6 +300,7 @@ def test_ctrl_c_while_a_service_is_still_starting_tears_down(tmp_path):
         stderr=subprocess.STDOUT,
         text=True,
     )
+    RUNNERS.append(proc)
     for line in proc.stdout:
         if line.rstrip().endswith("| up but never ready"):
             break
