@@ -313,3 +313,18 @@ def test_ctrl_c_while_a_service_is_still_starting_tears_down(tmp_path):
     assert "stop requested while starting" in rest
     assert not any(alive(p) for p in pids)
     assert leftovers(state["prefix"]) == {"netns": [], "links": []}
+
+
+@pytest.mark.netns
+async def test_two_runs_of_one_scenario_side_by_side_do_not_collide(tmp_path):
+    async with Topology.up(EXAMPLE, run_dir=str(tmp_path / "one"), sink=quiet) as one:
+        async with Topology.up(EXAMPLE, run_dir=str(tmp_path / "two"), sink=quiet) as two:
+            assert one.lab.prefix != two.lab.prefix
+            subnets = {str(t.lab.networks["public"].subnet) for t in (one, two)}
+            assert len(subnets) == 2  # both reachable from this machine, so they must differ
+            for topo in (one, two):
+                _, writer = await asyncio.open_connection(
+                    topo.host("front").address("public"), topo.port("front", "http")
+                )
+                writer.close()
+        assert one.service("front").running
