@@ -1,6 +1,6 @@
 """Compare the tunnel paths to a real jupyter-server: direct, OpenSSH, and ours.
 
-    .venv/bin/python bench/tunnel_compare.py [--size-mb 200] [--requests 100] [--json OUT]
+    .venv/bin/python bench/tunnel_compare.py [--size-mb 200] [--requests 100] [--cross] [--json OUT]
 
 In one run it starts, all on 127.0.0.1:
 
@@ -9,6 +9,10 @@ In one run it starts, all on 127.0.0.1:
   ``restrict,port-forwarding`` in a temp dir) and ``ssh -N -L`` with a pinned known_hosts
   file and ``StrictHostKeyChecking=yes``;
 - ours: the tunnel daemon (``jupyterhub-outpost tunnels``) -> SSHEndpoint (asyncssh).
+
+With ``--cross`` it also measures the mixed paths (OpenSSH client -> our endpoint, our
+daemon -> sshd), which show which side adds a delay. Our endpoint runs from
+``tests/tunnels/endpoint_server.py`` (the same runner the tests use).
 
 For each path it measures small-GET latency (``GET /api``, a NEW TCP connection per
 request, p50/p99) and the throughput of one large download (``/files/<file>``), and prints
@@ -30,7 +34,8 @@ import sys
 import tempfile
 import time
 import urllib.request
-from contextlib import ExitStack, contextmanager
+from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 
 import asyncssh
@@ -237,21 +242,31 @@ def jupyter_server(workdir: Path, size_mb: int, token: str):
         yield port, "/files/big.bin", size_mb << 20
 
 
+@dataclass
+class SSHServer:
+    """A running SSH server: where it listens, its host key line, the user and key to log in."""
+
+    port: int
+    host_key: str
+    user: str
+    client_key_path: Path
+    pid: int
+
+
 @contextmanager
-def openssh_forward(workdir: Path, target_port: int):
-    """sshd on a free port + ``ssh -N -L``; yields (local port, {"hub": pid, "outpost": pid})."""
-    d = workdir / "openssh"
+def sshd_server(workdir: Path, target_port: int):
+    """A throwaway OpenSSH ``sshd`` (own config, host key, ``restrict,port-forwarding`` key)."""
+    d = workdir / "sshd"
     d.mkdir()
     host_key, client_key = (asyncssh.generate_private_key("ssh-ed25519") for _ in range(2))
     write_key(d / "host_key", host_key)
     write_key(d / "client_key", client_key)
     (d / "authorized_keys").write_text(f"restrict,port-forwarding {public_line(client_key)}\n")
-    sshd_port, local_port = free_port(), free_port()
-    (d / "known_hosts").write_text(f"[127.0.0.1]:{sshd_port} {public_line(host_key)}\n")
+    port = free_port()
     (d / "sshd_config").write_text(
         "\n".join(
             [
-                f"ListenAddress 127.0.0.1:{sshd_port}",
+                f"ListenAddress 127.0.0.1:{port}",
                 f"HostKey {d / 'host_key'}",
                 f"PidFile {d / 'sshd.pid'}",
                 f"AuthorizedKeysFile {d / 'authorized_keys'}",
@@ -272,67 +287,84 @@ def openssh_forward(workdir: Path, target_port: int):
     os.makedirs("/run/sshd", mode=0o755, exist_ok=True)  # privilege separation directory
     user = os.environ.get("USER") or "root"
     with process([SSHD, "-D", "-e", "-f", str(d / "sshd_config")], d / "sshd.log") as sshd:
-        wait_for(lambda: port_open(sshd_port), "sshd")
-        argv = [
-            "ssh",
-            "-N",
-            "-F",
-            "/dev/null",
-            "-i",
-            str(d / "client_key"),
-            "-p",
-            str(sshd_port),
-            "-L",
-            f"127.0.0.1:{local_port}:127.0.0.1:{target_port}",
-            "-o",
-            f"UserKnownHostsFile={d / 'known_hosts'}",
-            "-o",
-            "StrictHostKeyChecking=yes",
-            "-o",
-            "BatchMode=yes",
-            "-o",
-            "IdentitiesOnly=yes",
-            "-o",
-            "ExitOnForwardFailure=yes",
-            f"{user}@127.0.0.1",
-        ]
-        with process(argv, d / "ssh.log") as ssh:
-            wait_for(lambda: ssh.poll() is not None or port_open(local_port), "ssh -L", timeout=30)
-            if ssh.poll() is not None:
-                raise RuntimeError(f"ssh exited: {(d / 'ssh.log').read_text()}")
-            wait_for(lambda: http_ok(local_port), "OpenSSH forward")
-            yield local_port, {"hub": ssh.pid, "outpost": sshd.pid}
+        wait_for(lambda: port_open(port), "sshd")
+        yield SSHServer(port, public_line(host_key), user, d / "client_key", sshd.pid)
 
 
 @contextmanager
-def our_forward(workdir: Path, target_port: int):
-    """SSHEndpoint process + tunnel daemon + one forward; yields (local port, pids as above)."""
-    d = workdir / "ours"
+def endpoint_server(workdir: Path, target_port: int):
+    """Our SSHEndpoint in its own process, allowing forwards to ``target_port`` only."""
+    d = workdir / "endpoint"
     d.mkdir()
-    client_key = asyncssh.generate_private_key("ssh-ed25519")
+    client_key, host_key = (asyncssh.generate_private_key("ssh-ed25519") for _ in range(2))
     write_key(d / "hub_key", client_key)
-    (d / "keys.json").write_text(json.dumps({"hub": [public_line(client_key)]}))
-    host_key = asyncssh.generate_private_key("ssh-ed25519")
     write_key(d / "host_key", host_key)
-    ssh_port, api_port = free_port(), free_port()
+    (d / "keys.json").write_text(json.dumps({"hub": [public_line(client_key)]}))
+    port = free_port()
+    argv = [PYTHON, str(ENDPOINT_SCRIPT), "--host-key", str(d / "host_key")]
+    argv += ["--port", str(port), "--authorized-keys", str(d / "keys.json")]
+    argv += ["--allow", f"127.0.0.1:{target_port}"]
+    with process(argv, d / "endpoint.log") as endpoint:
+        wait_for(lambda: port_open(port), "SSH endpoint")
+        yield SSHServer(port, public_line(host_key), "hub", d / "hub_key", endpoint.pid)
+
+
+@contextmanager
+def openssh_client(workdir: Path, server: SSHServer, target_port: int):
+    """``ssh -N -L`` with a pinned known_hosts file; yields (local port, client pid)."""
+    d = workdir / f"ssh-client-{server.port}"
+    d.mkdir()
+    (d / "known_hosts").write_text(f"[127.0.0.1]:{server.port} {server.host_key}\n")
+    local_port = free_port()
+    argv = [
+        "ssh",
+        "-N",
+        "-F",
+        "/dev/null",
+        "-i",
+        str(server.client_key_path),
+        "-p",
+        str(server.port),
+        "-L",
+        f"127.0.0.1:{local_port}:127.0.0.1:{target_port}",
+        "-o",
+        f"UserKnownHostsFile={d / 'known_hosts'}",
+        "-o",
+        "StrictHostKeyChecking=yes",
+        "-o",
+        "BatchMode=yes",
+        "-o",
+        "IdentitiesOnly=yes",
+        "-o",
+        "ExitOnForwardFailure=yes",
+        f"{server.user}@127.0.0.1",
+    ]
+    with process(argv, d / "ssh.log") as ssh:
+        wait_for(lambda: ssh.poll() is not None or port_open(local_port), "ssh -L", timeout=30)
+        if ssh.poll() is not None:
+            raise RuntimeError(f"ssh exited: {(d / 'ssh.log').read_text()}")
+        wait_for(lambda: http_ok(local_port), "OpenSSH forward")
+        yield local_port, ssh.pid
+
+
+@contextmanager
+def daemon_client(workdir: Path, server: SSHServer, target_port: int):
+    """Our tunnel daemon with one forward through ``server``; yields (local port, daemon pid)."""
+    d = workdir / f"daemon-{server.port}"
+    d.mkdir()
+    api_port = free_port()
     token = os.urandom(16).hex()
-    endpoint_argv = [PYTHON, str(ENDPOINT_SCRIPT), "--host-key", str(d / "host_key")]
-    endpoint_argv += ["--port", str(ssh_port), "--authorized-keys", str(d / "keys.json")]
-    endpoint_argv += ["--allow", f"127.0.0.1:{target_port}"]
-    daemon_argv = [PYTHON, "-m", "jupyterhub_outpost", "tunnels", "--api-port", str(api_port)]
-    daemon_argv += ["--ssh-key", str(d / "hub_key"), "--state-file", str(d / "state.json")]
+    argv = [PYTHON, "-m", "jupyterhub_outpost", "tunnels", "--api-port", str(api_port)]
+    argv += ["--ssh-key", str(server.client_key_path), "--state-file", str(d / "state.json")]
     env = dict(os.environ, OUTPOST_TUNNEL_API_TOKEN=token)
-    with ExitStack() as stack:
-        endpoint = stack.enter_context(process(endpoint_argv, d / "endpoint.log"))
-        wait_for(lambda: port_open(ssh_port), "SSH endpoint")
-        daemon = stack.enter_context(process(daemon_argv, d / "daemon.log", env=env))
+    with process(argv, d / "daemon.log", env=env) as daemon:
         wait_for(lambda: port_open(api_port), "tunnel daemon")
         body = {
             "ssh": {
                 "host": "127.0.0.1",
-                "port": ssh_port,
-                "user": "hub",
-                "host_key": public_line(host_key),
+                "port": server.port,
+                "user": server.user,
+                "host_key": server.host_key,
             },
             "target_host": "127.0.0.1",
             "target_port": target_port,
@@ -347,22 +379,50 @@ def our_forward(workdir: Path, target_port: int):
             forward = json.load(response)
         local_port = forward["local_port"]
         wait_for(lambda: http_ok(local_port), "our forward")
-        yield local_port, {"hub": daemon.pid, "outpost": endpoint.pid}
+        yield local_port, daemon.pid
 
 
-def run_all(size_mb: int = 200, requests: int = 100, workdir: str | None = None) -> dict:
-    """Measure direct, OpenSSH and ours; return {path: {p50_ms, p99_ms, mean_ms, mb_per_s}}."""
+# (hub-side client, Outpost-side server) of each measured path
+PATHS = {
+    "openssh": (openssh_client, sshd_server),
+    "ours": (daemon_client, endpoint_server),
+    # cross paths: which side adds the per-connection delay
+    "ssh>ours": (openssh_client, endpoint_server),
+    "ours>sshd": (daemon_client, sshd_server),
+}
+
+
+@contextmanager
+def tunnel(name: str, workdir: Path, target_port: int):
+    """The path ``name`` of PATHS; yields (local port, {"hub": pid, "outpost": pid})."""
+    client, server_factory = PATHS[name]
+    path_dir = workdir / name.replace(">", "-to-")
+    path_dir.mkdir()
+    with server_factory(path_dir, target_port) as server:
+        with client(path_dir, server, target_port) as (local_port, client_pid):
+            yield local_port, {"hub": client_pid, "outpost": server.pid}
+
+
+def run_all(
+    size_mb: int = 200,
+    requests: int = 100,
+    workdir: str | None = None,
+    paths: tuple[str, ...] = ("openssh", "ours"),
+) -> dict:
+    """Measure direct and ``paths`` (keys of PATHS); {path: {p50_ms, p99_ms, mean_ms, mb_per_s,
+    hub_cpu_s_per_gb, outpost_cpu_s_per_gb}}."""
     tmp = Path(workdir or tempfile.mkdtemp(prefix="tunnel-bench-"))
     token = os.urandom(16).hex()
     results: dict[str, dict] = {}
+    have_openssh = shutil.which("ssh") is not None and os.path.exists(SSHD)
     try:
         with jupyter_server(tmp, size_mb, token) as (jport, fpath, size):
             results["direct"] = measure(jport, fpath, token, size, requests)
-            if shutil.which("ssh") and os.path.exists(SSHD):
-                with openssh_forward(tmp, jport) as (port, pids):
-                    results["openssh"] = measure(port, fpath, token, size, requests, pids)
-            with our_forward(tmp, jport) as (port, pids):
-                results["ours"] = measure(port, fpath, token, size, requests, pids)
+            for name in paths:
+                if not have_openssh and ("ssh" in name):
+                    continue
+                with tunnel(name, tmp, jport) as (port, pids):
+                    results[name] = measure(port, fpath, token, size, requests, pids)
     finally:
         if workdir is None:
             shutil.rmtree(tmp, ignore_errors=True)
@@ -372,14 +432,14 @@ def run_all(size_mb: int = 200, requests: int = 100, workdir: str | None = None)
 def format_table(results: dict) -> str:
     direct = results["direct"]
     lines = [
-        f"{'path':<8} {'p50 ms':>8} {'p99 ms':>8} {'MB/s':>8}   {'p50 x':>6} {'p99 x':>6} "
+        f"{'path':<9} {'p50 ms':>8} {'p99 ms':>8} {'MB/s':>8}   {'p50 x':>6} {'p99 x':>6} "
         f"{'MB/s x':>6}   {'hub CPU s/GB':>12} {'outpost CPU s/GB':>16}",
     ]
     for name, r in results.items():
         hub = r.get("hub_cpu_s_per_gb")
         outpost = r.get("outpost_cpu_s_per_gb")
         lines.append(
-            f"{name:<8} {r['p50_ms']:8.2f} {r['p99_ms']:8.2f} {r['mb_per_s']:8.1f}   "
+            f"{name:<9} {r['p50_ms']:8.2f} {r['p99_ms']:8.2f} {r['mb_per_s']:8.1f}   "
             f"{r['p50_ms'] / direct['p50_ms']:6.2f} {r['p99_ms'] / direct['p99_ms']:6.2f} "
             f"{r['mb_per_s'] / direct['mb_per_s']:6.2f}   "
             f"{'-' if hub is None else f'{hub:.2f}':>12} "
@@ -393,8 +453,14 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--size-mb", type=int, default=200)
     parser.add_argument("--requests", type=int, default=100)
     parser.add_argument("--json", help="also write the results to this file")
+    parser.add_argument(
+        "--cross",
+        action="store_true",
+        help="also measure OpenSSH client -> our endpoint and our daemon -> sshd",
+    )
     args = parser.parse_args(argv)
-    results = run_all(args.size_mb, args.requests)
+    paths = tuple(PATHS) if args.cross else ("openssh", "ours")
+    results = run_all(args.size_mb, args.requests, paths=paths)
     print(format_table(results))
     if args.json:
         Path(args.json).write_text(json.dumps(results, indent=1) + "\n")
