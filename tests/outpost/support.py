@@ -155,6 +155,14 @@ async def fetch_server(address: str, path: str = "/"):
     return json.loads(response.body)
 
 
+async def fetch_or_none(address: str, path: str = "/"):
+    """What the server at ``host:port`` answers, or None while it does not answer."""
+    try:
+        return await fetch_server(address, path)
+    except Exception:
+        return None
+
+
 async def server_answers(address: str) -> bool:
     try:
         await fetch_server(address)

@@ -6,7 +6,7 @@ import pytest
 
 from tests.helpers.outpost_process import process_alive
 
-from .support import fetch_server, start_body, wait_for
+from .support import fetch_or_none, start_body, wait_for
 
 FLAVORS = {
     "small": {
@@ -99,7 +99,7 @@ async def test_server_past_its_runtime_is_stopped_by_the_outpost(make_outpost):
         "POST", "/services", body=start_body("brief", user_options={"flavor": "tiny"})
     )
     assert code == 200
-    pid = (await wait_for(lambda: _try_fetch(data["service"]), "server answers"))["pid"]
+    pid = (await wait_for(lambda: fetch_or_none(data["service"]), "server answers"))["pid"]
 
     async def ended():
         _, poll = await api.call("GET", "/services/brief")
@@ -111,13 +111,6 @@ async def test_server_past_its_runtime_is_stopped_by_the_outpost(make_outpost):
     _, flavors = await api.call("GET", "/flavors")
     assert flavors["tiny"]["current"] == 0
     assert (await api.call("DELETE", "/services/brief"))[0] == 200
-
-
-async def _try_fetch(address):
-    try:
-        return await fetch_server(address)
-    except Exception:
-        return None
 
 
 async def test_flavor_usage_is_posted_to_the_hub_after_start_and_stop(make_outpost, receiver):

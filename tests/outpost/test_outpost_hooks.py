@@ -1,6 +1,6 @@
 """Admin hooks: allow_override, sanitize_start_response; progress event relay."""
 
-from .support import fetch_server, local_spawner_config, server_answers, start_body, wait_for
+from .support import fetch_or_none, local_spawner_config, server_answers, start_body, wait_for
 
 OVERRIDE = {"environment": {"OUTPOST_TEST_EXTRA": "from-misc"}}
 
@@ -24,7 +24,7 @@ async def test_allow_override_hook_decides_per_hub_and_misc(make_outpost):
     api = outpost.api
     code, data = await api.call("POST", "/services", body=start_body("o1", misc=OVERRIDE))
     assert code == 200, data
-    info = await wait_for(lambda: _fetch(data["service"]), "server answers")
+    info = await wait_for(lambda: fetch_or_none(data["service"]), "server answers")
     assert info["extra"] == "from-misc"  # the override reached the spawner
     code, _ = await api.call("POST", "/services", hub="hub2", body=start_body("o2", misc=OVERRIDE))
     assert code == 403
@@ -41,13 +41,6 @@ async def test_allowed_override_of_an_unknown_option_is_400(make_outpost):
     assert code == 400
     assert "no_such_option" in data["error"]
     assert await outpost.app.store.list_hub("hub1") == []
-
-
-async def _fetch(address):
-    try:
-        return await fetch_server(address)
-    except Exception:
-        return None
 
 
 async def test_sanitize_start_response_hook_sets_the_address(make_outpost):

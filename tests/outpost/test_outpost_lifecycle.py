@@ -7,7 +7,14 @@ from sqlalchemy import text
 
 from tests.helpers.outpost_process import process_alive
 
-from .support import fetch_server, local_spawner_config, server_answers, start_body, wait_for
+from .support import (
+    fetch_or_none,
+    fetch_server,
+    local_spawner_config,
+    server_answers,
+    start_body,
+    wait_for,
+)
 
 
 async def _start_poll_stop(outpost):
@@ -196,7 +203,7 @@ async def test_local_process_spawner_runs_the_server_as_the_existing_system_user
     outpost = await make_outpost(c)
     code, data = await outpost.api.call("POST", "/services", body=start_body("sys", user="nobody"))
     assert code == 200, data
-    info = await wait_for(lambda: _fetch_or_none(data["service"]), "server answers")
+    info = await wait_for(lambda: fetch_or_none(data["service"]), "server answers")
     assert info["user"] == "nobody"
     with open(f"/proc/{info['pid']}/status") as f:
         uid_line = next(line for line in f if line.startswith("Uid:"))
@@ -204,10 +211,3 @@ async def test_local_process_spawner_runs_the_server_as_the_existing_system_user
     assert await outpost.api.call("GET", "/services/sys") == (200, {"status": None})
     assert (await outpost.api.call("DELETE", "/services/sys"))[0] == 200
     assert not process_alive(info["pid"])
-
-
-async def _fetch_or_none(address):
-    try:
-        return await fetch_server(address)
-    except Exception:
-        return None
