@@ -116,3 +116,61 @@ def test_db_upgrade_subcommand_creates_and_keeps_the_schema(tmp_path, capsys):
     db = sqlite3.connect(data / "outpost.sqlite")
     assert db.execute("SELECT version_num FROM alembic_version").fetchall() == [("0001",)]
     assert db.execute("SELECT count(*) FROM outpost_services").fetchone() == (0,)
+
+
+async def test_server_still_starting_when_the_outpost_died_is_reported_failed(
+    make_outpost, tmp_path
+):
+    from jupyterhub_outpost.outpost.models import STARTING
+
+    data_dir = tmp_path / "same"
+    first = await make_outpost(data_dir=data_dir)
+    row = await first.app.store.reserve(
+        hub="hub1",
+        name="halfway",
+        start_id="",
+        flavor=None,
+        limit=-1,
+        user_name="alice",
+        user_options={},
+        misc={},
+        secrets={"env": start_body("halfway")["env"]},
+        runtime_deadline=None,
+    )
+    assert row.status == STARTING
+    await first.app.stop_outpost()
+    second = await make_outpost(data_dir=data_dir)
+    code, data = await second.api.call("GET", "/services/halfway")
+    assert code == 200 and data["status"] == 1
+    assert "restarted while this server was starting" in data["error"]
+    assert (await second.api.call("POST", "/services", body=start_body("halfway")))[0] == 200
+    assert (await second.api.call("DELETE", "/services/halfway"))[0] == 200
+
+
+async def test_ssh_recreate_at_start_hook_decides_per_server(make_outpost, tmp_path, receiver):
+    import asyncio
+
+    calls = []
+
+    async def recreate(service, hub_name):
+        calls.append((service["name"], hub_name))
+        return service["name"] == "keep"
+
+    data_dir = tmp_path / "same"
+    first = await make_outpost(data_dir=data_dir, ssh_recreate_at_start=False)
+    reaped = []
+    for name in ("keep", "skip"):
+        env = {"JUPYTERHUB_SETUPTUNNEL_URL": receiver.url(f"/tunnel/{name}")}
+        assert (await first.api.call("POST", "/services", body=start_body(name, env=env)))[0] == 200
+    for live in first.app.manager._spawners.values():  # reap as init would after a restart
+        reaped.append(asyncio.ensure_future(asyncio.to_thread(live.spawner.proc.wait)))
+    await first.app.stop_outpost()
+    assert receiver.posts == []
+    second = await make_outpost(data_dir=data_dir, ssh_recreate_at_start=recreate)
+    await wait_for(lambda: receiver.posts_to("/tunnel/keep"), "tunnel re-creation for keep")
+    await wait_for(lambda: len(calls) == 2, "hook asked for both servers")
+    assert sorted(calls) == [("keep", "hub1"), ("skip", "hub1")]
+    assert receiver.posts_to("/tunnel/skip") == []
+    for name in ("keep", "skip"):
+        assert (await second.api.call("DELETE", f"/services/{name}"))[0] == 200
+    await asyncio.gather(*reaped)
