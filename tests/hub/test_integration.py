@@ -23,6 +23,7 @@ import sys
 import time
 import urllib.request
 import uuid
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -304,8 +305,11 @@ def site(tmp_path_factory):
                 cwd=str(Path(__file__).resolve().parents[2]),
             )
             made.append(outpost)
-            outpost.start(timeout=60)
             site.outposts[name] = outpost
+        # the three Outposts start in parallel (each waits for its /ping)
+        with ThreadPoolExecutor(3) as pool:
+            for future in [pool.submit(o.start, timeout=60) for o in site.outposts.values()]:
+                future.result()
         site.hub = HubProcess(tmp / "hub", hub_config(site), ip=hub_host.ip, host=hub_host)
         made.append(site.hub)
         wait_until(
