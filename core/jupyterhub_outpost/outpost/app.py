@@ -29,6 +29,7 @@ from .crypto import Crypt, CryptError
 from .database import DatabaseConfigError, describe, resolve_db_url
 from .hooks import default_allow_override, default_sanitize_start_response
 from .hub_client import HubClient
+from .logcontext import ContextFilter
 from .manager import ServiceManager
 from .metrics import Metrics
 from .runner import Runner
@@ -375,6 +376,8 @@ class JupyterHubOutpost(Application):
     async def start_outpost(self) -> None:
         """Everything up to serving; raises StartupError on an operator mistake."""
         self._check_hooks()
+        if not any(isinstance(f, ContextFilter) for f in self.log.filters):
+            self.log.addFilter(ContextFilter())
         url = self.resolved_db_url()
         os.makedirs(self.data_dir, mode=0o700, exist_ok=True)
         try:

@@ -12,22 +12,11 @@ import uuid
 
 from tornado import web
 
+from . import logcontext
 from .errors import OutpostError
 from .schema import NAME_PATTERN, openapi_document, parse_json_body, validate
 
 REQUEST_ID_RE = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
-
-
-class RequestLog(logging.LoggerAdapter):
-    """Prefixes log lines with the request id, hub and server name (never a secret)."""
-
-    def process(self, msg, kwargs):
-        parts = [f"req={self.extra['request_id']}"]
-        if self.extra.get("hub"):
-            parts.append(f"hub={self.extra['hub']}")
-        if self.extra.get("server"):
-            parts.append(f"server={self.extra['server']}")
-        return f"[{' '.join(parts)}] {msg}", kwargs
 
 
 class BaseHandler(web.RequestHandler):
@@ -50,7 +39,8 @@ class BaseHandler(web.RequestHandler):
         incoming = self.request.headers.get("X-Request-Id", "")
         self.request_id = incoming if REQUEST_ID_RE.match(incoming) else uuid.uuid4().hex[:12]
         self.set_header("X-Request-Id", self.request_id)
-        self.log = RequestLog(self.outpost.log, {"request_id": self.request_id})
+        self.log_context = logcontext.set_context(request_id=self.request_id)
+        self.log = self.outpost.log  # lines get the context prefix (logcontext.ContextFilter)
 
     def write_json(self, value, status: int = 200) -> None:
         self.set_status(status)
@@ -66,7 +56,7 @@ class BaseHandler(web.RequestHandler):
                 "and the secret the Outpost administrator gave you.",
             )
         self.hub = hub
-        self.log.extra["hub"] = hub
+        self.log_context["hub"] = hub
         return hub
 
     def is_async(self) -> bool:
@@ -169,7 +159,7 @@ class ServicesHandler(BaseHandler):
             self._too_large()
         body = parse_json_body(b"".join(self._chunks))
         validate("StartRequest", body)
-        self.server_name = self.log.extra["server"] = body["name"]
+        self.server_name = self.log_context["server"] = body["name"]
         background = self.is_async()
         result = await self.manager.start(self.hub, body, background=background)
         self.write_json(result, 202 if background else 200)
@@ -182,7 +172,7 @@ class ServiceHandler(BaseHandler):
         self.authenticate()
 
     def _check(self, name: str, start_id: str | None):
-        self.server_name = self.log.extra["server"] = name
+        self.server_name = self.log_context["server"] = name
         if not re.fullmatch(NAME_PATTERN, name) or (
             start_id is not None and not re.fullmatch(NAME_PATTERN, start_id)
         ):

@@ -59,7 +59,7 @@ class Metrics:
         return [(r"/metrics", MetricsHandler)]
 
     def log_request(self, handler: web.RequestHandler) -> None:
-        """Tornado's log_function: one access line (request id, hub; never credentials)."""
+        """Tornado's log_function: one access line per request (never credentials)."""
         status = handler.get_status()
         duration = handler.request.request_time()
         route = _route_of(handler)
@@ -71,15 +71,9 @@ class Metrics:
             level = self.app.log.warning
         else:
             level = self.app.log.error
+        # the [req=... hub=... server=...] prefix comes from logcontext.ContextFilter
         level(
-            "%s %s %s %.1fms req=%s hub=%s server=%s",
-            status,
-            handler.request.method,
-            handler.request.path,
-            duration * 1000,
-            getattr(handler, "request_id", "-"),
-            getattr(handler, "hub", None) or "-",
-            getattr(handler, "server_name", None) or "-",
+            "%s %s %s %.1fms", status, handler.request.method, handler.request.path, duration * 1000
         )
 
     async def render(self) -> bytes:

@@ -1,0 +1,42 @@
+"""Request context in log lines: ``[req=<id> hub=<hub> server=<name>]`` before the message.
+
+Handlers set the context at the start of a request; asyncio copies it into every task
+started from there (background starts, event relays, flavor updates), so their lines carry
+the same request id. Only names and ids are logged, never a secret.
+"""
+
+import logging
+from contextvars import ContextVar
+
+_context: ContextVar[dict | None] = ContextVar("outpost_request_context", default=None)
+
+
+def set_context(**values) -> dict:
+    """Start a request's context (request_id, hub, server); returns the dict to update."""
+    context = {k: v for k, v in values.items() if v}
+    _context.set(context)
+    return context
+
+
+def prefix() -> str:
+    context = _context.get()
+    if not context:
+        return ""
+    parts = [
+        f"{key}={context[name]}"
+        for key, name in (("req", "request_id"), ("hub", "hub"), ("server", "server"))
+        if context.get(name)
+    ]
+    return f"[{' '.join(parts)}] " if parts else ""
+
+
+class ContextFilter(logging.Filter):
+    """Adds the request context to records passing a handler (once per record)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if not getattr(record, "_outpost_context", False):
+            record._outpost_context = True
+            text = prefix()
+            if text:
+                record.msg = text + str(record.msg)
+        return True
