@@ -49,9 +49,11 @@ async def port_open(port: int) -> bool:
     return True
 
 
-async def http_get(port: int, path: str = "/", timeout: float = 15) -> tuple[int, bytes]:
+async def http_get(
+    port: int, path: str = "/", timeout: float = 15, host: str = "127.0.0.1"
+) -> tuple[int, bytes]:
     """One HTTP/1.0 GET on a NEW connection; (status, body). status 0: closed (or reset) without an answer."""
-    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    reader, writer = await asyncio.open_connection(host, port)
     try:
         writer.write(f"GET {path} HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n".encode())
         await writer.drain()

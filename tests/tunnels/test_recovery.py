@@ -172,3 +172,20 @@ async def test_sigterm_stops_daemon_cleanly_and_keeps_the_state_file(
     assert not await port_open(f["local_port"])
     assert '"remote.t"' in d.state_file.read_text()
     assert "Stopping the tunnel daemon" in d.proc.log
+
+
+async def test_restart_with_other_forward_ip_moves_forwards_and_keeps_ports(
+    procs, tmp_path, hub_key, endpoint, target
+):
+    d = Daemon(procs, tmp_path, hub_key.path)
+    await d.start()
+    f = await d.client.put_forward(
+        "remote.ip", ssh=endpoint.ssh(), target_host="127.0.0.1", target_port=target.port
+    )
+    d.proc.stop()
+    moved = Daemon(procs, tmp_path, hub_key.path, forward_ip="127.0.0.2")
+    await moved.start()
+    [g] = await moved.client.list_forwards()
+    assert (g["local_host"], g["local_port"]) == ("127.0.0.2", f["local_port"])
+    assert await http_get(f["local_port"], host="127.0.0.2") == (200, b"hello from target")
+    assert '"127.0.0.2"' in moved.state_file.read_text()

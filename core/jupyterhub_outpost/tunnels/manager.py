@@ -85,8 +85,13 @@ class ForwardManager:
     async def restore(self) -> None:
         """Load the state file and bring every stored forward back on its local port."""
         specs = load_state(self.state_file)
+        moved = False
         async with self._lock:
             for spec in specs:
+                if spec.local_host != self.forward_ip:
+                    # --forward-ip changed since the table was written: follow the flag
+                    spec = replace(spec, local_host=self.forward_ip)
+                    moved = True
                 self.specs[spec.key] = spec
                 listener = self._new_listener(spec)
                 try:
@@ -100,6 +105,8 @@ class ForwardManager:
                     self._rebind_tasks[spec.key] = asyncio.create_task(self._rebind(spec.key))
                 self.listeners[spec.key] = listener
                 self.metrics.forward_added(spec.key)
+            if moved:
+                await self._save()
             if specs:
                 self.log.info("Restored %d forward(s) from %s", len(specs), self.state_file)
 
