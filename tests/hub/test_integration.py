@@ -341,9 +341,14 @@ def start_server(hub: HubProcess, user: str, server: str, options: dict) -> list
     return hub.start_server(user, server, options, timeout=150)
 
 
+def prefix(user: str, server: str) -> str:
+    """The server's URL prefix through the proxy (the default server has no name part)."""
+    return f"/user/{user}/{server}/" if server else f"/user/{user}/"
+
+
 def status_ok(hub: HubProcess, user: str, server: str) -> bool:
     try:
-        status, body = hub.proxy_request("GET", f"/user/{user}/{server}/api/status", timeout=10)
+        status, body = hub.proxy_request("GET", f"{prefix(user, server)}api/status", timeout=10)
     except OSError:
         return False
     return status == 200 and isinstance(body, dict) and "started" in body
@@ -354,11 +359,11 @@ def run_code(hub: HubProcess, user: str, server: str, code: str, timeout: float 
     import websocket
 
     status, kernel = hub.proxy_request(
-        "POST", f"/user/{user}/{server}/api/kernels", {"name": "python3"}
+        "POST", f"{prefix(user, server)}api/kernels", {"name": "python3"}
     )
     assert status == 201, (status, kernel)
     ws = websocket.create_connection(
-        f"ws://{hub.ip}:{hub.port}/user/{user}/{server}/api/kernels/{kernel['id']}/channels",
+        f"ws://{hub.ip}:{hub.port}{prefix(user, server)}api/kernels/{kernel['id']}/channels",
         header=[f"Authorization: token {hub.admin_token}"],
         timeout=timeout,
     )
@@ -404,7 +409,7 @@ def run_code(hub: HubProcess, user: str, server: str, code: str, timeout: float 
         return "".join(out)
     finally:
         ws.close()
-        hub.proxy_request("DELETE", f"/user/{user}/{server}/api/kernels/{kernel['id']}")
+        hub.proxy_request("DELETE", f"{prefix(user, server)}api/kernels/{kernel['id']}")
 
 
 def remote_flavor_usage(hub: HubProcess, flavor: str) -> int:
@@ -469,13 +474,14 @@ def test_remote_server_through_tunnel_events_status_kernel_and_clean_stop(site):
     )
 
 
-def test_local_outpost_server_is_direct_without_forward(site):
+def test_local_outpost_default_server_is_direct_without_forward(site):
     hub = site.hub
-    start_server(hub, "alice", "near", {"outpost": "local"})
-    assert status_ok(hub, "alice", "near")
-    assert run_code(hub, "alice", "near", "print('local')").strip() == "local"
+    events = start_server(hub, "alice", "", {"outpost": "local"})  # the default server
+    assert "Launching on site local" in [e.get("message") for e in events], events
+    assert status_ok(hub, "alice", "")
+    assert run_code(hub, "alice", "", "print('local')").strip() == "local"
     assert site.forwards() == {}
-    hub.stop_server("alice", "near")
+    hub.stop_server("alice", "")
     assert_clean(site, "local")
 
 
