@@ -134,6 +134,15 @@ async def test_forward_rejected_by_authorize_forward_is_refused_and_logged(ep, c
     assert "refused forward for hub hub to 10.1.2.3:22: target not allowed" in caplog.text
 
 
+async def test_refusal_log_cannot_be_forged_with_newlines_in_target(ep, caplog):
+    caplog.set_level(logging.WARNING, logger="test-ssh-endpoint")
+    async with ep.connect() as conn:
+        with pytest.raises(asyncssh.ChannelOpenError):
+            await conn.open_connection("evil\nCRITICAL fake line", 22)
+    assert "\nCRITICAL fake line" not in caplog.text
+    assert "'evil\\nCRITICAL fake line:22'" in caplog.text
+
+
 async def test_authorize_forward_that_raises_counts_as_refusal(ep):
     async def broken(hub, host, port):
         raise RuntimeError("store down")

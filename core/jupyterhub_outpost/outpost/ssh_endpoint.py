@@ -190,7 +190,7 @@ class _EndpointServer(asyncssh.SSHServer):
         try:
             allowed = await endpoint.authorize_forward(hub, host, port)
         except Exception:
-            endpoint.log.exception("authorize_forward(%s, %s, %s) failed", hub, host, port)
+            endpoint.log.exception("authorize_forward(%r, %r, %r) failed", hub, host, port)
             allowed = False
         if not allowed:
             self._refuse("forward", f"{host}:{port}", "target not allowed for this hub")
@@ -216,6 +216,9 @@ class _EndpointServer(asyncssh.SSHServer):
         return SSHForwarder(peer)
 
     def _refuse(self, what: str, target: str, reason: str = "not allowed on this endpoint") -> None:
+        # the target comes from the client: never let it forge log lines
+        if not target.isprintable():
+            target = repr(target)
         self._endpoint.log.warning(
             "SSH endpoint refused %s for hub %s to %s: %s (peer %s)",
             what,
