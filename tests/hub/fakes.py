@@ -36,6 +36,7 @@ class FakeOutpost:
             "big": {"max": 1, "current": 1, "weight": 5, "display_name": "Big"},
         }
         self.running: dict[str, str] = {}
+        self.rows: dict[str, dict] = {}  # GET /services entries of asynchronous starts
         self.server: HTTPServer | None = None
         self.port = 0
 
@@ -69,8 +70,24 @@ class FakeOutpost:
                     self.finish({"message": "wrong credentials"})
 
         class Services(Base):
+            def get(self):
+                self.finish(json.dumps(list(fake.rows.values())))
+
             async def post(self):
                 body = json.loads(self.request.body)
+                if self.request.headers.get("execution-type") == "async":
+                    start_id = body["user_options"]["start_id"]
+                    fake.running[body["name"]] = start_id
+                    fake.rows[body["name"]] = {
+                        "name": body["name"],
+                        "start_id": start_id,
+                        "status": "starting",
+                        "service": "",
+                        "error": None,
+                    }
+                    self.set_status(202)
+                    self.finish({})
+                    return
                 if fake.on_start is not None:
                     await fake.on_start(body)
                 if fake.start_gate is not None:

@@ -234,6 +234,7 @@ c.OutpostSpawner.outposts = {outposts!r}
 c.OutpostSpawner.tunnel_api_url = {site.tunnel_url!r}
 c.OutpostSpawner.tunnel_api_token = {site.tunnel_token!r}
 c.OutpostSpawner.tunnel_up_timeout = 20
+c.OutpostSpawner.start_async = lambda spawner: bool((spawner.user_options or {{}}).get("async_start"))
 c.Spawner.start_timeout = 120
 c.Spawner.http_timeout = 90  # the remote single-user server starts slowly on 2 cores
 c.Spawner.poll_interval = 5
@@ -507,6 +508,16 @@ def test_failed_start_shows_outpost_message_and_leaves_nothing(site):
     assert "full" in json.dumps(body)
     assert site.outpost_services("remote") == []
     assert site.forwards() == {}
+
+
+def test_async_start_is_followed_until_the_server_runs(site):
+    hub = site.hub
+    events = start_server(hub, "alice", "bg", {"outpost": "second", "async_start": True})
+    assert "Launching on site second" in [e.get("message") for e in events], events
+    assert status_ok(hub, "alice", "bg")
+    address = server_address(site, "second")
+    hub.stop_server("alice", "bg")
+    assert_clean(site, "second", address)
 
 
 def test_outpost_refusal_message_reaches_the_user_and_leaves_nothing(site):

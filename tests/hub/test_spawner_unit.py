@@ -136,6 +136,36 @@ async def test_setuptunnel_moves_only_servers_that_reported_their_own_address(
     assert (fwd["target_host"], fwd["target_port"]) == ("10.1.0.2", 9001)
 
 
+async def test_async_start_follows_the_outpost_until_running(
+    make_spawner, fake_outpost, fake_tunnels
+):
+    spawner = make_spawner("x", start_async=lambda sp: True)
+    task = asyncio.ensure_future(spawner.start())
+    await asyncio.wait_for(_until(lambda: spawner.service_name in fake_outpost.rows), 10)
+    assert fake_outpost.requests_of("POST")[0]["headers"]["Execution-Type"] == "async"
+    assert not task.done()
+    fake_outpost.rows[spawner.service_name].update(status="running", service="10.0.0.9:8000")
+    url = await asyncio.wait_for(task, 10)
+    fwd = fake_tunnels.forwards[spawner.forward_key]
+    assert (fwd["target_host"], fwd["target_port"]) == ("10.0.0.9", 8000)
+    assert url.endswith(f":{fwd['local_port']}")
+
+
+async def test_async_start_failure_shows_outpost_error_and_cleans_up(
+    make_spawner, fake_outpost, fake_tunnels
+):
+    spawner = make_spawner("x", start_async=True)
+    task = asyncio.ensure_future(spawner.start())
+    await asyncio.wait_for(_until(lambda: fake_outpost.rows), 10)
+    (row,) = fake_outpost.rows.values()
+    row.update(status="failed", error="The batch system rejected the job: no GPU left")
+    with pytest.raises(SpawnException) as info:
+        await asyncio.wait_for(task, 10)
+    assert "no GPU left" in info.value.message
+    assert fake_outpost.requests_of("DELETE")
+    assert fake_tunnels.forwards == {}
+
+
 async def test_delayed_tunneling_times_out_within_start_timeout(
     make_spawner, fake_outpost, fake_tunnels
 ):

@@ -296,15 +296,41 @@ class OutpostAPI:
             url += f"/{quote(start_id, safe='')}"
         return url
 
-    async def start(self, body: dict, *, timeout: float | None = None) -> dict:
-        _, data = await self.request(
-            "POST", self.services_url, body, timeout=timeout, what="the start request"
+    async def start(
+        self, body: dict, *, timeout: float | None = None, asynchronous: bool = False
+    ) -> dict:
+        """POST /services. Returns ``{"service": "host:port" or ""}``; with ``asynchronous``
+        (header ``execution-type: async``) an Outpost may answer 202 instead, returned as
+        ``{"accepted": True}``: the start goes on and :meth:`find` tells how it ends."""
+        headers = {"execution-type": "async"} if asynchronous else None
+        status, data = await self.request(
+            "POST",
+            self.services_url,
+            body,
+            timeout=timeout,
+            what="the start request",
+            headers=headers,
         )
+        if status == 202:
+            return {"accepted": True}
         if not isinstance(data, dict) or not isinstance(data.get("service", ""), str):
             raise OutpostError(
                 f"Outpost {self.outpost.name!r} answered the start request without a service address"
             )
         return data
+
+    async def find(self, name: str, start_id: str = "") -> dict | None:
+        """This hub's entry of ``name`` in GET /services (status, service, error), or None."""
+        _, data = await self.request("GET", self.services_url, what="the list request")
+        items = data if isinstance(data, list) else (data or {}).get("services", [])
+        for item in items:
+            if (
+                isinstance(item, dict)
+                and item.get("name") == name
+                and (not start_id or not item.get("start_id") or item.get("start_id") == start_id)
+            ):
+                return item
+        return None
 
     async def status(self, name: str, start_id: str) -> Any:
         """The ``status`` of a server: None while running, an exit code when it ended.

@@ -199,6 +199,15 @@ class OutpostSpawner(Spawner):
 
     # ------------------------------------------------------------------ hooks (compatible
     # with jupyterhub-outpostspawner: same names, same arguments; value, function or coroutine)
+    start_async = Union(
+        [Bool(), Callable()],
+        default_value=False,
+        help="""Ask the Outpost to start in the background (header ``execution-type: async``): the
+        start request returns at once (202) and the spawner follows the start in GET /services.
+        Use it when a start takes longer than a proxy between hub and Outpost keeps a request
+        open. ``start_async(spawner)``; may be a coroutine.""",
+    ).tag(config=True)
+
     request_url = Union(
         [Unicode(), Callable()],
         default_value="",
@@ -604,9 +613,14 @@ class OutpostSpawner(Spawner):
         self._setuptunnel = asyncio.get_running_loop().create_future()
         try:
             try:
+                asynchronous = bool(await resolve_hook(self.start_async, self))
                 answer = await api.start(
-                    body, timeout=self.start_request_timeout or self.start_timeout
+                    body,
+                    timeout=self.start_request_timeout or self.start_timeout,
+                    asynchronous=asynchronous,
                 )
+                if answer.get("accepted"):
+                    answer = await self._wait_async_start(api)
             except OutpostError as e:
                 await self._run_failed_hook(e)
                 raise SpawnException(
@@ -646,6 +660,32 @@ class OutpostSpawner(Spawner):
         finally:
             if self._setuptunnel is not None and not self._setuptunnel.done():
                 self._setuptunnel.cancel()
+
+    async def _wait_async_start(self, api: OutpostAPI) -> dict:
+        """An asynchronous start was accepted (202): follow it in GET /services until it runs
+        (its ``service`` is the answer) or fails (its ``error`` is the message)."""
+        result: dict = {}
+
+        async def finished():
+            item = await api.find(self.service_name, self.start_id)
+            if item is None:
+                raise OutpostError("The Outpost no longer knows the server it was starting")
+            status = item.get("status")
+            if status == "running":
+                result["service"] = item.get("service") or ""
+                return True
+            if status in ("failed", "stopped"):
+                raise OutpostError(item.get("error") or f"The start ended ({status})")
+            return False
+
+        await exponential_backoff(
+            finished,
+            f"{self._log_name} to start on Outpost {api.outpost.name}",
+            start_wait=0.2,
+            max_wait=5,
+            timeout=self.start_timeout,
+        )
+        return result
 
     async def _run_failed_hook(self, exc):
         try:
