@@ -328,3 +328,43 @@ async def test_two_runs_of_one_scenario_side_by_side_do_not_collide(tmp_path):
                 )
                 writer.close()
         assert one.service("front").running
+
+
+@pytest.mark.netns
+def test_second_ctrl_c_ends_a_slow_teardown_at_once(tmp_path):
+    scenario = tmp_path / "stubborn"
+    scenario.mkdir()
+    (scenario / "topology.yaml").write_text(
+        "networks: {n: {}}\n"
+        "hosts: {a: {networks: [n]}}\n"
+        "services:\n"
+        "  stubborn:\n"
+        "    host: a\n"
+        "    argv: ['{python}', '-u', '-c', 'import signal, time; "
+        'signal.signal(signal.SIGTERM, signal.SIG_IGN); print("ignoring"); time.sleep(600)\']\n'
+        "    ready: {log: '^ignoring$'}\n"
+        "    stop_timeout: 300\n"
+    )
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "jupyterhub_outpost", "topology", "up", str(scenario)]
+        + ["--run-dir", str(tmp_path / "run")],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    RUNNERS.append(proc)
+    for line in proc.stdout:
+        if "Ctrl-C" in line:
+            break
+    state = rundir.read_state(str(tmp_path / "run"))
+    pids = [p for p, _ in state["pids"]]
+    proc.send_signal(signal.SIGINT)
+    for line in proc.stdout:
+        if "tearing down" in line:
+            break
+    proc.send_signal(signal.SIGINT)
+    rest = proc.communicate(timeout=30)[0]
+    assert proc.returncode == 130, rest
+    assert "ending every process" in rest
+    assert pids and not any(alive(p) for p in pids)
+    assert leftovers(state["prefix"]) == {"netns": [], "links": []}

@@ -21,7 +21,7 @@ import signal
 import subprocess
 import sys
 
-from . import netns
+from . import netns, rundir
 from .rundir import read_state
 from .runner import Topology, TopologyError, down_run_dir
 from .services import ServiceError
@@ -94,17 +94,31 @@ async def run_up(args: argparse.Namespace) -> int:
     spec = load(args.scenario)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
-        loop.add_signal_handler(sig, stop.set)
     topo = Topology(spec, run_dir=args.run_dir, isolation=False if args.no_isolation else None)
     say = topo.sink
+
+    def on_signal(sig: signal.Signals) -> None:
+        if not stop.is_set():
+            stop.set()
+            return
+        # a second signal: the orderly teardown is taking too long; end everything now
+        say("topology", f"{sig.name} again: ending every process and removing the hosts now")
+        if topo.lab is not None:
+            topo.lab.close()
+        rundir.remove_state(topo.run_dir)
+        os._exit(130)
+
+    for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+        loop.add_signal_handler(sig, on_signal, sig)
     start = asyncio.create_task(topo.start())
     stopper = asyncio.create_task(stop.wait())
     await asyncio.wait([start, stopper], return_when=asyncio.FIRST_COMPLETED)
     if not start.done():
         say("topology", "stop requested while starting; tearing down")
-        start.cancel()
-        await asyncio.gather(start, return_exceptions=True)
+        # asyncio.wait_for in Python < 3.12 can swallow a cancellation: repeat it
+        while not start.done():
+            start.cancel()
+            await asyncio.wait([start], timeout=1)
         await topo.down()
         return 130
     try:
