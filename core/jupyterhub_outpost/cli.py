@@ -43,3 +43,7 @@ def main(argv: list[str] | None = None) -> None:
     module_name, func_name, _ = SUBCOMMANDS[name]
     module = importlib.import_module(module_name)
     getattr(module, func_name)(argv)
+
+
+if __name__ == "__main__":
+    main()
