@@ -3,6 +3,7 @@
 import asyncio
 import json
 import os
+import shlex
 import sys
 
 import pytest
@@ -102,7 +103,7 @@ async def mb(site, *args, stdin=None, env=None):
 async def status(site, job_id):
     rc, out, err = await mb(site, "status", job_id)
     assert rc == 0, err
-    return dict(part.split("=", 1) for part in out.split() if "=" in part)
+    return dict(part.split("=", 1) for part in shlex.split(out) if "=" in part)
 
 
 async def wait_state(site, job_id, predicate, what, timeout=30):
@@ -167,15 +168,22 @@ async def test_job_queues_starts_reports_its_address_and_is_cancelled(site):
 
 
 @pytest.mark.netns
-async def test_job_that_never_reports_an_address_is_cancelled_and_leaves_nothing(site):
+async def test_job_that_never_reports_an_address_is_cancelled_and_leaves_nothing(site, tmp_path):
     await site.start_daemon("--address-timeout", "1", "--cancel-grace", "2")
-    script = "#MB name=silent\nsleep 600\n"
+    pid_file = tmp_path / "job.pid"
+    # the job writes down its pid (outside its working dir) and never reports an address
+    script = (
+        "#MB name=silent\n"
+        f"{sys.executable} -c 'import os, time; "
+        f'open("{pid_file}.tmp", "w").write(str(os.getpid())); '
+        f'os.rename("{pid_file}.tmp", "{pid_file}"); time.sleep(600)\'\n'
+    )
     rc, job, err = await mb(site, "submit", stdin=script)
     assert rc == 0, err
-    await wait_state(site, job, lambda s: s["state"] == "RUNNING", "runs")
-    assert job_processes(site, job)
-    final = await wait_state(site, job, lambda s: s["state"] == "CANCELLED", "cancelled")
-    assert "no address reported within 1s" in final["reason"] or "no" in final["reason"]
+    final = await wait_state(site, job, lambda s: s["state"] == "CANCELLED", "cancelled", 60)
+    assert final["reason"] == "no address reported within 1s"
+    pid = int(pid_file.read_text())  # it really ran
+    assert not os.path.exists(f"/proc/{pid}") or netns._is_zombie(pid)
     assert job_processes(site, job) == []
     assert os.listdir(os.path.join(site.state_dir, "jobs")) == []
 
