@@ -116,8 +116,11 @@ class SiteSpawner(SimpleLocalProcessSpawner):
 
 c.JupyterHubOutpost.spawner_class = SiteSpawner
 c.SiteSpawner.cmd = [sys.executable, {str(LAUNCHER)!r}]
-c.SiteSpawner.args = ["--allow-root", "--ServerApp.open_browser=False",
-    "--LabApp.check_for_updates_class=jupyterlab.NeverCheckForUpdate"]
+# jupyter-server with the jupyterhub extension only: starts in a fraction of the time
+c.SiteSpawner.args = ["--allow-root", "--ServerApp.open_browser=False"] + [
+    f"--ServerApp.jpserver_extensions={{name}}=False"
+    for name in ("jupyterlab", "jupyter_lsp", "notebook_shim", "jupyter_server_terminals")
+]
 c.SiteSpawner.ip = {server_ip!r}
 c.SiteSpawner.home_dir_template = {str(tmp / "home" / "{username}")!r}
 c.SiteSpawner.interrupt_timeout = 3
