@@ -439,6 +439,11 @@ class JupyterHubOutpost(Application):
             authorize_forward=self.manager.authorize_forward,
             log=self.log,
         )
+        if not self.authorized_keys.get():
+            self.log.warning(
+                "The SSH endpoint runs but ssh_authorized_keys is empty: no hub can open a "
+                "tunnel (set c.JupyterHubOutpost.ssh_authorized_keys, or ssh_enabled = False)."
+            )
         try:
             await self.ssh_endpoint.start()
         except OSError as e:

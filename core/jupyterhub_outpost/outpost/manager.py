@@ -253,7 +253,9 @@ class ServiceManager:
                 return _ended(row)
             status = await self.runner.poll(live.spawner)
             if status is None:
-                await self._save_state(row.id, live.spawner)
+                state = live.spawner.get_state()
+                if state != self.store.state(row):  # most polls change nothing: no write
+                    await self.store.update(row.id, state=state)
                 return {"status": None}
             await self.store.update(row.id, state=live.spawner.get_state())
             await self.store.mark_ended(row.id, status=STOPPED, exit_status=int(status))

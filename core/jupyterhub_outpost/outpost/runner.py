@@ -216,8 +216,11 @@ class Runner:
 
     async def prepare(self, spawner, *, hub: str, row_id: int, certs: dict, bundles: dict):
         """Everything the hub does before ``start()``."""
-        await spawner.apply_group_overrides()
-        await spawner._run_apply_user_options(spawner.user_options)
+        # both exist since JupyterHub 5; guarded so a spawner that predates them still runs
+        if hasattr(spawner, "apply_group_overrides"):
+            await spawner.apply_group_overrides()
+        if hasattr(spawner, "_run_apply_user_options"):
+            await spawner._run_apply_user_options(spawner.user_options)
         await maybe_future(spawner.run_pre_spawn_hook())
         if certs:
             paths, bundle_paths = await asyncio.to_thread(
