@@ -1,0 +1,183 @@
+"""Figures 4 [outpost] and 6 [db]: how many servers one Outpost process can track.
+
+The Outpost is the real ``jupyterhub-outpost serve`` (tests/helpers/outpost_process.py)
+with ``bench.cheap_spawner.CheapSpawner``, pinned to CPU 0 with ``taskset``; the poll load
+runs in its own process pinned to CPU 1. Order: 200 starts fired at once, then starts up
+to ``servers`` (16 at a time), resident memory, then polls for ``poll_seconds``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import shutil
+import subprocess
+import time
+from pathlib import Path
+
+import aiohttp
+
+from bench.common import PYTHON, ROOT, rss_kb
+from tests.helpers.outpost_process import OutpostProcess
+from tests.helpers.postgres import PostgresServer
+
+HUB = "benchhub"
+OUTPOST_CPU = 0
+LOAD_CPU = 1
+
+
+class BenchOutpost(OutpostProcess):
+    """The test helper's Outpost at log level INFO (what operators run, not DEBUG); with
+    ``pin=True`` under ``taskset -c 0`` (one core; ``taskset`` execs, the pid stays)."""
+
+    def __init__(self, *args, pin: bool = False, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.pin = pin
+
+    def argv(self) -> list[str]:
+        argv = super().argv()
+        argv[argv.index("--log-level") + 1] = "INFO"
+        if self.pin and shutil.which("taskset") and (os.cpu_count() or 1) > 1:
+            argv = ["taskset", "-c", str(OUTPOST_CPU), *argv]
+        return argv
+
+
+def start_body(i: int) -> bytes:
+    user = f"user{i}"
+    return json.dumps(
+        {
+            "name": f"b{i}",
+            "env": {
+                "JUPYTERHUB_USER": user,
+                "JUPYTERHUB_SERVER_NAME": "",
+                "JUPYTERHUB_API_TOKEN": os.urandom(16).hex(),
+                "JUPYTERHUB_SERVICE_PREFIX": f"/user/{user}/",
+                "JUPYTERHUB_API_URL": "http://127.0.0.1:1/hub/api",
+            },
+            "user_options": {"start_id": f"s{i}"},
+        }
+    ).encode()
+
+
+async def start_many(url: str, auth: dict, indices: range, concurrency: int) -> tuple[int, int]:
+    """POST /services for each index, ``concurrency`` at a time; (ok, errors)."""
+    ok = errors = 0
+    gate = asyncio.Semaphore(concurrency)
+    connector = aiohttp.TCPConnector(limit=0, force_close=True)
+    headers = {**auth, "Content-Type": "application/json"}
+    async with aiohttp.ClientSession(connector=connector) as session:
+
+        async def one(i: int):
+            nonlocal ok, errors
+            async with gate:
+                try:
+                    async with session.post(
+                        f"{url}/services",
+                        data=start_body(i),
+                        headers=headers,
+                        timeout=aiohttp.ClientTimeout(total=120),
+                    ) as response:
+                        await response.read()
+                        if response.status == 200:
+                            ok += 1
+                        else:
+                            errors += 1
+                except (aiohttp.ClientError, asyncio.TimeoutError):
+                    errors += 1
+
+        await asyncio.gather(*(one(i) for i in indices))
+    return ok, errors
+
+
+def poll_load(outpost: OutpostProcess, servers: int, seconds: float, workdir: Path) -> dict:
+    argv = [PYTHON, "-m", "bench.poll_load", "--port", str(outpost.port)]
+    argv += ["--auth", outpost.auth(HUB)["Authorization"], "--names", str(servers)]
+    argv += ["--seconds", str(seconds), "--concurrency", "8"]
+    if (os.cpu_count() or 1) > 1:
+        argv += ["--cpu", str(LOAD_CPU)]
+    with open(workdir / "poll_load.log", "ab") as log:
+        done = subprocess.run(
+            argv, cwd=ROOT, stdout=subprocess.PIPE, stderr=log, timeout=seconds + 120, check=True
+        )
+    return json.loads(done.stdout)
+
+
+def write_config(workdir: Path) -> Path:
+    config = workdir / "outpost_config.py"
+    config.write_text(
+        f"""
+import sys
+sys.path.insert(0, {str(ROOT)!r})
+from bench.cheap_spawner import CheapSpawner
+c.JupyterHubOutpost.spawner_class = CheapSpawner
+c.JupyterHubOutpost.runtime_check_interval = 3600
+"""
+    )
+    return config
+
+
+def capacity(workdir: Path, p: dict, env: dict | None, *, concurrent: bool, log) -> dict:
+    """Start an Outpost on ``env``'s database, fill it, measure; the [outpost] dict."""
+    workdir.mkdir()
+    outpost = BenchOutpost(
+        write_config(workdir),
+        workdir / "data",
+        hub_credentials={HUB: os.urandom(16).hex()},
+        env=env,
+        cwd=str(ROOT),
+        pin=True,
+    )
+    result: dict = {}
+    try:
+        outpost.start(timeout=60)
+        auth = outpost.auth(HUB)
+        time.sleep(0.5)
+        idle_kb = rss_kb(outpost.pid)
+        filled = 0
+        if concurrent:
+            burst = min(p["concurrent_starts"], p["servers"])
+            t0 = time.perf_counter()
+            ok, errors = asyncio.run(start_many(outpost.url, auth, range(burst), burst))
+            log(
+                f"    {burst} starts at once: {ok} ok, {errors} errors in {time.perf_counter() - t0:.1f}s"
+            )
+            result["concurrent_starts_ok"], result["concurrent_starts_errors"] = ok, errors
+            filled = burst
+        t0 = time.perf_counter()
+        ok, errors = asyncio.run(start_many(outpost.url, auth, range(filled, p["servers"]), 16))
+        if errors:
+            raise RuntimeError(f"{errors} of {p['servers'] - filled} starts failed")
+        log(f"    filled to {p['servers']} servers in {time.perf_counter() - t0:.1f}s")
+        time.sleep(0.5)
+        full_kb = rss_kb(outpost.pid)
+        result["rss_kb_per_server"] = (full_kb - idle_kb) / p["servers"]
+        result["rss_mb_idle"] = idle_kb / 1024
+        polls = poll_load(outpost, p["servers"], p["poll_seconds"], workdir)
+        log(f"    polls: {polls}")
+        if polls["errors"]:
+            raise RuntimeError(f"{polls['errors']} polls failed: {outpost.log_text()[-2000:]}")
+        result["poll_rps"] = polls["rps"]
+        result["poll_p99_ms"] = polls["p99_ms"]
+        result["poll_p50_ms"] = polls["p50_ms"]
+    finally:
+        outpost.close()
+    return result
+
+
+def run(workdir: Path, p: dict, log=print) -> tuple[dict, dict]:
+    """([outpost] figure on SQLite, [db] figure)."""
+    log(f"  outpost: SQLite, {p['servers']} servers, {p['poll_seconds']}s of polls")
+    outpost = capacity(workdir / "outpost-sqlite", p, None, concurrent=True, log=log)
+    db = {"poll_rps_sqlite": outpost["poll_rps"], "poll_rps_postgresql": None}
+    reason = PostgresServer.unavailable_reason()
+    if reason:
+        log(f"  db: PostgreSQL skipped: {reason}")
+        return outpost, db
+    log(f"  db: PostgreSQL 15, {p['servers']} servers")
+    with PostgresServer() as pg:
+        env = pg.create_database("bench").env
+        pg_result = capacity(workdir / "outpost-postgresql", p, env, concurrent=False, log=log)
+    db["poll_rps_postgresql"] = pg_result["poll_rps"]
+    db["poll_p99_ms_postgresql"] = pg_result["poll_p99_ms"]
+    return outpost, db
