@@ -368,3 +368,31 @@ def test_second_ctrl_c_ends_a_slow_teardown_at_once(tmp_path):
     assert "ending every process" in rest
     assert pids and not any(alive(p) for p in pids)
     assert leftovers(state["prefix"]) == {"netns": [], "links": []}
+
+
+@pytest.mark.netns
+async def test_services_that_do_not_depend_on_each_other_start_together(tmp_path):
+    # "first" is only ready once "second" listens: started one after the other, it never would be
+    scenario = tmp_path / "together"
+    scenario.mkdir()
+    server = "['{python}', '-m', 'http.server', '--bind', '{host:b.ip}', '{port:http}']"
+    (scenario / "topology.yaml").write_text(
+        "networks: {n: {}}\n"
+        "hosts: {a: {networks: [n]}, b: {networks: [n]}}\n"
+        "services:\n"
+        "  first:\n"
+        "    host: a\n"
+        "    argv: ['sleep', '600']\n"
+        "    ready: {tcp: '{host:b.ip}:{port:second.http}', timeout: 30}\n"
+        "  second:\n"
+        "    host: b\n"
+        f"    argv: {server}\n"
+        "    ports: {http: 8000}\n"
+        "    ready: {tcp: '{host:b.ip}:{port:http}'}\n"
+        "  last:\n"
+        "    host: a\n"
+        "    argv: ['sleep', '600']\n"
+        "    depends_on: [first, second]\n"
+    )
+    async with Topology.up(str(scenario), run_dir=str(tmp_path / "run"), sink=quiet) as topo:
+        assert all(s.running for s in topo.services.values())

@@ -117,11 +117,32 @@ class Topology:
             self.open_url = render(self.spec.open_url, self.ctx) if self.spec.open_url else None
             for name in self.spec.start_order():
                 self.services[name] = self._make_service(name)
-            for name in self.spec.start_order():
-                await self._start_and_wait(self.services[name])
+            await self._start_all()
         except BaseException:
             await self.down()
             raise
+
+    async def _start_all(self) -> None:
+        """Start every service once the services it depends on are ready.
+
+        Services that do not depend on each other start at the same time; the first
+        failure cancels the others' starts (and :meth:`start` tears everything down).
+        """
+        ready = {name: asyncio.Event() for name in self.spec.services}
+
+        async def one(name: str) -> None:
+            for dep in self.spec.services[name].depends_on:
+                await ready[dep].wait()
+            await self._start_and_wait(self.services[name])
+            ready[name].set()
+
+        tasks = [asyncio.create_task(one(n), name=f"start-{n}") for n in self.spec.start_order()]
+        try:
+            await asyncio.gather(*tasks)
+        finally:
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
 
     def _claim_run_dir(self) -> None:
         state = rundir.read_state(self.run_dir)
