@@ -17,6 +17,28 @@ from .errors import OutpostError
 from .schema import NAME_PATTERN, openapi_document, parse_json_body, validate
 
 REQUEST_ID_RE = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
+_DATABASE_MODULES = ("sqlalchemy", "asyncpg", "aiosqlite")
+
+
+def database_unavailable(exc: BaseException) -> bool:
+    """True when ``exc`` says the store's database cannot be reached (not a bug of ours).
+
+    SQLAlchemy's connection errors, or an OSError/driver error raised from inside the
+    database libraries (asyncpg lets ConnectionRefusedError through on connect).
+    """
+    from sqlalchemy import exc as sa_exc
+
+    if isinstance(exc, (sa_exc.OperationalError, sa_exc.InterfaceError, sa_exc.TimeoutError)):
+        return True
+    if isinstance(exc, sa_exc.DBAPIError) and exc.connection_invalidated:
+        return True
+    if isinstance(exc, OSError) or type(exc).__module__.startswith("asyncpg"):
+        tb = exc.__traceback__
+        while tb is not None:
+            if tb.tb_frame.f_globals.get("__name__", "").startswith(_DATABASE_MODULES):
+                return True
+            tb = tb.tb_next
+    return False
 
 
 class BaseHandler(web.RequestHandler):
@@ -107,6 +129,22 @@ class BaseHandler(web.RequestHandler):
             if self._finished:
                 return
             self.send_error(e.status_code, exc_info=(type(e), e, e.__traceback__))
+            return
+        if database_unavailable(e):
+            self.log.error(
+                "%s %s -> 503: the database is not reachable (%s: %s)",
+                self.request.method,
+                self.request.path,
+                type(e).__name__,
+                (str(e).splitlines() or [""])[0][:200],  # never the SQL parameters
+            )
+            if not self._finished:
+                unavailable = OutpostError(
+                    503,
+                    "The Outpost's database is not reachable; nothing was changed. Try again "
+                    "later (the Outpost reconnects by itself).",
+                )
+                self.send_error(503, exc_info=(OutpostError, unavailable, None))
             return
         super()._handle_request_exception(e)
 
