@@ -201,3 +201,27 @@ def test_tunnel_daemon_service_runs_daemon_with_token_in_env(monkeypatch):
     monkeypatch.delenv("OUTPOST_TUNNEL_API_TOKEN")
     with pytest.raises(ValueError):
         tunnel_daemon_service(ssh_key="/k")
+
+
+def test_example_jupyterhub_config_loads_and_its_outposts_parse(tmp_path, monkeypatch):
+    from pathlib import Path
+
+    from traitlets.config.loader import PyFileConfigLoader
+
+    monkeypatch.setenv("OUTPOST_TUNNEL_API_TOKEN", "t")
+    monkeypatch.setenv("OUTPOST_FLAVORS_TOKEN", "f")
+    example = Path(__file__).resolve().parents[2] / "examples" / "jupyterhub_config.py"
+    c = PyFileConfigLoader(example.name, str(example.parent)).load_config()
+    assert c.JupyterHub.spawner_class == "outpost"
+    assert [h[0] for h in c.JupyterHub.extra_handlers] == [h[0] for h in outpost_handlers()]
+    assert "custom:outpostflavors:set" in c.JupyterHub.custom_scopes
+    names = [s["name"] for s in c.JupyterHub.services]
+    assert names == ["outpost-tunnels", "outpost-flavors"]
+    outposts = dict(c.OutpostSpawner.outposts)
+    for settings in outposts.values():  # the example's secret files, made real here
+        secret = tmp_path / settings["secret_file"].rsplit("/", 1)[1]
+        secret.write_text("pw")
+        settings["secret_file"] = str(secret)
+    outposts["hpc"]["ssh"] = dict(outposts["hpc"]["ssh"], host_key=KEY)
+    parsed = parse_outposts(outposts)
+    assert parsed["local"].direct and not parsed["hpc"].direct
