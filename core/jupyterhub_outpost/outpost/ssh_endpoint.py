@@ -23,6 +23,8 @@ from collections.abc import Awaitable, Callable, Mapping
 import asyncssh
 from asyncssh.forward import SSHForwarder
 
+from ..tunnels import fastpath
+
 # Flow-control window and packet size of accepted channels (what we advertise for the data
 # we receive). asyncssh's defaults (2 MiB / 32 KiB) cost throughput: every packet is a
 # Python-level encrypt/decrypt, so fewer, larger packets move more bytes per second
@@ -182,6 +184,7 @@ class _EndpointServer(asyncssh.SSHServer):
     def connection_requested(self, dest_host: str, dest_port: int, orig_host: str, orig_port: int):
         assert self._conn is not None
         chan = self._conn.create_tcp_channel(window=CHANNEL_WINDOW, max_pktsize=CHANNEL_MAX_PKTSIZE)
+        fastpath.install(chan)  # fewer copies per data packet (downloads are sent from here)
         return chan, self._open_forward(dest_host, dest_port)
 
     async def _open_forward(self, host: str, port: int) -> SSHForwarder:
