@@ -13,11 +13,14 @@ scenarios and benchmarks.
     '''
     with HubProcess(tmp_path / "hub", config) as hub:          # started, API answering
         hub.create_user("alice")
-        hub.api("POST", "/users/alice/servers/lab", {"outpost": "remote"})
-        events = hub.progress_events("alice", "lab")            # the progress API, until ready/failed
+        events = hub.start_server("alice", "lab", {"outpost": "remote"})  # progress events seen
         status, body = hub.proxy_request("GET", "/user/alice/lab/api/status")
+        hub.api("GET", "/users/alice")                          # hub REST API, admin token
+        get = hub.browser("alice"); get("/hub/spawn/alice/x")   # pages, with a login cookie
+        hub.child_pids("tunnels")                               # e.g. the managed tunnel daemon
+        hub.stop_server("alice", "lab")
         hub.restart()                                           # SIGTERM, start again (same db, same ports)
-        hub.kill()                                              # SIGKILL: a crash (children keep running)
+        hub.restart(kill=True)                                  # SIGKILL hub + proxy + services (a crash)
 
 What it sets up (``config`` is appended after it, so it may override anything; to add
 services or roles use ``c.JupyterHub.services.append(...)`` / ``load_roles.append``):
@@ -35,7 +38,8 @@ process can reach (a network made with ``host_access=True``).
 
 Every process the hub started (proxy, managed services such as the tunnel daemon) is
 found by walking /proc for the hub's descendants and ended by :meth:`close`, also after
-:meth:`kill` and when the test failed.
+:meth:`kill` and when the test failed. :func:`wait_until` (backoff on a condition) and
+:func:`process_alive` are exported for tests.
 """
 
 from __future__ import annotations
