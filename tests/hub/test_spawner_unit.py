@@ -194,6 +194,7 @@ async def test_progress_yields_remote_events_as_they_arrive(
     consumer = asyncio.ensure_future(consume())
     # the Outpost relays events while its start request is in flight
     await asyncio.wait_for(_until(lambda: fake_outpost.requests_of("POST")), 5)
+    spawner.add_event({"progress": 0, "message": "Server requested"})  # the hub showed it already
     spawner.add_event(
         {"progress": 10, "message": "Pulling image", "html_message": "<b>x</b>", "evil": 1}
     )

@@ -417,7 +417,12 @@ class OutpostSpawner(Spawner):
 
     # ------------------------------------------------------------------ events
     def add_event(self, event: dict) -> dict:
-        """Store a progress event reported by the Outpost (via the events endpoint)."""
+        """Store a progress event reported by the Outpost (via the events endpoint).
+
+        The remote spawner's first event is JupyterHub's own "Server requested" (the Outpost
+        drives it like a hub); this hub already showed that line, so it is dropped."""
+        if event.get("message") == "Server requested" and event.get("progress") == 0:
+            return {}
         clean = {k: event[k] for k in _EVENT_KEYS if k in event}
         if "progress" in clean:
             try:
