@@ -18,6 +18,7 @@ from pathlib import Path
 
 import aiohttp
 
+from bench import tunnel_compare as tc
 from bench.common import PYTHON, ROOT, rss_kb
 from tests.helpers.outpost_process import OutpostProcess
 from tests.helpers.postgres import PostgresServer
@@ -153,13 +154,18 @@ def capacity(workdir: Path, p: dict, env: dict | None, *, concurrent: bool, log)
         full_kb = rss_kb(outpost.pid)
         result["rss_kb_per_server"] = (full_kb - idle_kb) / p["servers"]
         result["rss_mb_idle"] = idle_kb / 1024
+        cpu_before = tc.tree_cpu_seconds(outpost.pid)
         polls = poll_load(outpost, p["servers"], p["poll_seconds"], workdir)
+        cpu_s = tc.tree_cpu_seconds(outpost.pid) - cpu_before  # includes the 1 s warm-up
+        polls["cpu_ms_per_poll"] = cpu_s * 1000 / max(1, polls["rps"] * (p["poll_seconds"] + 1))
         log(f"    polls: {polls}")
         if polls["errors"]:
             raise RuntimeError(f"{polls['errors']} polls failed: {outpost.log_text()[-2000:]}")
         result["poll_rps"] = polls["rps"]
         result["poll_p99_ms"] = polls["p99_ms"]
         result["poll_p50_ms"] = polls["p50_ms"]
+        # CPU the Outpost spent per poll: 1000 / this is the rate one free core would give
+        result["poll_cpu_ms"] = polls["cpu_ms_per_poll"]
     finally:
         outpost.close()
     return result
