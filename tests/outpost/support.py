@@ -178,7 +178,7 @@ class Receiver:
     ``fail_paths``: paths answered 500 (to prove failures do not break starts).
     """
 
-    def __init__(self):
+    def __init__(self, ssl_context=None):
         from tornado import web
         from tornado.httpserver import HTTPServer
 
@@ -195,11 +195,13 @@ class Receiver:
                 self.finish("{}")
 
         self.port = free_port()
-        self.server = HTTPServer(web.Application([(r"/(.*)", Record)]))
+        self.server = HTTPServer(web.Application([(r"/(.*)", Record)]), ssl_options=ssl_context)
         self.server.listen(self.port, "127.0.0.1")
+        self.scheme = "https" if ssl_context else "http"
+        self.host = "localhost" if ssl_context else "127.0.0.1"  # the cert names localhost
 
     def url(self, path: str) -> str:
-        return f"http://127.0.0.1:{self.port}{path}"
+        return f"{self.scheme}://{self.host}:{self.port}{path}"
 
     def posts_to(self, path: str) -> list:
         return [(headers, body) for p, headers, body in self.posts if p == path]

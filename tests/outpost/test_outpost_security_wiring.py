@@ -198,3 +198,23 @@ async def test_restart_with_a_new_first_key_reencrypts_so_the_old_key_can_go(
     assert only_new.decrypt(row.secrets_enc)["env"]["JUPYTERHUB_API_TOKEN"] == "token-rot"
     assert (await second.api.call("DELETE", "/services/rot"))[0] == 200
     await reaped
+
+
+async def test_requests_to_a_hub_verify_tls_and_accept_the_configured_ca(make_outpost, tmp_path):
+    from .support import Receiver
+
+    certfile, keyfile = _self_signed(tmp_path)
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    context.load_cert_chain(certfile, keyfile)
+    hub = Receiver(ssl_context=context)
+    try:
+        env = {"JUPYTERHUB_EVENTS_URL": hub.url("/events")}
+        # verification is on by default: an unknown CA gets no events, the start still works
+        strict = await make_outpost()
+        code, _ = await strict.api.call("POST", "/services", body=start_body("v1", env=env))
+        assert code == 200 and hub.posts == []
+        trusting = await make_outpost(hub_ca_file=certfile)
+        code, _ = await trusting.api.call("POST", "/services", body=start_body("v2", env=env))
+        assert code == 200 and hub.posts_to("/events")
+    finally:
+        hub.close()
