@@ -89,6 +89,25 @@ async def http_status(host: Host, url: str, timeout: float = 5.0) -> int:
             await writer.wait_closed()
 
 
+async def exit_code(proc: asyncio.subprocess.Process) -> int:
+    """Wait until ``proc`` has exited and return its exit code.
+
+    ``Process.wait()`` also waits until the process's stdout pipe is closed, which never
+    happens while a descendant in another session holds it (the servers an Outpost
+    starts): the exit of the service itself would go unnoticed. ``returncode`` is set as
+    soon as the process is reaped, so this checks it with backoff alongside ``wait()``.
+    """
+    waiter = asyncio.ensure_future(proc.wait())
+    delay = 0.02
+    try:
+        while proc.returncode is None and not waiter.done():
+            await asyncio.wait([waiter], timeout=delay)
+            delay = min(delay * 2, 0.5)
+    finally:
+        waiter.cancel()
+    return proc.returncode
+
+
 class Service:
     """A supervised process; see the module docstring."""
 
@@ -207,9 +226,9 @@ class Service:
         delay = 1.0
         while True:
             proc = self.proc
-            rc = await proc.wait()
-            with contextlib.suppress(Exception):
-                await self._reader
+            rc = await exit_code(proc)
+            # the output of descendants that outlived it may keep the reader going
+            await asyncio.wait([self._reader], timeout=2)
             self.last_exit = rc
             await self._notify()
             if self._stopping:
@@ -285,12 +304,12 @@ class Service:
             with contextlib.suppress(ProcessLookupError):
                 os.killpg(proc.pid, self.stop_signal)
             try:
-                await asyncio.wait_for(proc.wait(), self.stop_timeout)
+                await asyncio.wait_for(exit_code(proc), self.stop_timeout)
             except asyncio.TimeoutError:
                 self.sink(self.name, f"did not stop within {self.stop_timeout:.0f}s; killing")
                 with contextlib.suppress(ProcessLookupError):
                     os.killpg(proc.pid, signal.SIGKILL)
-                await proc.wait()
+                await exit_code(proc)
             # children that outlived the leader in the same group
             with contextlib.suppress(ProcessLookupError):
                 os.killpg(proc.pid, signal.SIGKILL)
