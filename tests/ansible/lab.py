@@ -8,9 +8,11 @@ from __future__ import annotations
 
 import os
 import re
+import shutil
 import socket
 import subprocess
 import sys
+import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -74,8 +76,8 @@ class AnsibleLab:
         self.authorized_keys.write_text(self.client_pub + "\n")
         self.known_hosts = self.ssh_dir / "known_hosts"
         self.known_hosts.write_text("")
-        self.control_dir = self.ssh_dir / "cp"
-        self.control_dir.mkdir()
+        # ssh control sockets: a short path (unix sockets are limited to 108 bytes)
+        self.control_dir = Path(tempfile.mkdtemp(prefix="jotcp", dir="/tmp"))
         self.net = self.lab.add_network("public", host_access=True)
 
     def add_host(self, name: str) -> SSHHost:
@@ -151,6 +153,7 @@ class AnsibleLab:
                 capture_output=True,
                 timeout=10,
             )
+        shutil.rmtree(self.control_dir, ignore_errors=True)
 
 
 RECAP = re.compile(

@@ -53,7 +53,7 @@ def test_kubernetes_roles_render_values_for_both_charts(rendered):
     assert hub["hubName"] == "hub"
     assert set(hub["outposts"]) == {"local", "remote"}
     remote = hub["outposts"]["remote"]
-    pinned = (tmp / "trust" / "outposts" / "remote" / "ssh_host_ed25519_key.pub").read_text()
+    pinned = (tmp / "trust" / "outpost-remote.ssh_host_ed25519_key.pub").read_text()
     assert remote["ssh"]["hostKey"] == " ".join(pinned.split()[:2])
     assert remote["password"] == outpost["hubs"]["hub"]["password"]
     assert hub["outposts"]["local"]["direct"] is True
