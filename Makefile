@@ -72,7 +72,7 @@ bench: deps
 	$(BIN)/python -m bench
 
 e2e-kind: deps
-	$(BIN)/pytest tests/e2e/kind $(PYTEST_ARGS)
+	$(BIN)/pytest tests/e2e/kind tests/ansible/kind $(PYTEST_ARGS)
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache
