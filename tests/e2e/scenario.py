@@ -1,0 +1,366 @@
+"""Helpers of the local-mode scenario tests (see conftest.py for what they prove)."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import json
+import os
+import subprocess
+import threading
+import time
+import urllib.request
+import uuid
+from collections import deque
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+from urllib.parse import urlsplit
+
+import pytest
+from jupyterhub_outpost.topology.runner import Topology
+
+from tests.helpers.hub_process import HubProcess, process_alive, wait_until
+
+REPO = Path(__file__).resolve().parents[2]
+SCENARIOS = REPO / "scenarios"
+REGISTRY = "/run/jupyterhub-outpost-topology"
+
+
+# ---------------------------------------------------------------------------- description
+@dataclass(frozen=True)
+class OutpostInfo:
+    """What a test needs to know about one Outpost of a scenario."""
+
+    name: str  # the hub's name for it (what users pick)
+    service: str  # the topology service running it
+    host: str  # the topology host it runs on
+    secret: str  # the secret holding the hub's password there
+    flavor: str
+    message: str  # a progress message its spawner sends
+    tunnelled: bool = True  # False: the proxy reaches its servers directly
+
+
+@dataclass(frozen=True)
+class ScenarioInfo:
+    name: str
+    outposts: tuple[OutpostInfo, ...]
+    tunnel_host: str  # where the tunnel daemon runs
+    tunnel_port: tuple[str, str]  # (service, port name) of its API
+
+    @property
+    def primary(self) -> OutpostInfo:
+        return self.outposts[0]
+
+
+# ---------------------------------------------------------------------------- the hub
+class ScenarioHub(HubProcess):
+    """The scenario's running hub, driven through the proxy with the scenario-admin token.
+
+    Reuses HubProcess's REST helpers (``api``, ``start_server``, ``progress_events``,
+    ``stop_server``, ...) without starting a hub: the topology runs it.
+    """
+
+    def __init__(self, url: str, admin_token: str, log_file: str):  # noqa: D107
+        parts = urlsplit(url)
+        self.ip, self.port = parts.hostname, parts.port
+        self.admin_token = admin_token
+        self.log_file = Path(log_file)
+        self.proc = None
+        self._known_children: set[int] = set()
+
+    def close(self) -> None:  # the topology owns the processes
+        pass
+
+
+# ---------------------------------------------------------------------------- the scenario
+class RunningScenario:
+    """A scenario brought up with the Topology API in a background event loop."""
+
+    def __init__(self, info: ScenarioInfo, run_dir: Path):
+        self.info = info
+        self.lines: deque[str] = deque(maxlen=400)
+        self.loop = asyncio.new_event_loop()
+        self.thread = threading.Thread(target=self.loop.run_forever, daemon=True)
+        self.thread.start()
+        self._cm = Topology.up(str(SCENARIOS / info.name), run_dir=str(run_dir), sink=self._sink)
+        started = time.monotonic()
+        try:
+            self.topo: Topology = self.call(self._cm.__aenter__(), timeout=400)
+        except BaseException:
+            self._stop_loop()
+            raise
+        self.up_seconds = time.monotonic() - started
+        self.prefix = self.topo.lab.prefix
+        self.namespaces = [h.netns for h in self.topo.lab.hosts.values() if h.netns]
+        self.hub = ScenarioHub(
+            self.topo.open_url, self.topo.secret("admin_token"), self.topo.path("logs/hub.log")
+        )
+        self.closed = False
+
+    def _sink(self, name: str, line: str) -> None:
+        self.lines.append(f"{name} | {line}")
+
+    def log_tail(self, n: int = 60) -> str:
+        return "\n".join(list(self.lines)[-n:])
+
+    def call(self, coro, timeout: float = 120):
+        """Run a coroutine in the topology's event loop and wait for its result."""
+        return asyncio.run_coroutine_threadsafe(coro, self.loop).result(timeout)
+
+    def _stop_loop(self) -> None:
+        self.loop.call_soon_threadsafe(self.loop.stop)
+        self.thread.join(30)
+        self.loop.close()
+
+    def down(self) -> None:
+        if self.closed:
+            return
+        self.closed = True
+        try:
+            self.call(self._cm.__aexit__(None, None, None), timeout=180)
+        finally:
+            self._stop_loop()
+
+    # ------------------------------------------------------------------ addresses
+    def outpost_url(self, op: OutpostInfo) -> str:
+        return f"http://{self.topo.host(op.host).ip}:{self.topo.port(op.service, 'api')}"
+
+    @property
+    def tunnel_url(self) -> str:
+        service, port = self.info.tunnel_port
+        return f"http://{self.topo.host(self.info.tunnel_host).ip}:{self.topo.port(service, port)}"
+
+    # ------------------------------------------------------------------ the other sides
+    def outpost_services(self, op: OutpostInfo) -> list[dict]:
+        """This hub's servers at the Outpost (GET /services with the hub's credentials)."""
+        auth = base64.b64encode(f"hub:{self.topo.secret(op.secret)}".encode()).decode()
+        req = urllib.request.Request(
+            self.outpost_url(op) + "/services", headers={"Authorization": f"Basic {auth}"}
+        )
+        with urllib.request.urlopen(req, timeout=15) as resp:
+            data = json.loads(resp.read())
+        return data if isinstance(data, list) else data.get("services", data)
+
+    def forwards(self) -> dict[str, dict]:
+        req = urllib.request.Request(
+            self.tunnel_url + "/forwards",
+            headers={"Authorization": f"token {self.topo.secret('tunnel_token')}"},
+        )
+        with urllib.request.urlopen(req, timeout=15) as resp:
+            return {f["key"]: f for f in json.loads(resp.read())["forwards"]}
+
+    def can_connect(self, host: str, ip: str, port: int) -> bool:
+        return self.call(self.topo.host(host).can_connect(ip, port, timeout=2), timeout=10)
+
+    def server_address(self, op: OutpostInfo, user: str, server: str) -> tuple[str, int]:
+        """Where the server listens: the Outpost's answer, else (delayed) the forward's target."""
+        (item,) = [s for s in self.outpost_services(op) if s.get("name", "").endswith(f"-{server}")]
+        address = item.get("service") or ""
+        if not address:
+            fwd = self.forwards()[f"{op.name}.{item['name']}"]
+            address = f"{fwd['target_host']}:{fwd['target_port']}"
+        host, _, port = address.rpartition(":")
+        return host, int(port)
+
+    def service_pids(self) -> list[int]:
+        """Every process inside the scenario's namespaces right now."""
+        pids = []
+        for ns in self.namespaces:
+            out = subprocess.run(["ip", "netns", "pids", ns], capture_output=True, text=True)
+            pids += [int(p) for p in out.stdout.split()]
+        return pids
+
+
+def scenario_fixture(info: ScenarioInfo):
+    """A module-scoped fixture that brings ``info``'s scenario up once for its module."""
+
+    @pytest.fixture(scope="module")
+    def scenario(tmp_path_factory):
+        run_dir = tmp_path_factory.mktemp(info.name)
+        sc = RunningScenario(info, run_dir)
+        print(f"\n{info.name} up in {sc.up_seconds:.1f}s ({sc.prefix})")
+        try:
+            yield sc
+        finally:
+            sc.down()
+
+    return scenario
+
+
+# ---------------------------------------------------------------------------- servers
+def prefix(user: str, server: str) -> str:
+    return f"/user/{user}/{server}/" if server else f"/user/{user}/"
+
+
+def status_ok(hub: ScenarioHub, user: str, server: str) -> bool:
+    try:
+        status, body = hub.proxy_request("GET", f"{prefix(user, server)}api/status", timeout=10)
+    except OSError:
+        return False
+    return status == 200 and isinstance(body, dict) and "started" in body
+
+
+def start(sc: RunningScenario, user: str, server: str, op: OutpostInfo, **options) -> list[dict]:
+    """Start ``user``'s server ``server`` on ``op`` and return its progress events."""
+    sc.hub.create_user(user)
+    events = sc.hub.start_server(
+        user, server, {"outpost": op.name, "flavor": op.flavor, **options}, timeout=180
+    )
+    assert events and events[-1].get("ready"), events
+    messages = [e.get("message", "") for e in events]
+    assert any(op.message in m for m in messages), messages
+    return events
+
+
+def new_kernel(hub: ScenarioHub, user: str, server: str) -> str:
+    status, kernel = hub.proxy_request("POST", f"{prefix(user, server)}api/kernels", {})
+    assert status == 201, (status, kernel)
+    return kernel["id"]
+
+
+def execute(hub: ScenarioHub, user: str, server: str, kernel_id: str, code: str) -> str:
+    """Run ``code`` in a kernel over its websocket through the proxy; returns its stdout."""
+    import websocket
+
+    ws = websocket.create_connection(
+        f"ws://{hub.ip}:{hub.port}{prefix(user, server)}api/kernels/{kernel_id}/channels",
+        header=[f"Authorization: token {hub.admin_token}"],
+        timeout=60,
+    )
+    try:
+        msg_id = uuid.uuid4().hex
+        ws.send(
+            json.dumps(
+                {
+                    "header": {
+                        "msg_id": msg_id,
+                        "username": "e2e",
+                        "session": uuid.uuid4().hex,
+                        "msg_type": "execute_request",
+                        "version": "5.3",
+                    },
+                    "parent_header": {},
+                    "metadata": {},
+                    "channel": "shell",
+                    "buffers": [],
+                    "content": {
+                        "code": code,
+                        "silent": False,
+                        "store_history": False,
+                        "user_expressions": {},
+                        "allow_stdin": False,
+                        "stop_on_error": True,
+                    },
+                }
+            )
+        )
+        out: list[str] = []
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            msg = json.loads(ws.recv())
+            if msg.get("parent_header", {}).get("msg_id") != msg_id:
+                continue
+            if msg["msg_type"] == "stream":
+                out.append(msg["content"]["text"])
+            elif msg["msg_type"] == "error":
+                raise AssertionError(f"kernel error: {msg['content']}")
+            elif msg["msg_type"] == "status" and msg["content"]["execution_state"] == "idle":
+                return "".join(out)
+        raise TimeoutError(f"no answer from kernel {kernel_id} within 60s")
+    finally:
+        ws.close()
+
+
+def stop_and_assert_clean(
+    sc: RunningScenario, user: str, server: str, op: OutpostInfo, address: tuple[str, int]
+) -> None:
+    """Stop the server through the hub, then check hub, Outpost, tunnel and the process."""
+    sc.hub.stop_server(user, server, timeout=90)
+    assert_clean(sc, op, address)
+
+
+def assert_clean(sc: RunningScenario, op: OutpostInfo, address: tuple[str, int] | None) -> None:
+    wait_until(lambda: sc.outpost_services(op) == [], 60, f"no servers left at Outpost {op.name}")
+    wait_until(
+        lambda: not [k for k in sc.forwards() if k.startswith(f"{op.name}.")],
+        30,
+        f"no forwards to Outpost {op.name} left",
+    )
+    if address:
+        wait_until(
+            lambda: not sc.can_connect(op.host, *address),
+            60,
+            f"the server process at {address[0]}:{address[1]} gone",
+        )
+
+
+def start_check_stop(sc: RunningScenario, user: str, server: str, op: OutpostInfo) -> None:
+    """The main path on one Outpost: start, progress, data path, stop, both sides clean."""
+    start(sc, user, server, op)
+    address = sc.server_address(op, user, server)
+    if op.tunnelled:
+        # only the tunnel reaches it: the hub host has no route to the server
+        assert not sc.can_connect("hub", *address), address
+        assert [k for k in sc.forwards() if k.startswith(f"{op.name}.")]
+    else:
+        assert not [k for k in sc.forwards() if k.startswith(f"{op.name}.")]
+    assert status_ok(sc.hub, user, server), sc.log_tail()
+    kernel = new_kernel(sc.hub, user, server)
+    assert execute(sc.hub, user, server, kernel, "print(6 * 7)").strip() == "42"
+    stop_and_assert_clean(sc, user, server, op, address)
+    assert sc.hub.server_model(user, server) is None
+
+
+def with_kernel_across(sc: RunningScenario, user: str, server: str, fault, within: float = 30):
+    """Start a server and a kernel holding state, inject ``fault``, and prove that the
+    server answers through the proxy again within ``within`` seconds with the same kernel."""
+    op = sc.info.primary
+    start(sc, user, server, op)
+    address = sc.server_address(op, user, server)
+    try:
+        kernel = new_kernel(sc.hub, user, server)
+        assert execute(sc.hub, user, server, kernel, "x = 41; print('set')").strip() == "set"
+        fault()
+        t0 = time.monotonic()
+        wait_until(
+            lambda: status_ok(sc.hub, user, server), within, f"{user}/{server} reachable again"
+        )
+        took = time.monotonic() - t0
+        assert execute(sc.hub, user, server, kernel, "print(x + 1)").strip() == "42"
+        print(f"{user}/{server} reachable again {took:.1f}s after the fault")
+    finally:
+        stop_and_assert_clean(sc, user, server, op, address)
+
+
+def two_users_at_once(sc: RunningScenario) -> None:
+    """alice and bob start a server each at the same time; both work; both stop clean."""
+    ops = sc.info.outposts
+    plan = [("alice", "pair-a", ops[0]), ("bob", "pair-b", ops[-1])]
+    with ThreadPoolExecutor(2) as pool:
+        for f in [pool.submit(start, sc, u, s, op) for u, s, op in plan]:
+            f.result()
+    addresses = [sc.server_address(op, u, s) for u, s, op in plan]
+    assert addresses[0] != addresses[1]
+    for (user, server, _), n in zip(plan, (1, 2), strict=True):
+        kernel = new_kernel(sc.hub, user, server)
+        assert execute(sc.hub, user, server, kernel, f"print({n} + 1)").strip() == str(n + 1)
+    with ThreadPoolExecutor(2) as pool:
+        for f in [pool.submit(sc.hub.stop_server, u, s, timeout=90) for u, s, _ in plan]:
+            f.result()
+    for (_, _, op), address in zip(plan, addresses, strict=True):
+        assert_clean(sc, op, address)
+
+
+def down_leaves_nothing(sc: RunningScenario) -> None:
+    """Bring the scenario down; no process, namespace, veth, bridge or file of it is left."""
+    pids = sc.service_pids() + [s.pid for s in sc.topo.services.values() if s.pid]
+    assert pids, "the scenario should have processes before the teardown"
+    sc.down()
+    assert not [p for p in pids if process_alive(p)]
+    ns = subprocess.run(["ip", "netns", "list"], capture_output=True, text=True).stdout
+    assert not [line for line in ns.splitlines() if line.startswith(sc.prefix)]
+    links = subprocess.run(["ip", "-o", "link", "show"], capture_output=True, text=True).stdout
+    assert sc.prefix not in links
+    assert not os.path.exists(os.path.join(REGISTRY, f"{sc.prefix}.json"))
+    assert not os.path.exists(sc.topo.path("topology.json"))

@@ -1,0 +1,53 @@
+"""scenarios/one-remote in local mode: a hub and one remote Outpost whose servers are
+reachable only through the SSH tunnel."""
+
+import signal
+
+from .scenario import (
+    OutpostInfo,
+    ScenarioInfo,
+    down_leaves_nothing,
+    scenario_fixture,
+    start_check_stop,
+    two_users_at_once,
+    with_kernel_across,
+)
+
+REMOTE = OutpostInfo(
+    name="remote",
+    service="outpost",
+    host="outpost",
+    secret="outpost_password",
+    flavor="small",
+    message="Remote site: starting JupyterLab",
+)
+INFO = ScenarioInfo(
+    name="one-remote", outposts=(REMOTE,), tunnel_host="hub", tunnel_port=("hub", "tunnels")
+)
+scenario = scenario_fixture(INFO)
+
+
+def test_named_server_through_tunnel_progress_data_path_and_clean_stop(scenario):
+    start_check_stop(scenario, "alice", "lab", REMOTE)
+
+
+def test_killed_outpost_restarts_and_server_answers_again_with_same_kernel(scenario):
+    with_kernel_across(
+        scenario, "alice", "ko", lambda: scenario.topo.kill_service("outpost", signal.SIGKILL)
+    )
+
+
+def test_restarted_hub_routes_to_the_same_server_and_kernel(scenario):
+    def restart_hub():
+        scenario.call(scenario.topo.stop_service("hub"))
+        scenario.call(scenario.topo.start_service("hub"), timeout=180)
+
+    with_kernel_across(scenario, "alice", "rh", restart_hub)
+
+
+def test_two_users_with_a_server_each_at_once(scenario):
+    two_users_at_once(scenario)
+
+
+def test_down_leaves_no_process_namespace_veth_or_bridge(scenario):
+    down_leaves_nothing(scenario)
