@@ -14,7 +14,7 @@ from tornado import web
 
 from . import logcontext
 from .errors import OutpostError
-from .schema import NAME_PATTERN, openapi_document, parse_json_body, validate
+from .schema import NAME_PATTERN, check_user_name, openapi_document, parse_json_body, validate
 
 REQUEST_ID_RE = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
 _DATABASE_MODULES = ("sqlalchemy", "asyncpg", "aiosqlite")
@@ -197,6 +197,7 @@ class ServicesHandler(BaseHandler):
             self._too_large()
         body = parse_json_body(b"".join(self._chunks))
         validate("StartRequest", body)
+        check_user_name(body.get("env") or {})
         self.server_name = self.log_context["server"] = body["name"]
         background = self.is_async()
         result = await self.manager.start(self.hub, body, background=background)

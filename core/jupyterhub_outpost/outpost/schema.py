@@ -55,6 +55,27 @@ def validate(component: str, value) -> None:
     raise OutpostError(400, f"Invalid start request: {'; '.join(messages)}{more}.")
 
 
+def check_user_name(env: dict) -> None:
+    """Refuse a JUPYTERHUB_USER that JupyterHub itself refuses (``Authenticator.validate_username``):
+    the name selects home directories and system users here, so ``../x`` must not pass."""
+    name = env.get("JUPYTERHUB_USER")
+    if name is None:
+        return
+    if (
+        not name
+        or "/" in name
+        or set(name) == {"."}
+        or name != name.strip()
+        or any(ord(ch) < 32 or ord(ch) == 127 for ch in name)
+    ):
+        raise OutpostError(
+            400,
+            f"Invalid start request: env.JUPYTERHUB_USER {name!r} is not a user name "
+            "JupyterHub accepts (no '/', not only dots, no surrounding space, no control "
+            "characters).",
+        )
+
+
 def _describe(error) -> str:
     where = ".".join(str(p) for p in error.path) or "body"
     if error.validator == "pattern" and list(error.path) == ["name"]:
