@@ -30,12 +30,26 @@ def prefix() -> str:
     return f"[{' '.join(parts)}] " if parts else ""
 
 
+_CONTROL = {i: f"\\x{i:02x}" for i in (*range(32), 127)} | {10: "\\n", 13: "\\r", 9: "\\t"}
+
+
+def _escape(value):
+    """A string argument with its control characters escaped: a value a hub sent (a flavor
+    name, a user name) cannot start a forged log line."""
+    return value.translate(_CONTROL) if isinstance(value, str) else value
+
+
 class ContextFilter(logging.Filter):
-    """Adds the request context to records passing a handler (once per record)."""
+    """Adds the request context to records passing a handler (once per record) and escapes
+    control characters in the message's arguments."""
 
     def filter(self, record: logging.LogRecord) -> bool:
         if not getattr(record, "_outpost_context", False):
             record._outpost_context = True
+            if isinstance(record.args, tuple):
+                record.args = tuple(_escape(a) for a in record.args)
+            elif isinstance(record.args, dict):
+                record.args = {k: _escape(v) for k, v in record.args.items()}
             text = prefix()
             if text:
                 record.msg = text + str(record.msg)
