@@ -201,6 +201,7 @@ def test_adding_an_outpost_host_wires_it_in_without_touching_the_first(deployed)
     alab, _, first = deployed
     assert first.returncode == 0, explain(first)
     pid_before = (alab.hosts["outpost1"].root / "run" / "jupyterhub-outpost.pid").read_text()
+    hub_pid_before = (alab.hosts["hub"].root / "run" / "jupyterhub.pid").read_text()
     alab.add_host("outpost2")
     inventory = write_inventory(alab, ["outpost1", "outpost2"])
     run = run_playbook(inventory, "site.yml")
@@ -213,6 +214,8 @@ def test_adding_an_outpost_host_wires_it_in_without_touching_the_first(deployed)
     assert recap["hub"]["changed"] > 0
     pid_after = (alab.hosts["outpost1"].root / "run" / "jupyterhub-outpost.pid").read_text()
     assert pid_before == pid_after, "the first Outpost was restarted"
+    hub_pid_after = (alab.hosts["hub"].root / "run" / "jupyterhub.pid").read_text()
+    assert hub_pid_before != hub_pid_after, "the hub must restart to read its new Outposts"
     outposts = json.loads((alab.hosts["hub"].root / "etc" / "outposts.json").read_text())
     assert set(outposts) == {"outpost1", "outpost2"}
     answer = start_server_and_fetch(alab, "bob", "second", "outpost2")

@@ -121,3 +121,42 @@ def test_systemd_unit_is_rendered_with_quoted_argv_env_file_user_and_restart(tmp
     )
     # verify complains about the missing ExecStart binary on this machine; syntax errors differ
     assert "Unknown section" not in proc.stderr and "Unknown key" not in proc.stderr, proc.stderr
+
+
+def test_outpost_host_preflight_says_what_is_missing_before_touching_the_host(tmp_path):
+    run = run_playbook(
+        "localhost,",
+        str(REPO / "tests" / "ansible" / "playbooks" / "outpost_host_alone.yml"),
+        "-e",
+        json.dumps(
+            {
+                "ansible_connection": "local",
+                "ansible_python_interpreter": sys.executable,
+                "outpost_host_prefix": str(tmp_path / "opt"),
+                "outpost_host_config_dir": str(tmp_path / "etc"),
+                "outpost_host_data_dir": str(tmp_path / "data"),
+            }
+        ),
+        tmp=tmp_path,
+    )
+    assert run.returncode != 0
+    assert "needs at least one hub in outpost_host_hub_credentials" in " ".join(run.output.split())
+    assert not (tmp_path / "opt").exists(), "the preflight must stop before any change"
+
+
+def test_outpost_host_rejects_a_relative_path_by_name(tmp_path):
+    run = run_playbook(
+        "localhost,",
+        str(REPO / "tests" / "ansible" / "playbooks" / "outpost_host_alone.yml"),
+        "-e",
+        json.dumps(
+            {
+                "ansible_connection": "local",
+                "ansible_python_interpreter": sys.executable,
+                "outpost_host_data_dir": "relative/data",
+            }
+        ),
+        tmp=tmp_path,
+    )
+    assert run.returncode != 0
+    assert "outpost_host_data_dir must be an absolute path, got 'relative/data'" in run.output
