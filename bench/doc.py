@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from bench.report import Row, fmt, plot
+from bench.report import SCHEMA, Row, fmt, plot
 
 METHOD = """\
 ## What is measured, and against what
@@ -89,9 +89,10 @@ MISSED = {
         "is within noise; compare the per-start lists in the run log."
     ),
     "outpost.poll_rps": (
-        "One poll is a Tornado request with HTTP Basic auth, two store reads and a state "
-        "write through SQLAlchemy's async session, all on the one pinned core that also "
-        "serves the access log. See the profile notes below the table."
+        "One poll is a Tornado request with HTTP Basic auth and two store reads, each "
+        "its own SQLAlchemy async session, on the one pinned core that the machine's "
+        "other work shares; `poll_cpu_ms` below is the Outpost's own CPU per poll. See "
+        "the findings below the table for the profile and what would close it."
     ),
     "outpost.poll_p99_ms": (
         "With 8 requests in flight on one saturated core, p99 is roughly 8 x the service "
@@ -177,21 +178,18 @@ def write(path: Path, results: dict, table: list[Row]) -> None:
             + MISSED.get(row.figure, "no analysis yet.")
         )
     out.append("")
-    extra = {
-        k: v
-        for k, v in results.items()
-        if k in ("tunnel", "hub", "outpost", "tunnels", "db", "spawn")
-    }
-    out += ["## Context figures of this run", ""]
-    for section, values in extra.items():
-        if isinstance(values, dict):
-            flat = []
-            for key, value in values.items():
-                if isinstance(value, dict):
-                    flat += [f"{key}.{k}={fmt(v)}" for k, v in value.items()]
-                elif isinstance(value, (int, float)):
-                    flat.append(f"{key}={fmt(value)}")
-            out.append(f"- {section}: " + ", ".join(flat))
+    out += ["## Context figures of this run (not in the table)", ""]
+    for section, keys in SCHEMA.items():
+        values = results.get(section)
+        if not isinstance(values, dict):
+            continue
+        extra = [
+            f"`{key}` = {fmt(value)}"
+            for key, value in values.items()
+            if key not in keys and isinstance(value, (int, float))
+        ]
+        if extra:
+            out.append(f"- {section}: " + ", ".join(extra))
     out.append("")
     if NOTES_FILE.exists():
         out += [NOTES_FILE.read_text().rstrip(), ""]

@@ -44,6 +44,10 @@ class Row:
     unit: str
 
     @property
+    def higher_is_better(self) -> bool:
+        return self.unit in ("MB/s", "1/s") or self.figure.endswith("_ok")
+
+    @property
     def ratio(self) -> float | None:
         if self.value is None or not self.baseline:
             return None
@@ -210,7 +214,11 @@ def plot(path: Path, table: list[Row], title: str) -> None:
     shown = [row for row in table if row.ratio is not None and row.ratio > 0]
     colors = {True: "#2e7d32", False: "#c62828", None: "#757575"}
     fig, ax = plt.subplots(figsize=(9, 0.32 * len(shown) + 1.4))
-    names = [f"{row.figure}  (vs {row.baseline_label})" for row in shown]
+    names = [
+        f"{row.figure} {'(higher is better) ' if row.higher_is_better else ''}"
+        f"vs {row.baseline_label}"
+        for row in shown
+    ]
     ax.barh(range(len(shown)), [row.ratio for row in shown], color=[colors[r.met] for r in shown])
     ax.set_yticks(range(len(shown)), names, fontsize=8)
     ax.invert_yaxis()
