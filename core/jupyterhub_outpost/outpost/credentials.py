@@ -6,6 +6,8 @@ rotated secret applies without a restart. Secrets are never logged.
 """
 
 import base64
+import functools
+import hashlib
 import hmac
 import os
 
@@ -77,8 +79,26 @@ class HubCredentials:
         if not sep:
             return None
         expected = self.hubs().get(hub)
-        # compare against a dummy for unknown hubs so timing does not reveal hub names
-        ok = hmac.compare_digest(
-            secret.encode(), (expected if expected is not None else "\0" * 32).encode()
-        )
+        ok = secrets_match(secret, expected)
         return hub if ok and expected is not None else None
+
+
+_UNKNOWN = hashlib.sha256(os.urandom(32)).digest()
+
+
+@functools.lru_cache(maxsize=1024)
+def _digest(secret: str) -> bytes:
+    return hashlib.sha256(secret.encode()).digest()
+
+
+def secrets_match(given: str, expected: str | None) -> bool:
+    """Constant-time check of ``given`` against ``expected`` (None: an unknown hub).
+
+    Both sides are compared as SHA-256 digests: the work depends only on the length of
+    what the client sent, never on the stored secret, its length, where a wrong password
+    differs, or whether the hub exists (an unknown hub compares against a random digest).
+    """
+    return hmac.compare_digest(
+        hashlib.sha256(given.encode()).digest(),
+        _digest(expected) if expected is not None else _UNKNOWN,
+    )
