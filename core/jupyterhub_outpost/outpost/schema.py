@@ -33,13 +33,37 @@ def parse_json_body(body: bytes) -> dict:
     """Decode a JSON object or raise a 400 that says what is wrong."""
     if not body:
         raise OutpostError(400, "The request body is empty; send a JSON object.")
+    too_deep = OutpostError(
+        400, f"The request body is nested deeper than {MAX_DEPTH} levels; send flatter JSON."
+    )
     try:
         value = json.loads(body)
     except (UnicodeDecodeError, json.JSONDecodeError) as e:
         raise OutpostError(400, f"The request body is not valid JSON: {e}.") from None
+    except RecursionError:
+        raise too_deep from None
     if not isinstance(value, dict):
         raise OutpostError(400, "The request body must be a JSON object.")
+    if _depth(value) > MAX_DEPTH:  # deeper values would overflow the stack later on
+        raise too_deep
     return value
+
+
+MAX_DEPTH = 64
+
+
+def _depth(value) -> int:
+    """Nesting depth of a decoded JSON value, without recursion."""
+    deepest = 0
+    stack = [(value, 1)]
+    while stack:
+        item, depth = stack.pop()
+        deepest = max(deepest, depth)
+        if isinstance(item, dict):
+            stack.extend((v, depth + 1) for v in item.values())
+        elif isinstance(item, list):
+            stack.extend((v, depth + 1) for v in item)
+    return deepest
 
 
 def validate(component: str, value) -> None:
