@@ -312,25 +312,61 @@ def start_check_stop(sc: RunningScenario, user: str, server: str, op: OutpostInf
     assert sc.hub.server_model(user, server) is None
 
 
-def with_kernel_across(sc: RunningScenario, user: str, server: str, fault, within: float = 30):
-    """Start a server and a kernel holding state, inject ``fault``, and prove that the
-    server answers through the proxy again within ``within`` seconds with the same kernel."""
-    op = sc.info.primary
-    start(sc, user, server, op)
-    address = sc.server_address(op, user, server)
-    try:
-        kernel = new_kernel(sc.hub, user, server)
-        assert execute(sc.hub, user, server, kernel, "x = 41; print('set')").strip() == "set"
+class KernelServer:
+    """One server with one kernel that holds state, kept across several faults.
+
+    :meth:`survives` injects a fault and proves that the server answers through the
+    proxy again within ``within`` seconds and that the kernel is the same one (its
+    counter goes on).
+    """
+
+    def __init__(self, sc: RunningScenario, user: str, server: str):
+        self.sc, self.user, self.server, self.op = sc, user, server, sc.info.primary
+        start(sc, user, server, self.op)
+        self.address = sc.server_address(self.op, user, server)
+        self.kernel = new_kernel(sc.hub, user, server)
+        self.count = 0
+        self.stopped = False
+        assert self.run("n = 0; print(n)") == "0"
+
+    def run(self, code: str) -> str:
+        return execute(self.sc.hub, self.user, self.server, self.kernel, code).strip()
+
+    def survives(self, fault, within: float = 30) -> float:
         fault()
+        return self.answers(within)
+
+    def answers(self, within: float = 30) -> float:
+        """Wait until the server answers through the proxy; prove it is the same kernel."""
         t0 = time.monotonic()
         wait_until(
-            lambda: status_ok(sc.hub, user, server), within, f"{user}/{server} reachable again"
+            lambda: status_ok(self.sc.hub, self.user, self.server),
+            within,
+            f"{self.user}/{self.server} reachable again",
         )
         took = time.monotonic() - t0
-        assert execute(sc.hub, user, server, kernel, "print(x + 1)").strip() == "42"
-        print(f"{user}/{server} reachable again {took:.1f}s after the fault")
-    finally:
-        stop_and_assert_clean(sc, user, server, op, address)
+        self.count += 1
+        assert self.run("n += 1; print(n)") == str(self.count), "not the same kernel"
+        print(f"{self.user}/{self.server} answered {took:.1f}s after the fault")
+        return took
+
+    def stop(self) -> None:
+        if not self.stopped:
+            self.stopped = True
+            stop_and_assert_clean(self.sc, self.user, self.server, self.op, self.address)
+
+
+def kernel_server_fixture(user: str = "alice", server: str = "faults"):
+    """A module-scoped :class:`KernelServer` (stop it in a test to check the cleanup)."""
+
+    @pytest.fixture(scope="module")
+    def kernel_server(scenario):
+        ks = KernelServer(scenario, user, server)
+        yield ks
+        if not scenario.closed:
+            ks.stop()
+
+    return kernel_server
 
 
 def two_users_at_once(sc: RunningScenario) -> None:

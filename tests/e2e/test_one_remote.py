@@ -7,10 +7,10 @@ from .scenario import (
     OutpostInfo,
     ScenarioInfo,
     down_leaves_nothing,
+    kernel_server_fixture,
     scenario_fixture,
     start_check_stop,
     two_users_at_once,
-    with_kernel_across,
 )
 
 REMOTE = OutpostInfo(
@@ -25,24 +25,27 @@ INFO = ScenarioInfo(
     name="one-remote", outposts=(REMOTE,), tunnel_host="hub", tunnel_port=("hub", "tunnels")
 )
 scenario = scenario_fixture(INFO)
+kernel_server = kernel_server_fixture()
 
 
 def test_named_server_through_tunnel_progress_data_path_and_clean_stop(scenario):
     start_check_stop(scenario, "alice", "lab", REMOTE)
 
 
-def test_killed_outpost_restarts_and_server_answers_again_with_same_kernel(scenario):
-    with_kernel_across(
-        scenario, "alice", "ko", lambda: scenario.topo.kill_service("outpost", signal.SIGKILL)
-    )
+def test_killed_outpost_restarts_and_server_answers_again_with_same_kernel(scenario, kernel_server):
+    kernel_server.survives(lambda: scenario.topo.kill_service("outpost", signal.SIGKILL))
 
 
-def test_restarted_hub_routes_to_the_same_server_and_kernel(scenario):
+def test_restarted_hub_routes_to_the_same_server_and_kernel(scenario, kernel_server):
     def restart_hub():
         scenario.call(scenario.topo.stop_service("hub"))
         scenario.call(scenario.topo.start_service("hub"), timeout=180)
 
-    with_kernel_across(scenario, "alice", "rh", restart_hub)
+    kernel_server.survives(restart_hub)
+
+
+def test_server_that_survived_the_faults_stops_clean(kernel_server):
+    kernel_server.stop()
 
 
 def test_two_users_with_a_server_each_at_once(scenario):

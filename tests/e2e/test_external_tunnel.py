@@ -1,0 +1,82 @@
+"""scenarios/external-tunnel in local mode: the tunnel daemon on its own host and the
+proxy as its own service, so servers stay reachable while the hub is stopped."""
+
+import signal
+
+from .scenario import (
+    OutpostInfo,
+    ScenarioInfo,
+    down_leaves_nothing,
+    kernel_server_fixture,
+    scenario_fixture,
+    start_check_stop,
+    two_users_at_once,
+)
+
+REMOTE = OutpostInfo(
+    name="remote",
+    service="outpost",
+    host="outpost",
+    secret="outpost_password",
+    flavor="small",
+    message="Remote site: starting JupyterLab",
+)
+INFO = ScenarioInfo(
+    name="external-tunnel",
+    outposts=(REMOTE,),
+    tunnel_host="tunnel",
+    tunnel_port=("tunnels", "api"),
+)
+scenario = scenario_fixture(INFO)
+kernel_server = kernel_server_fixture()
+
+
+def test_named_server_through_the_external_tunnel(scenario):
+    start_check_stop(scenario, "alice", "lab", REMOTE)
+
+
+def test_server_answers_through_the_proxy_while_the_hub_is_stopped(scenario, kernel_server):
+    topo, hub = scenario.topo, scenario.hub
+    scenario.call(topo.stop_service("hub"))
+    try:
+        assert not topo.service("hub").running
+        # the proxy's route targets the forward on the tunnel host, not the hub
+        status, routes = hub._request(
+            "GET",
+            f"http://{topo.host('hub').ip}:{topo.port('proxy', 'api')}/api/routes",
+            token=topo.secret("proxy_token"),
+        )
+        assert status == 200, routes
+        target = routes[f"/user/alice/{kernel_server.server}"]["target"]
+        assert target.startswith(f"http://{topo.host('tunnel').ip}:"), routes
+        # the data path works without the hub: HTTP and the same kernel over a websocket
+        kernel_server.answers(within=10)
+        status, _ = hub.api("GET", "/")
+        assert status >= 500  # while the hub itself is down
+    finally:
+        scenario.call(topo.start_service("hub"), timeout=180)
+    kernel_server.answers(within=30)
+
+
+def test_killed_outpost_restarts_and_server_answers_again_with_same_kernel(scenario, kernel_server):
+    kernel_server.survives(lambda: scenario.topo.kill_service("outpost", signal.SIGKILL))
+
+
+def test_restarted_hub_routes_to_the_same_server_and_kernel(scenario, kernel_server):
+    def restart_hub():
+        scenario.call(scenario.topo.stop_service("hub"))
+        scenario.call(scenario.topo.start_service("hub"), timeout=180)
+
+    kernel_server.survives(restart_hub)
+
+
+def test_server_that_survived_the_faults_stops_clean(kernel_server):
+    kernel_server.stop()
+
+
+def test_two_users_with_a_server_each_at_once(scenario):
+    two_users_at_once(scenario)
+
+
+def test_down_leaves_no_process_namespace_veth_or_bridge(scenario):
+    down_leaves_nothing(scenario)

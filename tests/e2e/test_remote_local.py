@@ -1,0 +1,72 @@
+"""scenarios/remote-local in local mode: one-remote plus a local Outpost next to the hub
+whose servers the proxy reaches directly (no tunnel)."""
+
+import signal
+
+from .scenario import (
+    OutpostInfo,
+    ScenarioInfo,
+    down_leaves_nothing,
+    kernel_server_fixture,
+    scenario_fixture,
+    start_check_stop,
+    two_users_at_once,
+)
+
+REMOTE = OutpostInfo(
+    name="remote",
+    service="outpost",
+    host="outpost",
+    secret="outpost_password",
+    flavor="small",
+    message="Remote site: starting JupyterLab",
+)
+LOCAL = OutpostInfo(
+    name="local",
+    service="local",
+    host="hub",
+    secret="local_password",
+    flavor="small",
+    message="Local Outpost: starting JupyterLab",
+    tunnelled=False,
+)
+INFO = ScenarioInfo(
+    name="remote-local",
+    outposts=(REMOTE, LOCAL),
+    tunnel_host="hub",
+    tunnel_port=("hub", "tunnels"),
+)
+scenario = scenario_fixture(INFO)
+kernel_server = kernel_server_fixture()
+
+
+def test_named_server_on_the_remote_outpost_through_the_tunnel(scenario):
+    start_check_stop(scenario, "alice", "lab", REMOTE)
+
+
+def test_named_server_on_the_local_outpost_is_reached_directly(scenario):
+    start_check_stop(scenario, "alice", "near", LOCAL)
+
+
+def test_killed_outpost_restarts_and_server_answers_again_with_same_kernel(scenario, kernel_server):
+    kernel_server.survives(lambda: scenario.topo.kill_service("outpost", signal.SIGKILL))
+
+
+def test_restarted_hub_routes_to_the_same_server_and_kernel(scenario, kernel_server):
+    def restart_hub():
+        scenario.call(scenario.topo.stop_service("hub"))
+        scenario.call(scenario.topo.start_service("hub"), timeout=180)
+
+    kernel_server.survives(restart_hub)
+
+
+def test_server_that_survived_the_faults_stops_clean(kernel_server):
+    kernel_server.stop()
+
+
+def test_two_users_at_once_one_remote_one_local(scenario):
+    two_users_at_once(scenario)
+
+
+def test_down_leaves_no_process_namespace_veth_or_bridge(scenario):
+    down_leaves_nothing(scenario)
