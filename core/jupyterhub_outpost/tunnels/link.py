@@ -237,12 +237,20 @@ class _LocalSide(SSHForwarder):
     def __init__(self, listener: LocalListener):
         super().__init__()
         self._listener = listener
+        self._attached = False
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         super().connection_made(transport)  # sets TCP_NODELAY
         transport.pause_reading()  # hold the client until the channel is open
+        # uvloop starts reading after connection_made even when paused in it: pause again
+        # once it has (what it read meanwhile is buffered and sent when attached)
+        asyncio.get_running_loop().call_soon(self._hold)
         self._listener.connections.add(self)
         self._task = asyncio.create_task(self._attach(transport.get_extra_info("peername")))
+
+    def _hold(self) -> None:
+        if self._transport is not None and not self._attached:
+            self._transport.pause_reading()
 
     def connection_lost(self, exc) -> None:
         self._listener.connections.discard(self)
@@ -303,6 +311,12 @@ class _LocalSide(SSHForwarder):
                 self._peer.close()
             return
         listener.metrics.connection_opened(listener.key)
+        if self._inpbuf:  # read before the channel was open (uvloop, see connection_made)
+            data, self._inpbuf = self._inpbuf, b""
+            self._peer.write(data)
+        if self._eof_received:
+            self._peer.write_eof()
+        self._attached = True
         self._transport.resume_reading()
 
 
