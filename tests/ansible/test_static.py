@@ -160,3 +160,32 @@ def test_outpost_host_rejects_a_relative_path_by_name(tmp_path):
     )
     assert run.returncode != 0
     assert "outpost_host_data_dir must be an absolute path, got 'relative/data'" in run.output
+
+
+def _tags(node) -> set[str]:
+    found: set[str] = set()
+    if isinstance(node, dict):
+        tags = node.get("tags")
+        if isinstance(tags, str):
+            found.add(tags)
+        elif isinstance(tags, list):
+            found.update(t for t in tags if isinstance(t, str))
+        for value in node.values():
+            found |= _tags(value)
+    elif isinstance(node, list):
+        for value in node:
+            found |= _tags(value)
+    return found
+
+
+@pytest.mark.parametrize("role", role_docs.roles())
+def test_every_role_tags_its_tasks_install_configure_and_run(role):
+    import yaml
+
+    tags: set[str] = set()
+    for path in (ANSIBLE_DIR / "roles" / role / "tasks").glob("*.yml"):
+        tags |= _tags(yaml.safe_load(path.read_text()))
+    expected = {f"{role}_install", f"{role}_configure", f"{role}_run"}
+    assert expected <= tags, f"{role}: missing tags {sorted(expected - tags)}"
+    unknown = {t for t in tags if t != "always" and not t.startswith(f"{role}_")}
+    assert not unknown, f"{role}: tags of other roles {sorted(unknown)}"
