@@ -68,6 +68,8 @@ c.JupyterHub.services = [
         api_ip=HUB_IP,
         api_port={port:hub.tunnels},
         forward_ip=HUB_IP,  # the proxy runs on this host too
+        # reconnect within 5 s of an Outpost restart (default: backoff up to 30 s)
+        extra_args=["--TunnelDaemon.reconnect_max_delay=5"],
     ),
     # the identity with which the Outpost reports its flavor usage
     {"name": "outpost-flavors", "api_token": "{secret:flavors_token}"},
