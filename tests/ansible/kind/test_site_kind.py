@@ -10,8 +10,6 @@ import secrets
 import pytest
 import yaml
 
-from tests.e2e.kind import kind_env
-
 from ..lab import REPO, run_playbook, write_yaml
 
 pytestmark = [pytest.mark.slow]
@@ -21,6 +19,8 @@ CLUSTER = "jot-ansible"
 
 @pytest.fixture(scope="module")
 def cluster():
+    from tests.e2e.kind import kind_env  # the kind e2e's cluster and image helpers
+
     kind_env.build_images()
     c = kind_env.Cluster(CLUSTER, REPO / "tests" / "e2e" / "kind" / "kind-outpost.yaml")
     c.create([kind_env.OUTPOST_IMAGE, kind_env.HUB_IMAGE])
@@ -31,6 +31,8 @@ def cluster():
 
 
 def inventory(tmp, c) -> str:
+    from tests.e2e.kind import kind_env
+
     kubeconfig = str(c.kind.kubeconfig_path)
     outpost_values = kind_env.scenario_values("one-remote", "outpost.yaml")
     outpost_values.pop("hubs", None)
