@@ -44,26 +44,39 @@ def parse_json_body(body: bytes) -> dict:
         raise too_deep from None
     if not isinstance(value, dict):
         raise OutpostError(400, "The request body must be a JSON object.")
-    if _depth(value) > MAX_DEPTH:  # deeper values would overflow the stack later on
+    depth, text_ok = _inspect(value)
+    if depth > MAX_DEPTH:  # deeper values would overflow the stack later on
         raise too_deep
+    if not text_ok:  # "\ud800" escapes decode to strings no file, env or pipe can take
+        raise OutpostError(
+            400, "The request body holds unpaired UTF-16 surrogates (\\ud800-\\udfff): not text."
+        )
     return value
 
 
 MAX_DEPTH = 64
 
 
-def _depth(value) -> int:
-    """Nesting depth of a decoded JSON value, without recursion."""
+def _inspect(value) -> tuple[int, bool]:
+    """Nesting depth of a decoded JSON value, and whether every string in it (keys too) is
+    valid Unicode; without recursion."""
     deepest = 0
+    text_ok = True
     stack = [(value, 1)]
     while stack:
         item, depth = stack.pop()
         deepest = max(deepest, depth)
         if isinstance(item, dict):
+            stack.extend((k, depth + 1) for k in item)
             stack.extend((v, depth + 1) for v in item.values())
         elif isinstance(item, list):
             stack.extend((v, depth + 1) for v in item)
-    return deepest
+        elif isinstance(item, str) and text_ok:
+            try:
+                item.encode("utf-8")
+            except UnicodeEncodeError:
+                text_ok = False
+    return deepest, text_ok
 
 
 def validate(component: str, value) -> None:
