@@ -190,6 +190,9 @@ async def test_fifty_concurrent_starts_against_max_ten_run_exactly_ten(
         json.dumps({"name": "x", "misc": []}).encode(),
         json.dumps({"name": "x", "certs": {"keyfile": 1}}).encode(),
         json.dumps({"env": {}}).encode(),
+        b'{"name": "x", "env": {"A": "\\ud800"}}',  # unpaired surrogate: not text
+        json.dumps({"name": "x", "internal_trust_bundles": {"../../x": "PEM"}}).encode(),
+        json.dumps({"name": "x", "internal_trust_bundles": {"a/b": "PEM"}}).encode(),
     ],
     ids=lambda raw: raw[:40].decode(errors="replace"),
 )
