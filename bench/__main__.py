@@ -90,6 +90,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--doc", help="page to regenerate (default docs/performance.md)")
     parser.add_argument("--only", help=f"comma-separated subset of {','.join(SECTIONS)}")
     parser.add_argument("--keep", action="store_true", help="keep the work directory")
+    parser.add_argument(
+        "--page-only",
+        action="store_true",
+        help="measure nothing: regenerate the page (and plot) from the results file",
+    )
     args = parser.parse_args(argv)
     if args.smoke and not (args.json and args.doc):
         parser.error("--smoke needs --json and --doc (it never overwrites the real results)")
@@ -97,6 +102,14 @@ def main(argv: list[str] | None = None) -> int:
     sections = args.only.split(",") if args.only else list(SECTIONS)
     json_path = Path(args.json) if args.json else ROOT / "bench" / "results" / "latest.json"
     doc_path = Path(args.doc) if args.doc else ROOT / "docs" / "performance.md"
+
+    if args.page_only:
+        import json
+
+        results = json.loads(json_path.read_text())
+        doc.write(doc_path, results, report.rows(results, results["params"]))
+        print(f"wrote {doc_path} from {json_path}")
+        return 0
 
     def log(text: str) -> None:
         print(text, flush=True)

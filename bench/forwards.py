@@ -108,8 +108,11 @@ def run(workdir: Path, p: dict, log=print) -> dict:
                     }
                     api = f"http://127.0.0.1:{api_port}"
 
+                    split: dict = {}
+
                     async def setup() -> list[int]:
                         ports = await put_all(api, api_token, ssh, jport, n)
+                        split["put_s"] = time.perf_counter() - t0
                         await all_answer(ports, time.monotonic() + 120)
                         return ports
 
@@ -117,6 +120,7 @@ def run(workdir: Path, p: dict, log=print) -> dict:
                     t0 = time.perf_counter()
                     ports = asyncio.run(setup())
                     setup_s = time.perf_counter() - t0
+                    log(f"    every PUT answered after {split['put_s']:.2f}s")
                     rss_mb = rss_kb(daemon.pid) / 1024
                     connections = relay_count(status_file)
                     log(
@@ -141,6 +145,7 @@ def run(workdir: Path, p: dict, log=print) -> dict:
         "rss_mb_500": rss_mb,
         "recover_s_500": recover_s,
         "rss_mb_idle": idle_kb / 1024,
+        "put_s": split["put_s"],  # of setup_s: until the last PUT was answered
         "forwards": n,
         "ssh_connections": connections - before,
     }

@@ -49,17 +49,21 @@ def spawn_seconds(hub, user: str, server: str, options: dict) -> float:
     return time.perf_counter() - t0
 
 
-def spawn_series(hub, options: dict, count: int, warmup: int, log) -> float:
-    """Median of ``count`` starts, each stopped before the next (after ``warmup`` starts)."""
-    times = []
+def spawn_series(hubs: dict, count: int, warmup: int, log) -> dict:
+    """Median seconds of ``count`` starts per path (after ``warmup`` each). The paths take
+    turns (direct, outpost, direct, ...) so that a change in the machine's load during the
+    series hits both alike; every server is stopped before the next start."""
+    times: dict = {path: [] for path in hubs}
     for i in range(count + warmup):
-        name = f"s{i}"
-        seconds = spawn_seconds(hub, "spawner", name, options)
-        hub.stop_server("spawner", name)
-        if i >= warmup:
-            times.append(seconds)
-    log(f"    starts: {', '.join(f'{t:.2f}' for t in times)}")
-    return median(times)
+        for path, (hub, options) in hubs.items():
+            name = f"s{i}"
+            seconds = spawn_seconds(hub, "spawner", name, options)
+            hub.stop_server("spawner", name)
+            if i >= warmup:
+                times[path].append(seconds)
+    for path, values in times.items():
+        log(f"    {path} starts: {', '.join(f'{t:.2f}' for t in values)}")
+    return {path: median(values) for path, values in times.items()}
 
 
 def downloads(hub, users: list[str], seconds: float, workdir: Path) -> list[subprocess.Popen]:
@@ -83,12 +87,19 @@ def run(workdir: Path, p: dict, log=print) -> tuple[dict, dict]:
     users = [f"u{i}" for i in range(p["load_users"])]
     spawn: dict = {}
     hub_figure: dict = {}
-    log(f"  spawn: direct ({p['spawns']} starts of LocalProcessSpawner on the hub)")
-    with hub_with_local_spawner(workdir, ["spawner"], 1) as hub:
-        spawn["ready_s_direct"] = spawn_series(hub, {}, p["spawns"], p["warmup_spawns"], log)
-    with hub_with_outpost(workdir, ["spawner", *users], p["size_mb"]) as (hub, options, _o):
-        log(f"  spawn: outpost ({p['spawns']} starts through the Outpost and a tunnel)")
-        spawn["ready_s_outpost"] = spawn_series(hub, options, p["spawns"], p["warmup_spawns"], log)
+    with (
+        hub_with_local_spawner(workdir, ["spawner"], 1) as local_hub,
+        hub_with_outpost(workdir, ["spawner", *users], p["size_mb"]) as (hub, options, _o),
+    ):
+        log(f"  spawn: {p['spawns']} starts each, direct and through the Outpost, in turns")
+        medians = spawn_series(
+            {"direct": (local_hub, {}), "outpost": (hub, options)},
+            p["spawns"],
+            p["warmup_spawns"],
+            log,
+        )
+        spawn["ready_s_direct"], spawn["ready_s_outpost"] = medians["direct"], medians["outpost"]
+        local_hub.close()  # not needed for the load figure
         log(f"  hub: {len(users)} servers, API p99 idle and under {len(users)} downloads")
         for user in users:
             spawn_seconds(hub, user, "lab", options)
