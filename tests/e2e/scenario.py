@@ -53,6 +53,16 @@ class ScenarioInfo:
         return self.outposts[0]
 
 
+@dataclass(frozen=True)
+class Located:
+    """A running server as the Outpost and the tunnel daemon know it."""
+
+    op: OutpostInfo
+    name: str  # the Outpost's service name (jh<user id>-<server>)
+    forward_key: str  # the tunnel daemon's key for its forward
+    address: tuple[str, int]
+
+
 # ---------------------------------------------------------------------------- the hub
 class ScenarioHub(HubProcess):
     """The scenario's running hub, driven through the proxy with the scenario-admin token.
@@ -79,7 +89,7 @@ class RunningScenario:
 
     def __init__(self, info: ScenarioInfo, run_dir: Path):
         self.info = info
-        self.lines: deque[str] = deque(maxlen=400)
+        self.lines: deque[str] = deque(maxlen=5000)
         self.loop = asyncio.new_event_loop()
         self.thread = threading.Thread(target=self.loop.run_forever, daemon=True)
         self.thread.start()
@@ -153,15 +163,17 @@ class RunningScenario:
     def can_connect(self, host: str, ip: str, port: int) -> bool:
         return self.call(self.topo.host(host).can_connect(ip, port, timeout=2), timeout=10)
 
-    def server_address(self, op: OutpostInfo, user: str, server: str) -> tuple[str, int]:
-        """Where the server listens: the Outpost's answer, else (delayed) the forward's target."""
+    def locate(self, op: OutpostInfo, server: str) -> Located:
+        """The Outpost's name for ``server`` and where it listens: the Outpost's answer,
+        else (delayed tunneling) the forward's target."""
         (item,) = [s for s in self.outpost_services(op) if s.get("name", "").endswith(f"-{server}")]
         address = item.get("service") or ""
+        key = f"{op.name}.{item['name']}"
         if not address:
-            fwd = self.forwards()[f"{op.name}.{item['name']}"]
+            fwd = self.forwards()[key]
             address = f"{fwd['target_host']}:{fwd['target_port']}"
         host, _, port = address.rpartition(":")
-        return host, int(port)
+        return Located(op, item["name"], key, (host, int(port)))
 
     def service_pids(self) -> list[int]:
         """Every process inside the scenario's namespaces right now."""
@@ -272,44 +284,61 @@ def execute(hub: ScenarioHub, user: str, server: str, kernel_id: str, code: str)
         ws.close()
 
 
-def stop_and_assert_clean(
-    sc: RunningScenario, user: str, server: str, op: OutpostInfo, address: tuple[str, int]
-) -> None:
+def stop_and_assert_clean(sc: RunningScenario, user: str, server: str, where: Located) -> None:
     """Stop the server through the hub, then check hub, Outpost, tunnel and the process."""
     sc.hub.stop_server(user, server, timeout=90)
-    assert_clean(sc, op, address)
+    assert sc.hub.server_model(user, server) is None
+    assert_clean(sc, where)
 
 
-def assert_clean(sc: RunningScenario, op: OutpostInfo, address: tuple[str, int] | None) -> None:
-    wait_until(lambda: sc.outpost_services(op) == [], 60, f"no servers left at Outpost {op.name}")
+def assert_clean(sc: RunningScenario, where: Located) -> None:
+    op = where.op
     wait_until(
-        lambda: not [k for k in sc.forwards() if k.startswith(f"{op.name}.")],
-        30,
-        f"no forwards to Outpost {op.name} left",
+        lambda: where.name not in [s.get("name") for s in sc.outpost_services(op)],
+        60,
+        f"{where.name} gone at Outpost {op.name}",
     )
-    if address:
-        wait_until(
-            lambda: not sc.can_connect(op.host, *address),
-            60,
-            f"the server process at {address[0]}:{address[1]} gone",
-        )
+    wait_until(lambda: where.forward_key not in sc.forwards(), 30, f"{where.forward_key} removed")
+    wait_until(
+        lambda: not sc.can_connect(op.host, *where.address),
+        60,
+        f"the server process at {where.address[0]}:{where.address[1]} gone",
+    )
+
+
+def assert_outposts_empty(sc: RunningScenario) -> None:
+    """No server of this hub is left at any Outpost, and no forward at the daemon."""
+    for op in sc.info.outposts:
+        wait_until(lambda op=op: sc.outpost_services(op) == [], 60, f"Outpost {op.name} empty")
+    wait_until(lambda: sc.forwards() == {}, 30, "no forwards left")
 
 
 def start_check_stop(sc: RunningScenario, user: str, server: str, op: OutpostInfo) -> None:
     """The main path on one Outpost: start, progress, data path, stop, both sides clean."""
     start(sc, user, server, op)
-    address = sc.server_address(op, user, server)
+    where = sc.locate(op, server)
     if op.tunnelled:
         # only the tunnel reaches it: the hub host has no route to the server
-        assert not sc.can_connect("hub", *address), address
-        assert [k for k in sc.forwards() if k.startswith(f"{op.name}.")]
+        assert not sc.can_connect("hub", *where.address), where
+        assert where.forward_key in sc.forwards()
     else:
-        assert not [k for k in sc.forwards() if k.startswith(f"{op.name}.")]
+        assert where.forward_key not in sc.forwards()
     assert status_ok(sc.hub, user, server), sc.log_tail()
     kernel = new_kernel(sc.hub, user, server)
-    assert execute(sc.hub, user, server, kernel, "print(6 * 7)").strip() == "42"
-    stop_and_assert_clean(sc, user, server, op, address)
-    assert sc.hub.server_model(user, server) is None
+    assert execute(sc.hub, user, server, kernel, f"print('{user}', 6 * 7)").strip() == (
+        f"{user} 42"
+    )
+    stop_and_assert_clean(sc, user, server, where)
+
+
+def two_users_at_once(sc: RunningScenario) -> None:
+    """alice and bob start a named server each at the same time (on the first and the
+    last Outpost of the scenario); each goes the whole main path (start_check_stop)."""
+    ops = sc.info.outposts
+    plan = [("alice", "lab", ops[0]), ("bob", "lab2", ops[-1])]
+    with ThreadPoolExecutor(len(plan)) as pool:
+        for f in [pool.submit(start_check_stop, sc, u, s, op) for u, s, op in plan]:
+            f.result()
 
 
 class KernelServer:
@@ -323,7 +352,7 @@ class KernelServer:
     def __init__(self, sc: RunningScenario, user: str, server: str):
         self.sc, self.user, self.server, self.op = sc, user, server, sc.info.primary
         start(sc, user, server, self.op)
-        self.address = sc.server_address(self.op, user, server)
+        self.where = sc.locate(self.op, server)
         self.kernel = new_kernel(sc.hub, user, server)
         self.count = 0
         self.stopped = False
@@ -353,7 +382,7 @@ class KernelServer:
     def stop(self) -> None:
         if not self.stopped:
             self.stopped = True
-            stop_and_assert_clean(self.sc, self.user, self.server, self.op, self.address)
+            stop_and_assert_clean(self.sc, self.user, self.server, self.where)
 
 
 def kernel_server_fixture(user: str = "alice", server: str = "faults"):
@@ -369,27 +398,9 @@ def kernel_server_fixture(user: str = "alice", server: str = "faults"):
     return kernel_server
 
 
-def two_users_at_once(sc: RunningScenario) -> None:
-    """alice and bob start a server each at the same time; both work; both stop clean."""
-    ops = sc.info.outposts
-    plan = [("alice", "pair-a", ops[0]), ("bob", "pair-b", ops[-1])]
-    with ThreadPoolExecutor(2) as pool:
-        for f in [pool.submit(start, sc, u, s, op) for u, s, op in plan]:
-            f.result()
-    addresses = [sc.server_address(op, u, s) for u, s, op in plan]
-    assert addresses[0] != addresses[1]
-    for (user, server, _), n in zip(plan, (1, 2), strict=True):
-        kernel = new_kernel(sc.hub, user, server)
-        assert execute(sc.hub, user, server, kernel, f"print({n} + 1)").strip() == str(n + 1)
-    with ThreadPoolExecutor(2) as pool:
-        for f in [pool.submit(sc.hub.stop_server, u, s, timeout=90) for u, s, _ in plan]:
-            f.result()
-    for (_, _, op), address in zip(plan, addresses, strict=True):
-        assert_clean(sc, op, address)
-
-
 def down_leaves_nothing(sc: RunningScenario) -> None:
     """Bring the scenario down; no process, namespace, veth, bridge or file of it is left."""
+    assert_outposts_empty(sc)  # every test cleaned up after itself
     pids = sc.service_pids() + [s.pid for s in sc.topo.services.values() if s.pid]
     assert pids, "the scenario should have processes before the teardown"
     sc.down()

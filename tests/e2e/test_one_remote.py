@@ -9,7 +9,6 @@ from .scenario import (
     down_leaves_nothing,
     kernel_server_fixture,
     scenario_fixture,
-    start_check_stop,
     two_users_at_once,
 )
 
@@ -28,8 +27,8 @@ scenario = scenario_fixture(INFO)
 kernel_server = kernel_server_fixture()
 
 
-def test_named_server_through_tunnel_progress_data_path_and_clean_stop(scenario):
-    start_check_stop(scenario, "alice", "lab", REMOTE)
+def test_two_users_start_named_servers_at_once_progress_data_path_and_clean_stop(scenario):
+    two_users_at_once(scenario)
 
 
 def test_killed_outpost_restarts_and_server_answers_again_with_same_kernel(scenario, kernel_server):
@@ -46,10 +45,6 @@ def test_restarted_hub_routes_to_the_same_server_and_kernel(scenario, kernel_ser
 
 def test_server_that_survived_the_faults_stops_clean(kernel_server):
     kernel_server.stop()
-
-
-def test_two_users_with_a_server_each_at_once(scenario):
-    two_users_at_once(scenario)
 
 
 def test_down_leaves_no_process_namespace_veth_or_bridge(scenario):

@@ -9,7 +9,6 @@ from .scenario import (
     down_leaves_nothing,
     kernel_server_fixture,
     scenario_fixture,
-    start_check_stop,
     two_users_at_once,
 )
 
@@ -40,12 +39,8 @@ scenario = scenario_fixture(INFO)
 kernel_server = kernel_server_fixture()
 
 
-def test_named_server_on_the_remote_outpost_through_the_tunnel(scenario):
-    start_check_stop(scenario, "alice", "lab", REMOTE)
-
-
-def test_named_server_on_the_local_outpost_is_reached_directly(scenario):
-    start_check_stop(scenario, "alice", "near", LOCAL)
+def test_two_users_start_named_servers_at_once_progress_data_path_and_clean_stop(scenario):
+    two_users_at_once(scenario)
 
 
 def test_killed_outpost_restarts_and_server_answers_again_with_same_kernel(scenario, kernel_server):
@@ -62,10 +57,6 @@ def test_restarted_hub_routes_to_the_same_server_and_kernel(scenario, kernel_ser
 
 def test_server_that_survived_the_faults_stops_clean(kernel_server):
     kernel_server.stop()
-
-
-def test_two_users_at_once_one_remote_one_local(scenario):
-    two_users_at_once(scenario)
 
 
 def test_down_leaves_no_process_namespace_veth_or_bridge(scenario):
