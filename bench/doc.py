@@ -70,23 +70,30 @@ MISSED = {
     "tunnel.outpost.throughput_MBps": (
         "Known from `docs/decisions/ssh-endpoint.md`: asyncssh encrypts, copies and sends "
         "every 128 KiB packet in Python (and an `SSH_MSG_IGNORE` with each), ~2.5x "
-        "OpenSSH's CPU per GB on the endpoint. Only a C data path (or several daemons in "
-        "parallel for aggregate bandwidth) closes it; it is not a bench artefact."
+        "OpenSSH's CPU per GB on the endpoint, so on a busy 2-core machine both paths are "
+        "bound by the core they get rather than by their code, and single downloads land "
+        "within a few percent of each other or apart by 2-3x from run to run. A miss by a "
+        "few percent is within that noise; a clear win needs a C data path (or several "
+        "daemons in parallel for aggregate bandwidth)."
     ),
     "hub.api_p99_ms_loaded": (
-        "The hub process does no tunnel work (the daemon is its own process), but on a "
-        "2-core machine the four downloads keep the proxy, the tunnel daemon, the SSH "
-        "endpoint and four jupyter-servers busy, so the hub and the proxy wait for a "
-        "core. What would close it: more cores than busy processes, or running the "
-        "tunnel daemon on another host or pod (external tunneling), which the design "
-        "supports."
+        "The hub process does no tunnel work (the daemon is its own process), but the "
+        "request goes through configurable-http-proxy, one node process that also carries "
+        "every byte of the four downloads, and the 2 cores are shared by the proxy, the "
+        "tunnel daemon, the SSH endpoint, four jupyter-servers, the four download clients "
+        "and the hub. `hub_port_p99_ms_*` in the context figures (when present) is the "
+        "same request on the hub's own port, without the proxy. What would close it: more "
+        "cores than busy processes; the tunnel daemon on another host or pod (external "
+        "tunneling, which the design supports); the hub API on its own route/port for "
+        "API clients rather than through the proxy that carries notebook traffic."
     ),
     "spawn.ready_s_outpost": (
-        "The Outpost start adds the start request, the Outpost's own spawner run, the "
-        "tunnel set-up (PUT to the daemon, first SSH channel) and the hub's HTTP check "
-        "through the tunnel. Start times on this machine vary by seconds between starts "
-        "(the server's own import time under load), so a median difference below ~0.5 s "
-        "is within noise; compare the per-start lists in the run log."
+        "The time goes to the start of jupyterhub-singleuser itself, not to the Outpost's "
+        "request path: in the logs of a run the Outpost answered `POST /services` in "
+        "~0.4 s and the hub noticed the ready server the same ~1.3 s (median) after it "
+        "printed 'is running at' on both paths (the hub's HTTP check backs off up to "
+        "5 s), but the server process took longer from the hub's start to 'running' on "
+        "the Outpost path. See the findings below."
     ),
     "outpost.poll_rps": (
         "One poll is a Tornado request with HTTP Basic auth and two store reads, each "
@@ -104,8 +111,14 @@ MISSED = {
         "per statement."
     ),
     "tunnels.setup_s_500": (
-        "Each PUT binds a listener and the first request through each forward opens a "
-        "channel; the daemon does them one after another in one process."
+        "Most of it is the PUTs (`put_s` in the context figures): the daemon's "
+        "`ForwardManager.put` (`core/jupyterhub_outpost/tunnels/manager.py`, another "
+        "engineer's module) holds one lock across binding the listener and an atomic save "
+        "of the whole forward table (temp file, fsync, rename, directory fsync; 7.6 ms for "
+        "a 500-entry table on this disk, measured separately), so PUTs are serial and each "
+        "costs O(table size): ~50 ms per PUT here. The rest is the first channel open "
+        "through each forward. What would close it: save the table after the lock is "
+        "released and coalesce saves (one write for a burst of PUTs), or a bulk PUT."
     ),
     "tunnels.rss_mb_500": "The daemon holds a listener and table entry per forward.",
     "tunnels.recover_s_500": "The daemon reconnects with backoff and re-opens forwards.",

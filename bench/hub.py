@@ -15,10 +15,12 @@ from bench.common import PYTHON, ROOT, median, percentile
 from bench.site import hub_with_local_spawner, hub_with_outpost
 
 
-def api_get_ms(hub, path: str = "/users") -> float:
-    """One GET of the hub API through the proxy (new connection), in ms."""
+def api_get_ms(hub, path: str = "/users", *, via_proxy: bool = True) -> float:
+    """One GET of the hub API (new connection), in ms: through the proxy as a browser
+    does, or (``via_proxy=False``) on the hub's own port, which leaves the proxy out."""
+    base = hub.api_url if via_proxy else hub.hub_api_url
     request = urllib.request.Request(
-        hub.api_url + path, headers={"Authorization": f"token {hub.admin_token}"}
+        base + path, headers={"Authorization": f"token {hub.admin_token}"}
     )
     t0 = time.perf_counter()
     with urllib.request.urlopen(request, timeout=30) as response:  # noqa: S310 - 127.0.0.1
@@ -30,10 +32,11 @@ def api_get_ms(hub, path: str = "/users") -> float:
     return elapsed
 
 
-def api_p99(hub, requests: int) -> float:
+def api_p99(hub, requests: int, *, via_proxy: bool = True) -> float:
     for _ in range(5):
-        api_get_ms(hub)
-    return percentile([api_get_ms(hub) for _ in range(requests)], 0.99)
+        api_get_ms(hub, via_proxy=via_proxy)
+    times = [api_get_ms(hub, via_proxy=via_proxy) for _ in range(requests)]
+    return percentile(times, 0.99)
 
 
 def spawn_seconds(hub, user: str, server: str, options: dict) -> float:
@@ -104,10 +107,13 @@ def run(workdir: Path, p: dict, log=print) -> tuple[dict, dict]:
         for user in users:
             spawn_seconds(hub, user, "lab", options)
         hub_figure["api_p99_ms_idle"] = api_p99(hub, p["api_requests"])
+        hub_figure["hub_port_p99_ms_idle"] = api_p99(hub, p["api_requests"], via_proxy=False)
         procs = downloads(hub, users, p["load_seconds"], workdir)
         try:
             time.sleep(min(2.0, p["load_seconds"] / 4))  # every download under way
             hub_figure["api_p99_ms_loaded"] = api_p99(hub, p["api_requests"])
+            # the same without the proxy, which also carries the downloads
+            hub_figure["hub_port_p99_ms_loaded"] = api_p99(hub, p["api_requests"], via_proxy=False)
         finally:
             moved = 0
             for proc in procs:
