@@ -11,6 +11,7 @@ written by hand.
 from __future__ import annotations
 
 import argparse
+import re
 import sys
 from pathlib import Path
 
@@ -77,7 +78,11 @@ def _text(value) -> str:
     # Ansible doc markup -> Markdown
     for macro in ("C", "I", "B", "V", "O"):
         text = _replace_macro(text, macro)
-    return text.replace("|", "\\|")
+    # placeholders such as <name> would be read as HTML: put them in code spans
+    parts = text.split("`")
+    for i in range(0, len(parts), 2):
+        parts[i] = re.sub(r"(\S*<[^<>\s]+>\S*?)(?=[\s,.;)]|$)", r"`\1`", parts[i])
+    return "`".join(parts).replace("|", "\\|")
 
 
 def _replace_macro(text: str, macro: str) -> str:
@@ -103,6 +108,8 @@ def _replace_macro(text: str, macro: str) -> str:
 def _default(value) -> str:
     if value is None or value == "":
         return '`""`' if value == "" else "`null`"
+    if isinstance(value, str):
+        return "`" + value.replace("|", "\\|").replace("`", "'") + "`"
     text = yaml.safe_dump(value, default_flow_style=True, width=10_000).strip()
     text = text.removesuffix("\n...").removesuffix("...").strip()
     return "`" + text.replace("|", "\\|").replace("`", "'") + "`"
