@@ -81,7 +81,7 @@ def _text(value) -> str:
     # placeholders such as <name> would be read as HTML: put them in code spans
     parts = text.split("`")
     for i in range(0, len(parts), 2):
-        parts[i] = re.sub(r"(\S*<[^<>\s]+>\S*?)(?=[\s,.;)]|$)", r"`\1`", parts[i])
+        parts[i] = re.sub(r"(\S*<[^<>\s]+>\S*?)(?=[,.;)]*(?:\s|$))", r"`\1`", parts[i])
     return "`".join(parts).replace("|", "\\|")
 
 
