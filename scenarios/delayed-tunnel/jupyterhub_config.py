@@ -2,6 +2,7 @@
 # RUN_DIR/files/hub/jupyterhub_config.py; {...} placeholders are filled in per run).
 # JupyterHub starts configurable-http-proxy and the tunnel daemon. The HPC Outpost
 # answers a start with "" and each server reports its own address to setuptunnel.
+import importlib.util
 import os
 import shutil
 
@@ -31,7 +32,8 @@ c.DummyAuthenticator.password = "outpost-demo"
 c.Authenticator.allow_all = True
 c.Authenticator.admin_users = {"admin"}
 c.JupyterHub.allow_named_servers = True
-c.Spawner.default_url = "/lab"  # JupyterLab
+if importlib.util.find_spec("jupyterlab"):
+    c.Spawner.default_url = "/lab"  # JupyterLab where installed (servers share this venv)
 c.Spawner.start_timeout = 180
 c.Spawner.http_timeout = 120  # a server on a busy 2-core machine starts slowly
 

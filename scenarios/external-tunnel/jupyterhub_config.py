@@ -2,6 +2,8 @@
 # RUN_DIR/files/hub/jupyterhub_config.py; {...} placeholders are filled in per run).
 # JupyterHub starts neither the proxy nor the tunnel daemon: both are services of their
 # own (the daemon on its own host), so servers stay reachable while the hub is stopped.
+import importlib.util
+
 from jupyterhub_outpost.hub import flavors_scope, outpost_handlers
 
 c = get_config()  # noqa: F821
@@ -28,7 +30,8 @@ c.DummyAuthenticator.password = "outpost-demo"
 c.Authenticator.allow_all = True
 c.Authenticator.admin_users = {"admin"}
 c.JupyterHub.allow_named_servers = True
-c.Spawner.default_url = "/lab"  # JupyterLab
+if importlib.util.find_spec("jupyterlab"):
+    c.Spawner.default_url = "/lab"  # JupyterLab where installed (servers share this venv)
 c.Spawner.start_timeout = 180
 c.Spawner.http_timeout = 120  # a server on a busy 2-core machine starts slowly
 
