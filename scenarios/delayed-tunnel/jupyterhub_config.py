@@ -55,7 +55,7 @@ c.OutpostSpawner.outposts = {
             "host_key": "{ssh_pub:outpost_host}",
         },
         # the addresses a job may report (the Outpost's allowed_forward_targets agree)
-        "setuptunnel_targets": ["{network:site.subnet}:1024-65535"],
+        "setuptunnel_targets": ["{host:node1.ip}/32:1024-65535"],
     },
 }
 c.OutpostSpawner.tunnel_api_url = "http://{host:hub.ip}:{port:hub.tunnels}"

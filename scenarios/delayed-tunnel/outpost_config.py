@@ -58,14 +58,14 @@ c.SiteBatchSpawner.args = [
 ]
 c.SiteBatchSpawner.start_timeout = 120
 
-# the hub's credentials and SSH key; the tunnel may reach any port of the site network
-# (the addresses jobs report), as the hub's setuptunnel_targets say too
+# the hub's credentials and SSH key; the tunnel may reach any unprivileged port of node1
+# (the addresses jobs report on node1), as the hub's setuptunnel_targets say too
 c.JupyterHubOutpost.hub_credentials = "{file:outpost/hub_credentials.yaml}"
 c.JupyterHubOutpost.ssh_authorized_keys = {"hub": ["{ssh_pub:hub}"]}
 c.JupyterHubOutpost.ssh_ip = "{host:login.ip.public}"
 c.JupyterHubOutpost.ssh_port = {port:outpost.ssh}
 c.JupyterHubOutpost.ssh_host_key_file = "{ssh_key:outpost_host}"
-c.JupyterHubOutpost.allowed_forward_targets = ["{network:site.subnet}:1024-65535"]
+c.JupyterHubOutpost.allowed_forward_targets = ["{host:node1.ip}/32:1024-65535"]
 
 c.JupyterHubOutpost.flavors = {
     "batch": {
