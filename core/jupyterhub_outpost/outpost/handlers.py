@@ -193,14 +193,23 @@ class ServicesHandler(BaseHandler):
         self.write_json(await self.manager.list(self.hub))
 
     async def post(self):
-        if self._size > self.outpost.max_body_size:
-            self._too_large()
-        body = parse_json_body(b"".join(self._chunks))
-        validate("StartRequest", body)
-        check_user_name(body.get("env") or {})
-        self.server_name = self.log_context["server"] = body["name"]
-        background = self.is_async()
-        result = await self.manager.start(self.hub, body, background=background)
+        try:
+            if self._size > self.outpost.max_body_size:
+                self._too_large()
+            body = parse_json_body(b"".join(self._chunks))
+            validate("StartRequest", body)
+            check_user_name(body.get("env") or {})
+            self.server_name = self.log_context["server"] = body["name"]
+            background = self.is_async()
+            result = await self.manager.start(self.hub, body, background=background)
+        except OutpostError as e:
+            if self.outpost.metrics is not None:
+                self.outpost.metrics.start_failed(self.hub, e)
+            raise
+        except Exception as e:
+            if self.outpost.metrics is not None and database_unavailable(e):
+                self.outpost.metrics.start_failed(self.hub, OutpostError(503, ""))
+            raise
         self.write_json(result, 202 if background else 200)
 
 

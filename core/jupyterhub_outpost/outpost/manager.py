@@ -89,11 +89,12 @@ class ServiceManager:
                 f"This Outpost does not let hub {hub!r} override spawner options "
                 f"({', '.join(sorted(misc))}). Start without them, or ask the Outpost "
                 "administrator to allow them (c.JupyterHubOutpost.allow_override).",
+                reason="override_refused",
             )
         try:
             check_misc(self.runner.spawner_class, misc)
         except MiscError as e:
-            raise OutpostError(400, str(e)) from None
+            raise OutpostError(400, str(e), reason="override_unknown_option") from None
 
     async def start(self, hub: str, body: dict, *, background: bool) -> dict:
         """Admit, store and start one server; ``{"service": "host:port" or ""}``."""
@@ -134,6 +135,7 @@ class ServiceManager:
                 403,
                 f"The limit for {what} is reached ({e.limit} running for hub {hub!r}). "
                 "Stop another server of this flavor or choose another flavor.",
+                reason="flavor_full",
             ) from None
         if env.get(FLAVORS_UPDATE_URL_ENV):
             self._flavor_update_urls[hub] = env[FLAVORS_UPDATE_URL_ENV]
@@ -203,7 +205,7 @@ class ServiceManager:
         except _StartCancelled:
             message = f"Start of server {row.name!r} was cancelled by a stop request."
             await relay.send_failure(message)
-            raise OutpostError(409, message) from None
+            raise OutpostError(409, message, reason="cancelled") from None
         except Exception as e:
             message = _failure_message(row.name, e)
             if isinstance(e, asyncio.TimeoutError):
@@ -211,7 +213,8 @@ class ServiceManager:
                     f"Server {row.name!r} did not start within {spawner.start_timeout} "
                     "seconds (Spawner.start_timeout)."
                 )
-            self._observe_start(row.hub, "failed", began)
+            reason = "timeout" if isinstance(e, asyncio.TimeoutError) else "spawner_error"
+            self._observe_start(row.hub, "failed", began, reason)
             self.log.warning("Start of %s for hub %s failed: %s", row.name, row.hub, message)
             self.log.debug("Start failure details", exc_info=True)
             await relay.send_failure(message)
@@ -221,12 +224,16 @@ class ServiceManager:
             else:
                 await self.store.remove(row.id)
             self._background(self.send_flavor_update(row.hub))
-            raise OutpostError(500, message) from None
+            error = OutpostError(500, message, reason=reason)
+            error.counted = True  # in outpost_start_failures_total already
+            raise error from None
 
-    def _observe_start(self, hub: str, outcome: str, began: float) -> None:
+    def _observe_start(self, hub: str, outcome: str, began: float, reason: str = "") -> None:
         metrics = getattr(self.settings, "metrics", None)
         if metrics is not None:
             metrics.observe_start(hub, outcome, time.monotonic() - began)
+            if reason:
+                metrics.start_failures.labels(hub, reason).inc()
 
     async def _cleanup_failed(self, row: Service, spawner) -> None:
         self._spawners.pop(row.id, None)

@@ -50,6 +50,27 @@ class Metrics:
             ["hub"],
             registry=self.registry,
         )
+        self.servers = Gauge(
+            "outpost_servers",
+            "Servers starting or running, by hub, flavor ('' for none) and state "
+            "(refreshed at each scrape)",
+            ["hub", "flavor", "state"],
+            registry=self.registry,
+        )
+        self.start_failures = Counter(
+            "outpost_start_failures_total",
+            "Start requests that did not end in a running server, by hub and reason "
+            "(invalid_request, override_refused, override_unknown_option, flavor_full, "
+            "conflict, cancelled, too_large, spawner_error, timeout, database_unavailable)",
+            ["hub", "reason"],
+            registry=self.registry,
+        )
+
+    def start_failed(self, hub: str, error) -> None:
+        """Count a refused or failed start (an OutpostError) once."""
+        if not getattr(error, "counted", False):
+            error.counted = True
+            self.start_failures.labels(hub, getattr(error, "reason", "error")).inc()
 
     def observe_start(self, hub: str, outcome: str, seconds: float) -> None:
         self.starts.labels(hub, outcome).inc()
@@ -78,8 +99,10 @@ class Metrics:
 
     async def render(self) -> bytes:
         self.active.clear()
+        self.servers.clear()
         for row in await self.app.store.list_active():
             self.active.labels(row.hub).inc()
+            self.servers.labels(row.hub, row.flavor or "", row.status).inc()
         return generate_latest(self.registry)
 
 
