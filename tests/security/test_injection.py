@@ -155,12 +155,18 @@ async def test_user_names_that_jupyterhub_would_refuse_are_rejected(env_outpost,
 async def test_newlines_in_hub_controlled_values_cannot_forge_log_lines(env_outpost, caplog):
     forged = "\n[I 2026-11-22 00:00:00.000 JupyterHubOutpost] FORGED admin logged in"
     caplog.set_level(logging.DEBUG)
-    body = start_body("logf", user_options={"flavor": "f" + forged[:60]})
-    code, data = await env_outpost.api.call("POST", "/services", body=body)
-    assert code == 200, data
-    assert (await env_outpost.api.call("DELETE", "/services/logf"))[0] == 200
-    for record in caplog.records:
-        assert "\n[I 2026" not in record.getMessage()
+    env_outpost.app.log.addHandler(caplog.handler)  # the app's logger does not propagate
+    try:
+        body = start_body("logf", user_options={"flavor": "f" + forged[:60]})
+        code, data = await env_outpost.api.call("POST", "/services", body=body)
+        assert code == 200, data
+        assert (await env_outpost.api.call("DELETE", "/services/logf"))[0] == 200
+    finally:
+        env_outpost.app.log.removeHandler(caplog.handler)
+    messages = [record.getMessage() for record in caplog.records]
+    assert any("Starting server logf" in m and "\\n[I 2026" in m for m in messages), messages
+    for message in messages:
+        assert "\n[I 2026" not in message
 
 
 @pytest.mark.parametrize(
