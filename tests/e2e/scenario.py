@@ -344,29 +344,40 @@ def two_users_at_once(sc: RunningScenario) -> None:
 class KernelServer:
     """One server with one kernel that holds state, kept across several faults.
 
-    :meth:`survives` injects a fault and proves that the server answers through the
-    proxy again within ``within`` seconds and that the kernel is the same one (its
-    counter goes on).
+    It starts in the background as soon as it is made (alongside the first test's
+    servers); the first use waits for it. :meth:`survives` injects a fault and proves that
+    the server answers through the proxy again within ``within`` seconds and that the
+    kernel is the same one (its counter goes on).
     """
 
     def __init__(self, sc: RunningScenario, user: str, server: str):
         self.sc, self.user, self.server, self.op = sc, user, server, sc.info.primary
-        start(sc, user, server, self.op)
-        self.where = sc.locate(self.op, server)
-        self.kernel = new_kernel(sc.hub, user, server)
         self.count = 0
         self.stopped = False
+        self._pool = ThreadPoolExecutor(1)
+        self._started = self._pool.submit(self._start)
+
+    def _start(self) -> None:
+        start(self.sc, self.user, self.server, self.op)
+        self.where = self.sc.locate(self.op, self.server)
+        self.kernel = new_kernel(self.sc.hub, self.user, self.server)
         assert self.run("n = 0; print(n)") == "0"
+
+    def ready(self) -> KernelServer:
+        self._started.result(300)
+        return self
 
     def run(self, code: str) -> str:
         return execute(self.sc.hub, self.user, self.server, self.kernel, code).strip()
 
     def survives(self, fault, within: float = 30) -> float:
+        self.ready()
         fault()
         return self.answers(within)
 
     def answers(self, within: float = 30) -> float:
         """Wait until the server answers through the proxy; prove it is the same kernel."""
+        self.ready()
         t0 = time.monotonic()
         wait_until(
             lambda: status_ok(self.sc.hub, self.user, self.server),
@@ -382,6 +393,8 @@ class KernelServer:
     def stop(self) -> None:
         if not self.stopped:
             self.stopped = True
+            self.ready()
+            self._pool.shutdown()
             stop_and_assert_clean(self.sc, self.user, self.server, self.where)
 
 

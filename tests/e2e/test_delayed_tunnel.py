@@ -75,8 +75,9 @@ def never_reporting_start(scenario):
 
 
 def test_two_users_start_named_servers_at_once_progress_data_path_and_clean_stop(
-    scenario, never_reporting_start
+    scenario, never_reporting_start, kernel_server
 ):
+    # carol's never-reporting job and kernel_server (for the faults below) run alongside
     two_users_at_once(scenario)
     # each address came from the job itself, through the site's relay
     lines = scenario.log_tail(2000)

@@ -39,7 +39,10 @@ scenario = scenario_fixture(INFO)
 kernel_server = kernel_server_fixture()
 
 
-def test_two_users_start_named_servers_at_once_progress_data_path_and_clean_stop(scenario):
+def test_two_users_start_named_servers_at_once_progress_data_path_and_clean_stop(
+    scenario, kernel_server
+):
+    # kernel_server (for the faults below) starts alongside, a third server at once
     two_users_at_once(scenario)
 
 
