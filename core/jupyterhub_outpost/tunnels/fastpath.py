@@ -201,3 +201,51 @@ def install(chan) -> bool:
         return False
     chan._flush_send_buf = types.MethodType(_flush_send_buf, chan)
     return True
+
+
+def _bytes_wanted(conn) -> int:
+    """How many more bytes asyncssh's parser needs for its next step (0: unknown, give all)."""
+    handler = conn._recv_handler
+    if handler == conn._recv_pkthdr:
+        return conn._recv_blocksize - len(conn._inpbuf)
+    if handler == conn._recv_packet:
+        return 4 + conn._pktlen + conn._recv_macsize - conn._recv_blocksize - len(conn._inpbuf)
+    return 0
+
+
+def _data_received(conn, data, datatype=None) -> None:
+    """``SSHConnection.data_received`` that hands the parser one packet's bytes at a time.
+
+    asyncssh appends each socket read (up to 256 KiB) to its input buffer and then, for every
+    packet, re-slices the whole rest of that buffer twice; handing it only the bytes of the
+    next header or packet makes those slices small. The parser, its checks and the bytes it
+    sees are unchanged: only how a read is split, which TCP may do anyway.
+    """
+    view = memoryview(data)
+    pos, end = 0, len(view)
+    try:
+        while pos < end and conn._transport is not None:
+            wanted = _bytes_wanted(conn)
+            stop = end if wanted <= 0 else min(end, pos + wanted)
+            conn._inpbuf += view[pos:stop]
+            pos = stop
+            conn._recv_data()
+        if pos < end:  # closed meanwhile: keep what stock asyncssh would have buffered
+            conn._inpbuf += view[pos:end]
+    finally:
+        view.release()
+
+
+def install_receive(conn) -> bool:
+    """Use :func:`_data_received` for ``conn`` (an asyncssh connection); False if unavailable."""
+    if not (
+        AVAILABLE
+        and isinstance(conn, SSHConnection)
+        and all(
+            hasattr(conn, name)
+            for name in ("_recv_handler", "_recv_pkthdr", "_recv_packet", "_recv_data", "_inpbuf")
+        )
+    ):
+        return False
+    conn.data_received = types.MethodType(_data_received, conn)
+    return True
