@@ -180,6 +180,7 @@ class ServiceManager:
                 )
                 future = live.start_future = self.runner.start(spawner)
                 relay_task = asyncio.ensure_future(relay.relay(spawner, future))
+                saver = asyncio.ensure_future(self._save_state_during(row.id, spawner, future))
                 try:
                     response = await future
                 except asyncio.CancelledError:
@@ -188,6 +189,8 @@ class ServiceManager:
                     raise _StartCancelled() from None
                 finally:
                     live.start_future = None
+                    saver.cancel()
+                    await asyncio.gather(saver, return_exceptions=True)
                     await _finish_relay(relay_task)
                 address = await call_hook(self.settings.sanitize_start_response, spawner, response)
                 address = address or ""
@@ -227,6 +230,21 @@ class ServiceManager:
             error = OutpostError(500, message, reason=reason)
             error.counted = True  # in outpost_start_failures_total already
             raise error from None
+
+    async def _save_state_during(self, row_id: int, spawner, future, interval=0.5) -> None:
+        """While ``start()`` runs, store the spawner's state whenever it changes (a pid, a
+        batch job id): an Outpost killed mid-start then finds, at its restart, what the
+        start had launched and stops it, instead of leaving an orphan."""
+        last = None
+        while not future.done():
+            state = spawner.get_state()
+            if state and state != last:
+                try:
+                    await self.store.update(row_id, state=state)
+                    last = state
+                except Exception:
+                    self.log.debug("Saving the state of a starting server failed", exc_info=True)
+            await asyncio.wait({future}, timeout=interval)
 
     def _observe_start(self, hub: str, outcome: str, began: float, reason: str = "") -> None:
         metrics = getattr(self.settings, "metrics", None)
