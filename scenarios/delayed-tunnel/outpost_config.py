@@ -50,6 +50,14 @@ c.JupyterHubOutpost.spawner_class = SiteBatchSpawner
 c.SiteBatchSpawner.minibatch_server = "http://{host:node1.ip}:{port:minibatch.api}"
 c.SiteBatchSpawner.minibatch_token_file = "{secret_file:minibatch}"
 c.SiteBatchSpawner.req_runtime = "08:00:00"
+# the job's name says whose server it is (`minibatch list`: name=jupyterhub-alice)
+c.SiteBatchSpawner.batch_script = """#!minibatch
+#MB name=jupyterhub-{username}
+#MB runtime={runtime}
+{prologue}
+{cmd}
+{epilogue}
+"""
 c.SiteBatchSpawner.cmd = ["{bin_dir}/jupyterhub-singleuser"]
 c.SiteBatchSpawner.args = [
     "--allow-root",  # jobs run as root here

@@ -36,8 +36,8 @@ scenario = scenario_fixture(INFO)
 kernel_server = kernel_server_fixture()
 
 
-def jobs(scenario) -> list[str]:
-    """minibatch's status line of every job it still knows that is pending or running."""
+def jobs(scenario, user: str = "") -> list[str]:
+    """minibatch's status line of every pending or running job (of ``user``'s servers)."""
     topo = scenario.topo
     env = dict(
         os.environ,
@@ -48,7 +48,11 @@ def jobs(scenario) -> list[str]:
         [sys.executable, "-m", "jupyterhub_outpost.topology.minibatch", "list"]
     )
     out = subprocess.run(argv, env=env, capture_output=True, text=True, timeout=30, check=True)
-    return [line for line in out.stdout.splitlines() if re.search(r"state=(PENDING|RUNNING)", line)]
+    return [
+        line
+        for line in out.stdout.splitlines()
+        if re.search(r"state=(PENDING|RUNNING)", line) and f"name=jupyterhub-{user}" in line
+    ]
 
 
 @pytest.fixture(scope="module")
@@ -103,7 +107,7 @@ def test_job_that_never_reports_fails_the_start_clearly_and_leaves_no_job(
     wait_until(
         lambda: scenario.hub.server_model("carol", "never") is None, 60, "the failed server gone"
     )
-    wait_until(lambda: jobs(scenario) == [], 30, "no job left in minibatch")
+    wait_until(lambda: jobs(scenario, "carol") == [], 30, "no job of carol's left in minibatch")
     assert not [s for s in scenario.outpost_services(HPC) if s["name"].endswith("-never")]
 
 
