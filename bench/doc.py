@@ -88,12 +88,13 @@ MISSED = {
         "API clients rather than through the proxy that carries notebook traffic."
     ),
     "spawn.ready_s_outpost": (
-        "The time goes to the start of jupyterhub-singleuser itself, not to the Outpost's "
-        "request path: in the logs of a run the Outpost answered `POST /services` in "
-        "~0.4 s and the hub noticed the ready server the same ~1.3 s (median) after it "
-        "printed 'is running at' on both paths (the hub's HTTP check backs off up to "
-        "5 s), but the server process took longer from the hub's start to 'running' on "
-        "the Outpost path. See the findings below."
+        "Almost all of a start is jupyterhub-singleuser's own start, which varied from "
+        "4 to 21 s per start on this loaded machine on both paths; the bench alternates "
+        "direct and Outpost starts so that load drift hits both, but a difference of a "
+        "few tenths of a second is below what 20 starts here can resolve. Known fixed "
+        "costs of the Outpost path (start request, forward PUT, first channel, refused "
+        "early checks through the tunnel) are in the findings below. What would settle "
+        "it: the same 20+20 starts on an idle machine."
     ),
     "outpost.poll_rps": (
         "One poll is a Tornado request with HTTP Basic auth and two store reads, each "
@@ -163,7 +164,7 @@ def write(path: Path, results: dict, table: list[Row]) -> None:
         f"Measured {when} by `make bench` (`.venv/bin/python -m bench`) in "
         f"{results.get('duration_s', 0):.0f} s"
         + (" — **smoke run with tiny sizes, not real figures**" if results.get("smoke") else "")
-        + ". Raw numbers: `bench/results/latest.json`.",
+        + ". Raw numbers: `bench/results/latest.json` (written by every run, not committed).",
         "",
         f"Machine: {m['nproc']} CPUs, {m['cpu_model']}, {m['mem_gb']} GB RAM, Linux "
         f"{m['kernel']}, Python {m['python']}. Load average (1/5/15 min) at the start "
@@ -208,7 +209,8 @@ def write(path: Path, results: dict, table: list[Row]) -> None:
         out += [NOTES_FILE.read_text().rstrip(), ""]
     out += [
         METHOD,
-        "To run it again: `make bench` (about 10 minutes on 2 cores). `make test` "
+        "To run it again: `make bench` (16 minutes on this loaded 2-core machine, "
+        "two thirds of it the 40 spawns of figure 3). `make test` "
         "runs the smoke version (`tests/bench/test_bench_smoke.py`, every figure with tiny "
         "sizes) so the code cannot rot.",
         "",
