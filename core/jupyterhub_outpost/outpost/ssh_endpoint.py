@@ -111,6 +111,7 @@ class _EndpointServer(asyncssh.SSHServer):
         if sock is not None and sock.family in (socket.AF_INET, socket.AF_INET6):
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         fastpath.install_receive(conn)  # fewer copies per received packet (uploads)
+        fastpath.set_read_size(getattr(conn, "_transport", None))
         self._endpoint._connections.add(conn)
 
     def connection_lost(self, exc: Exception | None) -> None:
@@ -214,6 +215,7 @@ class _EndpointServer(asyncssh.SSHServer):
                 asyncssh.OPEN_CONNECT_FAILED, f"cannot connect to {host}:{port}: {e}"
             ) from None
         set_nodelay(transport)
+        fastpath.set_read_size(transport)
         endpoint.log.debug("SSH forward of hub %s to %s:%s opened", hub, host, port)
         if endpoint.on_forward_opened is not None:
             endpoint.on_forward_opened(hub, host, port)

@@ -249,3 +249,13 @@ def install_receive(conn) -> bool:
         return False
     conn.data_received = types.MethodType(_data_received, conn)
     return True
+
+
+# Bytes asked for per recv() on forwarded and SSH sockets (asyncio's default: 256 KiB).
+READ_SIZE = 1 << 20
+
+
+def set_read_size(transport) -> None:
+    """Let an asyncio selector transport read up to :data:`READ_SIZE` bytes per ``recv()``."""
+    if READ_SIZE and transport is not None and hasattr(transport, "max_size"):
+        transport.max_size = READ_SIZE

@@ -163,6 +163,7 @@ class SSHLink:
         )
         set_nodelay(conn.get_extra_info("socket"))
         fastpath.install_receive(conn)  # fewer copies per received packet (downloads)
+        fastpath.set_read_size(conn._transport)
         return conn
 
     async def _run(self) -> None:
@@ -242,6 +243,7 @@ class _LocalSide(SSHForwarder):
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         super().connection_made(transport)  # sets TCP_NODELAY
+        fastpath.set_read_size(transport)
         transport.pause_reading()  # hold the client until the channel is open
         # uvloop starts reading after connection_made even when paused in it: pause again
         # once it has (what it read meanwhile is buffered and sent when attached)
