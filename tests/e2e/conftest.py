@@ -4,13 +4,15 @@ Each test module brings one scenario up once (module-scoped fixture, through the
 ``Topology`` Python API, in a thread with its own event loop so that the services keep
 being supervised while the tests run synchronously), and runs against it:
 
-- a user starts a named server on each Outpost through the hub's REST API, the test
-  follows the progress stream, proves the data path through the proxy (``api/status``
-  and a kernel round trip over a websocket), stops it and checks that both sides are
-  clean (hub, Outpost, tunnel daemon, server process);
-- faults (Outpost killed, hub restarted, ...), keeping the same kernel;
-- two users with a server each at once;
-- at the end, ``down`` leaves no process, namespace, veth or bridge of the run.
+- two users at once (alice on the first Outpost, bob on the last) each start a named
+  server through the hub's REST API; the test follows the progress stream, proves the
+  data path through the proxy (``api/status`` and a kernel round trip over a websocket),
+  stops it and checks that both sides are clean (hub, Outpost, tunnel daemon, process);
+- faults (Outpost killed, hub restarted, hub stopped, a job that never reports), with
+  one server and one kernel kept across them;
+- at the end, ``down`` leaves no process, namespace, veth, bridge or state file.
+
+Select them with ``pytest -m e2e``; they are skipped without root and ``ip netns``.
 
 Every wait is a backoff wait on an observable state (``wait_until``), never a sleep.
 """
