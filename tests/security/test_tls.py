@@ -150,3 +150,57 @@ async def test_https_outpost_does_not_answer_plain_http(make_outpost, pki):
     url = await https_outpost(make_outpost, pki["good"])
     with pytest.raises(OutpostError):
         await hub_client(url.replace("https://", "http://"), pki["ca"]).flavors()
+
+
+class HttpsHub:
+    """A stand-in hub API over HTTPS that records what it is sent."""
+
+    def __init__(self, cert):
+        import ssl
+
+        from tornado import web
+        from tornado.httpserver import HTTPServer
+
+        from tests.helpers.outpost_process import free_port
+
+        self.posts = []
+        posts = self.posts
+
+        class Record(web.RequestHandler):
+            def post(self, path):
+                posts.append(path)
+                self.finish("{}")
+
+        context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+        context.load_cert_chain(*cert)
+        self.port = free_port()
+        self.server = HTTPServer(web.Application([(r"/(.*)", Record)]), ssl_options=context)
+        self.server.listen(self.port, "127.0.0.1")
+        self.url = f"https://127.0.0.1:{self.port}"
+
+    def close(self):
+        self.server.stop()
+
+
+@pytest.mark.parametrize("cert, delivered", [("good", True), ("foreign", False)])
+async def test_outpost_verifies_the_hubs_certificate_against_hub_ca_file(
+    make_outpost, pki, cert, delivered
+):
+    from tests.outpost.support import start_body, wait_for
+
+    hub = HttpsHub(pki[cert])
+    try:
+        outpost = await make_outpost(hub_ca_file=pki["ca"])
+        client = outpost.app.manager.hub_client
+        sent = await client.post_json(f"{hub.url}/events", {"progress": 1}, "t", what="event")
+        assert sent is delivered
+        assert hub.posts == (["events"] if delivered else [])
+        body = start_body("tls", env={"JUPYTERHUB_EVENTS_URL": f"{hub.url}/hub-events"})
+        assert (await outpost.api.call("POST", "/services", body=body))[0] == 200
+        if delivered:
+            await wait_for(lambda: "hub-events" in hub.posts, "events over verified HTTPS")
+        else:
+            assert "hub-events" not in hub.posts
+        assert (await outpost.api.call("DELETE", "/services/tls"))[0] == 200
+    finally:
+        hub.close()
