@@ -1,4 +1,5 @@
-"""A lower-copy send path for SSH channel data over AES-GCM (asyncssh 2.x).
+"""Fewer copies per SSH packet in asyncssh 2.x: a send path for AES-GCM channel data,
+metered feeding of the receive parser, and larger socket reads.
 
 Profiling the SSH endpoint during a download (docs/decisions/ssh-endpoint.md, "Throughput
 tuning, second round") showed that most of its CPU goes to copying, not to AES: for every
@@ -21,6 +22,10 @@ CTR/MAC ciphers use asyncssh's own path), no compression, key exchange and
 authentication complete with nothing deferred, no rekey due (the stock path starts it), no
 extended data, asyncssh's packet-level debug logging off. If asyncssh's internals are not
 what this was written against (another version), :func:`install` does nothing.
+
+:func:`install_receive` hands a connection's parser one packet's bytes at a time (same
+parser and checks, see :func:`_data_received`); :func:`set_read_size` lets a transport read
+:data:`READ_SIZE` bytes per ``recv()``.
 """
 
 from __future__ import annotations
