@@ -12,13 +12,13 @@ import os
 import shutil
 import time
 import urllib.request
-import uuid
 from pathlib import Path
 
 import websocket
 
 from bench import tunnel_compare as tc
 from bench.common import median
+from tests.helpers.kernel import execute_request
 
 PATHS = {"openssh": "openssh", "outpost": "ours"}  # our key -> tunnel_compare's path name
 
@@ -32,32 +32,6 @@ def start_kernel(port: int, token: str) -> str:
     )
     with urllib.request.urlopen(request, timeout=60) as response:  # noqa: S310 - 127.0.0.1
         return json.load(response)["id"]
-
-
-def execute_request(code: str) -> tuple[str, str]:
-    msg_id = uuid.uuid4().hex
-    message = {
-        "header": {
-            "msg_id": msg_id,
-            "username": "bench",
-            "session": uuid.uuid4().hex,
-            "msg_type": "execute_request",
-            "version": "5.3",
-        },
-        "parent_header": {},
-        "metadata": {},
-        "channel": "shell",
-        "buffers": [],
-        "content": {
-            "code": code,
-            "silent": False,
-            "store_history": False,
-            "user_expressions": {},
-            "allow_stdin": False,
-            "stop_on_error": True,
-        },
-    }
-    return msg_id, json.dumps(message)
 
 
 def measure_ws_rtt(port: int, token: str, kernel_id: str, rounds: int) -> float:

@@ -10,7 +10,6 @@ import subprocess
 import threading
 import time
 import urllib.request
-import uuid
 from collections import deque
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -20,6 +19,7 @@ from urllib.parse import urlsplit
 import pytest
 from jupyterhub_outpost.topology.runner import Topology
 
+from tests.helpers import kernel
 from tests.helpers.hub_process import HubProcess, process_alive, wait_until
 
 REPO = Path(__file__).resolve().parents[2]
@@ -233,55 +233,8 @@ def new_kernel(hub: ScenarioHub, user: str, server: str) -> str:
 
 def execute(hub: ScenarioHub, user: str, server: str, kernel_id: str, code: str) -> str:
     """Run ``code`` in a kernel over its websocket through the proxy; returns its stdout."""
-    import websocket
-
-    ws = websocket.create_connection(
-        f"ws://{hub.ip}:{hub.port}{prefix(user, server)}api/kernels/{kernel_id}/channels",
-        header=[f"Authorization: token {hub.admin_token}"],
-        timeout=60,
-    )
-    try:
-        msg_id = uuid.uuid4().hex
-        ws.send(
-            json.dumps(
-                {
-                    "header": {
-                        "msg_id": msg_id,
-                        "username": "e2e",
-                        "session": uuid.uuid4().hex,
-                        "msg_type": "execute_request",
-                        "version": "5.3",
-                    },
-                    "parent_header": {},
-                    "metadata": {},
-                    "channel": "shell",
-                    "buffers": [],
-                    "content": {
-                        "code": code,
-                        "silent": False,
-                        "store_history": False,
-                        "user_expressions": {},
-                        "allow_stdin": False,
-                        "stop_on_error": True,
-                    },
-                }
-            )
-        )
-        out: list[str] = []
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline:
-            msg = json.loads(ws.recv())
-            if msg.get("parent_header", {}).get("msg_id") != msg_id:
-                continue
-            if msg["msg_type"] == "stream":
-                out.append(msg["content"]["text"])
-            elif msg["msg_type"] == "error":
-                raise AssertionError(f"kernel error: {msg['content']}")
-            elif msg["msg_type"] == "status" and msg["content"]["execution_state"] == "idle":
-                return "".join(out)
-        raise TimeoutError(f"no answer from kernel {kernel_id} within 60s")
-    finally:
-        ws.close()
+    url = f"ws://{hub.ip}:{hub.port}{prefix(user, server)}api/kernels/{kernel_id}/channels"
+    return kernel.run_code(url, hub.admin_token, code)
 
 
 def stop_and_assert_clean(sc: RunningScenario, user: str, server: str, where: Located) -> None:

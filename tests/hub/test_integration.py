@@ -20,7 +20,6 @@ import os
 import signal
 import subprocess
 import sys
-import time
 import urllib.request
 import uuid
 from concurrent.futures import ThreadPoolExecutor
@@ -30,6 +29,7 @@ from pathlib import Path
 import pytest
 from jupyterhub_outpost.topology import netns
 
+from tests.helpers import kernel
 from tests.helpers.hub_process import HubProcess, process_alive, wait_until
 from tests.helpers.outpost_process import OutpostProcess, basic_auth
 
@@ -360,60 +360,15 @@ def status_ok(hub: HubProcess, user: str, server: str) -> bool:
 
 def run_code(hub: HubProcess, user: str, server: str, code: str, timeout: float = 60) -> str:
     """Start a kernel through the proxy and run ``code`` over its websocket; returns stdout."""
-    import websocket
-
-    status, kernel = hub.proxy_request(
+    status, kernel_model = hub.proxy_request(
         "POST", f"{prefix(user, server)}api/kernels", {"name": "python3"}
     )
-    assert status == 201, (status, kernel)
-    ws = websocket.create_connection(
-        f"ws://{hub.ip}:{hub.port}{prefix(user, server)}api/kernels/{kernel['id']}/channels",
-        header=[f"Authorization: token {hub.admin_token}"],
-        timeout=timeout,
-    )
+    assert status == 201, (status, kernel_model)
+    url = f"ws://{hub.ip}:{hub.port}{prefix(user, server)}api/kernels/{kernel_model['id']}/channels"
     try:
-        msg_id = uuid.uuid4().hex
-        ws.send(
-            json.dumps(
-                {
-                    "header": {
-                        "msg_id": msg_id,
-                        "username": "test",
-                        "session": uuid.uuid4().hex,
-                        "msg_type": "execute_request",
-                        "version": "5.3",
-                    },
-                    "parent_header": {},
-                    "metadata": {},
-                    "channel": "shell",
-                    "buffers": [],
-                    "content": {
-                        "code": code,
-                        "silent": False,
-                        "store_history": False,
-                        "user_expressions": {},
-                        "allow_stdin": False,
-                        "stop_on_error": True,
-                    },
-                }
-            )
-        )
-        out = []
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            msg = json.loads(ws.recv())
-            if msg.get("parent_header", {}).get("msg_id") != msg_id:
-                continue
-            if msg["msg_type"] == "stream":
-                out.append(msg["content"]["text"])
-            elif msg["msg_type"] == "error":
-                raise AssertionError(f"kernel error: {msg['content']}")
-            elif msg["msg_type"] == "status" and msg["content"]["execution_state"] == "idle":
-                break
-        return "".join(out)
+        return kernel.run_code(url, hub.admin_token, code, timeout)
     finally:
-        ws.close()
-        hub.proxy_request("DELETE", f"{prefix(user, server)}api/kernels/{kernel['id']}")
+        hub.proxy_request("DELETE", f"{prefix(user, server)}api/kernels/{kernel_model['id']}")
 
 
 def remote_flavor_usage(hub: HubProcess, flavor: str) -> int:
