@@ -189,3 +189,36 @@ async def test_restart_with_other_forward_ip_moves_forwards_and_keeps_ports(
     assert (g["local_host"], g["local_port"]) == ("127.0.0.2", f["local_port"])
     assert await http_get(f["local_port"], host="127.0.0.2") == (200, b"hello from target")
     assert '"127.0.0.2"' in moved.state_file.read_text()
+
+
+async def test_concurrent_puts_and_deletes_survive_sigkill_right_after_the_last_answer(
+    procs, tmp_path, hub_key, endpoint, target
+):
+    """Group commit: requests share saves of the state file, but each one is answered only
+    once a save holds its change, so a SIGKILL right after the last answer loses nothing."""
+    d = Daemon(procs, tmp_path, hub_key.path)
+    await d.start()
+    ssh = endpoint.ssh()
+
+    async def put(key: str) -> tuple[str, int]:
+        f = await d.client.put_forward(
+            key, ssh=ssh, target_host="127.0.0.1", target_port=target.port
+        )
+        return key, f["local_port"]
+
+    old = dict(await asyncio.gather(*(put(f"old.{i}") for i in range(10))))
+    gone = [f"old.{i}" for i in range(5)]
+    results = await asyncio.gather(
+        *(put(f"burst.{i}") for i in range(50)),
+        *(d.client.delete_forward(key) for key in gone),
+    )
+    d.proc.kill()  # at once: no request is in flight any more, every one was answered
+    await wait_until(lambda: d.proc.popen.poll() is not None, "daemon did not die")
+    expected = {k: p for k, p in old.items() if k not in gone}
+    expected.update(r for r in results if isinstance(r, tuple))
+    assert len(expected) == 55
+    await d.start()
+    restored = {f["key"]: f["local_port"] for f in await d.client.list_forwards()}
+    assert restored == expected
+    answers = await asyncio.gather(*(http_get(port) for port in restored.values()))
+    assert all(a == (200, b"hello from target") for a in answers)

@@ -6,7 +6,11 @@ Invariants:
   its stored port could not be bound after a restart);
 - one :class:`SSHLink` per distinct ``(host, port, user, host_key)``, closed when its last
   forward goes away;
-- the state file is rewritten after every change of the table (not on state changes).
+- the state file is rewritten after every change of the table (not on state changes), by
+  group commit: the lock covers only the in-memory change and the bind; one writer task then
+  saves the whole table, and each PUT/DELETE waits (outside the lock) for a save that includes
+  its change before it answers. A burst of N requests costs ~1-2 saves, not N, and an answered
+  request is still in the state file when the daemon is SIGKILLed right after.
 """
 
 from __future__ import annotations
@@ -50,6 +54,10 @@ class ForwardManager:
         self.bind_errors: dict[str, str] = {}
         self.links: dict[SSHTarget, SSHLink] = {}
         self._lock = asyncio.Lock()
+        # group commit: _version counts table changes, _saved_version is the last one on disk
+        self._version = 0
+        self._saved_version = 0
+        self._writer: asyncio.Task | None = None
         self._rebind_tasks: dict[str, asyncio.Task] = {}
         # a restored forward whose port is taken retries like a dropped SSH connection
         self.rebind_initial_delay = self.link_options.get("reconnect_initial_delay", 0.5)
@@ -78,9 +86,31 @@ class ForwardManager:
             await link.close()
 
     # -- persistence --
-    async def _save(self) -> None:
-        specs = sorted(self.specs.values(), key=lambda s: s.key)
-        await asyncio.to_thread(save_state, self.state_file, specs)
+    def _changed(self) -> int:
+        """Count a change of the table (call after changing ``specs``); its version."""
+        self._version += 1
+        return self._version
+
+    async def _write_loop(self) -> None:
+        """Save the table until the file holds the latest version (the only writer)."""
+        try:
+            while self._saved_version < self._version:
+                # snapshot and version together, with no await between: the file written
+                # holds at least every change counted up to ``version``
+                version = self._version
+                specs = sorted(self.specs.values(), key=lambda s: s.key)
+                await asyncio.to_thread(save_state, self.state_file, specs)
+                self._saved_version = version
+        finally:
+            self._writer = None
+
+    async def _durable(self, version: int) -> None:
+        """Return once the state file holds change ``version`` (raises if the save failed)."""
+        while self._saved_version < version:
+            if self._writer is None:
+                self._writer = asyncio.create_task(self._write_loop())
+            # shielded: a cancelled request must not cancel the save the others wait for
+            await asyncio.shield(self._writer)
 
     async def restore(self) -> None:
         """Load the state file and bring every stored forward back on its local port."""
@@ -106,7 +136,7 @@ class ForwardManager:
                 self.listeners[spec.key] = listener
                 self.metrics.forward_added(spec.key)
             if moved:
-                await self._save()
+                await self._durable(self._changed())
             if specs:
                 self.log.info("Restored %d forward(s) from %s", len(specs), self.state_file)
 
@@ -218,8 +248,8 @@ class ForwardManager:
             self.specs[key] = spec
             self.listeners[key] = listener
             self.bind_errors.pop(key, None)
+            version = self._changed()
             await self._release_unused_links()
-            await self._save()
             if old is None:
                 self.metrics.forward_added(key)
             self.log.info(
@@ -231,7 +261,10 @@ class ForwardManager:
                 target_host,
                 target_port,
             )
-            return self.describe(key)
+            forward = self.describe(key)
+        # outside the lock: concurrent requests share one save (group commit)
+        await self._durable(version)
+        return forward
 
     async def delete(self, key: str) -> bool:
         async with self._lock:
@@ -239,19 +272,25 @@ class ForwardManager:
                 return False
             del self.specs[key]
             self.bind_errors.pop(key, None)
+            version = self._changed()
             listener = self.listeners.pop(key, None)
             if listener is not None:
                 await listener.close()
             await self._release_unused_links()
-            await self._save()
             self.metrics.forward_removed(key)
             self.log.info("Forward %s removed", key)
-            return True
+        await self._durable(version)
+        return True
 
     async def close(self) -> None:
         """Close listeners and SSH connections (the state file keeps the table)."""
         for task in list(self._rebind_tasks.values()):
             task.cancel()
+        if self._writer is not None:
+            try:
+                await asyncio.shield(self._writer)  # let a save in progress finish
+            except Exception as e:
+                self.log.error("Saving %s failed: %s", self.state_file, e)
         async with self._lock:
             for listener in self.listeners.values():
                 await listener.close()
