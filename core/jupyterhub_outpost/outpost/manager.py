@@ -4,6 +4,14 @@ Handlers call ``start``/``poll``/``stop``/``list``/``flavors``; the app calls
 ``recover`` at start-up, ``reap_expired`` periodically and ``authorize_forward`` for
 the SSH endpoint. The store is the truth; ``self._spawners`` caches the live Spawner
 objects (rebuilt from stored state after a restart).
+
+Poll path: ``self._running`` maps (hub, name) of each RUNNING server with a live spawner
+to its row id, and ``self._addresses`` maps (hub, address) likewise for
+``authorize_forward``. They are only set once the store says RUNNING (start, recovery, a
+poll that found it running) and cleared on every stop, reap, end and failed start. A
+poll of an indexed server still reads its row once (by primary key, under the server's
+lock), so another hub's name, a changed start id, an end recorded meanwhile and an
+unreachable database are answered exactly as before; the index only saves the lookup.
 """
 
 import asyncio
@@ -32,6 +40,10 @@ class Live:
     start_future: asyncio.Future | None = None
     stop_requested: bool = False
     lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+    key: tuple[str, str] | None = None  # (hub, name) while indexed as running
+    address: tuple[str, str] | None = None  # (hub, service address) while indexed
+    state_enc: str | None = None  # the stored state last seen, and its decryption
+    state: dict | None = None
 
 
 class ServiceManager:
@@ -42,6 +54,8 @@ class ServiceManager:
         self.hub_client = hub_client
         self.log = log
         self._spawners: dict[int, Live] = {}
+        self._running: dict[tuple[str, str], int] = {}  # (hub, name) -> row id
+        self._addresses: dict[tuple[str, str], int] = {}  # (hub, address) -> row id
         self._flavor_update_urls: dict[str, str] = {}
         self._tasks: set[asyncio.Task] = set()
 
@@ -73,6 +87,39 @@ class ServiceManager:
             )
             live = self._spawners[row.id] = Live(spawner)
         return live
+
+    def _index_running(self, row_id: int, hub: str, name: str, address: str) -> None:
+        """The store says this server runs: let polls and forwards find it in memory."""
+        live = self._spawners.get(row_id)
+        if live is None:
+            return
+        self._unindex(row_id)
+        live.key = (hub, name)
+        self._running[live.key] = row_id
+        if address:
+            live.address = (hub, address)
+            self._addresses[live.address] = row_id
+
+    def _unindex(self, row_id: int) -> None:
+        live = self._spawners.get(row_id)
+        if live is None:
+            return
+        if live.key is not None and self._running.get(live.key) == row_id:
+            del self._running[live.key]
+        if live.address is not None and self._addresses.get(live.address) == row_id:
+            del self._addresses[live.address]
+        live.key = live.address = None
+
+    def _forget(self, row_id: int) -> None:
+        self._unindex(row_id)
+        self._spawners.pop(row_id, None)
+
+    def _stored_state(self, live: Live, row) -> dict:
+        """The decrypted stored state, decrypted again only when it changed."""
+        if live.state_enc != row.state_enc:
+            live.state = self.store.state(row)
+            live.state_enc = row.state_enc
+        return live.state
 
     async def _save_state(self, row_id: int, spawner) -> None:
         await self.store.update(row_id, state=spawner.get_state())
@@ -201,6 +248,7 @@ class ServiceManager:
                     started_at=utcnow(),
                     state=spawner.get_state(),
                 )
+                self._index_running(row.id, row.hub, row.name, address)
             self._observe_start(row.hub, "started", began)
             self.log.info("Server %s of hub %s runs at %r", row.name, row.hub, address)
             self._background(self.send_flavor_update(row.hub))
@@ -254,7 +302,7 @@ class ServiceManager:
                 metrics.start_failures.labels(hub, reason).inc()
 
     async def _cleanup_failed(self, row: Service, spawner) -> None:
-        self._spawners.pop(row.id, None)
+        self._forget(row.id)
         if spawner is None:
             return
         try:
@@ -264,6 +312,28 @@ class ServiceManager:
 
     # --- poll / stop -----------------------------------------------------------------
     async def poll(self, hub: str, name: str, start_id: str | None = None) -> dict:
+        row_id = self._running.get((hub, name))
+        live = self._spawners.get(row_id) if row_id is not None else None
+        if live is None:
+            return await self._poll_lookup(hub, name, start_id)
+        async with live.lock:
+            row = await self.store.poll_view(row_id)
+            if row is not None and row.hub == hub and row.name == name and row.status == RUNNING:
+                if start_id and row.start_id != start_id:
+                    raise OutpostError(
+                        404, f"No server {name!r} with start id {start_id!r} on this Outpost."
+                    )
+                status = await self._poll_running(row, live)
+                if status is None:
+                    return {"status": None}
+            else:
+                status = _MISSED  # stopped or ended meanwhile: answer as without the index
+        if status is _MISSED:
+            return await self._poll_lookup(hub, name, start_id)
+        return self._ended_now(hub, name, status)
+
+    async def _poll_lookup(self, hub: str, name: str, start_id: str | None) -> dict:
+        """A poll of a server that is not indexed as running: find it by name."""
         row = await self._row(hub, name, start_id)
         if row.status == STARTING:
             return {"status": None}
@@ -271,22 +341,35 @@ class ServiceManager:
             return _ended(row)
         live = self._live(row)
         async with live.lock:
-            row = await self.store.get_by_id(row.id)
+            row = await self.store.poll_view(row.id)
             if row is None:  # stopped meanwhile
                 raise OutpostError(404, f"No server {name!r} on this Outpost.")
             if row.status != RUNNING:  # ended meanwhile (reaper, concurrent poll)
                 return _ended(row)
-            status = await self.runner.poll(live.spawner)
+            status = await self._poll_running(row, live)
             if status is None:
-                state = live.spawner.get_state()
-                if state != self.store.state(row):  # most polls change nothing: no write
-                    await self.store.update(row.id, state=state)
+                self._index_running(row.id, hub, name, row.service_address)
                 return {"status": None}
-            await self.store.update(row.id, state=live.spawner.get_state())
-            await self.store.mark_ended(row.id, status=STOPPED, exit_status=int(status))
+        return self._ended_now(hub, name, status)
+
+    async def _poll_running(self, row, live: Live) -> int | None:
+        """Poll a RUNNING row's spawner (caller holds ``live.lock``); store what changed."""
+        status = await self.runner.poll(live.spawner)
+        state = live.spawner.get_state()
+        if status is None:
+            if state != self._stored_state(live, row):  # most polls change nothing: no write
+                await self.store.update(row.id, state=state)
+            return None
+        self._unindex(row.id)
+        await self.store.update(
+            row.id, state=state, status=STOPPED, exit_status=int(status), error=None
+        )
+        return int(status)
+
+    def _ended_now(self, hub: str, name: str, status: int) -> dict:
         self.log.info("Server %s of hub %s ended with status %s", name, hub, status)
         self._background(self.send_flavor_update(hub))
-        return {"status": int(status)}
+        return {"status": status}
 
     async def stop(self, hub: str, name: str, start_id: str | None, *, background: bool) -> None:
         row = await self._row(hub, name, start_id)
@@ -332,7 +415,7 @@ class ServiceManager:
                 await self.store.update(row.id, state=live.spawner.get_state())
                 await self.store.mark_ended(row.id, status=STOPPED, exit_status=0, error=reason)
             # only now: a poll that builds a new Live must find the row already ended
-            self._spawners.pop(row.id, None)
+            self._forget(row.id)
         self.log.info("Stopped server %s of hub %s", row.name, row.hub)
         self._background(self.send_flavor_update(row.hub))
 
@@ -426,9 +509,10 @@ class ServiceManager:
         status = await self.runner.poll(live.spawner)
         if status is None:
             await self._save_state(row.id, live.spawner)
+            self._index_running(row.id, row.hub, row.name, row.service_address)
             self.log.info("Server %s of hub %s is still running", row.name, row.hub)
         else:
-            self._spawners.pop(row.id, None)
+            self._forget(row.id)
             await self.store.mark_ended(row.id, status=STOPPED, exit_status=int(status))
             self.log.info("Server %s of hub %s ended while the Outpost was down", row.name, row.hub)
 
@@ -452,6 +536,9 @@ class ServiceManager:
         """May ``hub`` open an SSH forward to ``host:port``? (see docs/internals.md)"""
         bare = host[1:-1] if host.startswith("[") and host.endswith("]") else host
         candidates = {f"{bare}:{port}", f"[{bare}]:{port}"}
+        for address in candidates:  # a running server of this hub: no store query
+            if self._addresses.get((hub, address)) in self._spawners:
+                return True
         for address in candidates:
             if await self.store.has_running_address(hub, address):
                 return True
@@ -475,6 +562,9 @@ async def _finish_relay(task: asyncio.Task) -> None:
         await asyncio.wait_for(asyncio.shield(task), RELAY_GRACE_SECONDS)
     except asyncio.TimeoutError:
         task.cancel()
+
+
+_MISSED = object()  # an indexed poll found the row no longer running
 
 
 class _StartCancelled(Exception):

@@ -135,6 +135,24 @@ class Store:
         async with self.sessions() as session:
             return await session.get(Service, row_id)
 
+    async def poll_view(self, row_id: int):
+        """The columns a poll needs, in one indexed read without a session or ORM objects."""
+        async with self.engine.connect() as connection:
+            result = await connection.execute(
+                select(
+                    Service.id,
+                    Service.hub,
+                    Service.name,
+                    Service.start_id,
+                    Service.status,
+                    Service.exit_status,
+                    Service.error,
+                    Service.state_enc,
+                    Service.service_address,
+                ).where(Service.id == row_id)
+            )
+            return result.first()
+
     async def list_hub(self, hub: str) -> list[Service]:
         async with self.sessions() as session:
             result = await session.scalars(
