@@ -1,29 +1,30 @@
 """The values the kind e2e hands to each chart, rendered and validated here (no Docker).
 
-tests/e2e/kind builds every release's values from scenarios/<name>/kind/*.yaml plus what
-one run generates (keys, passwords, addresses). The same builders run here with example
-addresses, so a values mistake shows up in `make test`, not only on a machine with Docker.
+jupyterhub_outpost.topology.kind (kind mode and the kind e2e) builds every release's
+values from scenarios/<name>/kind/*.yaml plus what one run generates (keys, passwords,
+addresses). The same builders run here with example addresses, so a values mistake shows
+up in `make test`, not only on a machine with Docker.
 """
 
 from __future__ import annotations
 
 import pytest
 import yaml
+from jupyterhub_outpost.topology import kind as kind_mode
 
 from tests.charts.chart_helpers import ADDONS, OUTPOST, one, render, secret_text, validate
-from tests.e2e.kind import kind_env
 
 SCENARIOS = ["one-remote", "remote-local", "external-tunnel", "delayed-tunnel"]
 
 
 @pytest.fixture(scope="module")
 def keys():
-    return kind_env.Keys.generate()
+    return kind_mode.Keys.generate()
 
 
 def test_merge_follows_helm_values_files():
     base = {"a": {"b": 1, "c": [1, 2]}, "d": 1}
-    assert kind_env.merge(base, {"a": {"c": [3]}, "e": 2}) == {
+    assert kind_mode.merge(base, {"a": {"c": [3]}, "e": 2}) == {
         "a": {"b": 1, "c": [3]},
         "d": 1,
         "e": 2,
@@ -34,8 +35,8 @@ def test_merge_follows_helm_values_files():
 @pytest.mark.parametrize("service_type", ["LoadBalancer", "NodePort"])
 @pytest.mark.parametrize("scenario", SCENARIOS)
 def test_each_scenarios_releases_render_valid(scenario, service_type, keys):
-    values = kind_env.outpost_values(scenario, keys, service_type)
-    objects, _ = render(OUTPOST, values, name="outpost", namespace=kind_env.OUTPOST_NS)
+    values = kind_mode.outpost_values(scenario, keys, service_type)
+    objects, _ = render(OUTPOST, values, name="outpost", namespace=kind_mode.OUTPOST_NS)
     validate(objects)
     assert one(objects, "Service", "outpost-jupyterhub-outpost-ssh")["spec"]["type"] == service_type
     secret = one(objects, "Secret")
@@ -48,7 +49,7 @@ def test_each_scenarios_releases_render_valid(scenario, service_type, keys):
     if local:
         objects, _ = render(
             OUTPOST,
-            kind_env.local_outpost_values(scenario, local),
+            kind_mode.local_outpost_values(scenario, local),
             name="outpost-local",
             namespace="outpost-local",
         )
@@ -56,11 +57,11 @@ def test_each_scenarios_releases_render_valid(scenario, service_type, keys):
         # the hub-addons scenario file points at this release's Service
         service = one(objects, "Service")["metadata"]["name"]
         addons_file = yaml.safe_load(
-            (kind_env.ROOT / "scenarios" / scenario / "kind" / "hub-addons.yaml").read_text()
+            (kind_mode.ROOT / "scenarios" / scenario / "kind" / "hub-addons.yaml").read_text()
         )
         assert addons_file["outposts"]["local"]["url"] == f"http://{service}.outpost-local.svc:8080"
 
-    addons = kind_env.addons_values(
+    addons = kind_mode.addons_values(
         scenario,
         keys,
         api=("172.18.0.10", 8080),
@@ -68,14 +69,14 @@ def test_each_scenarios_releases_render_valid(scenario, service_type, keys):
         hub_api_url="http://172.18.0.12/hub/api",
         local_password=local,
     )
-    objects, _ = render(ADDONS, addons, name="hub-addons", namespace=kind_env.HUB_NS)
+    objects, _ = render(ADDONS, addons, name="hub-addons", namespace=kind_mode.HUB_NS)
     validate(objects)
     configmap = one(objects, "ConfigMap")
     assert configmap["metadata"]["name"] == "hub-addons-hub-config"  # what the e2e reads
     secret = one(objects, "Secret")
     assert secret_text(secret, "outpost-remote-host-key") == keys.host_public
     assert secret_text(secret, "outpost-remote-password") == keys.password
-    z2jh = kind_env.z2jh_values(
+    z2jh = kind_mode.z2jh_values(
         scenario, yaml.safe_load(configmap["data"]["z2jh-values.yaml"]), service_type, "t"
     )
     assert z2jh["hub"]["image"] == {

@@ -2,6 +2,7 @@
 
     jupyterhub-outpost topology up SCENARIO_DIR [--mode local|kind] [--run-dir DIR]
     jupyterhub-outpost topology down [SCENARIO_DIR | --run-dir DIR]
+    jupyterhub-outpost topology down --mode kind SCENARIO_DIR   # delete its kind clusters
     jupyterhub-outpost topology status [SCENARIO_DIR | --run-dir DIR]
     jupyterhub-outpost topology exec HOST [SCENARIO_DIR | --run-dir DIR] -- ARGV...
     jupyterhub-outpost topology cleanup          # remove leftovers of crashed runs
@@ -71,6 +72,12 @@ def parser() -> argparse.ArgumentParser:
     down = sub.add_parser("down", help="tear down a scenario brought up by 'topology up'")
     down.add_argument("scenario", nargs="?", help="scenario folder (to find ./run/NAME)")
     down.add_argument("--run-dir", help="the run dir given to 'up'")
+    down.add_argument(
+        "--mode",
+        choices=["local", "kind"],
+        default="local",
+        help="kind: delete the scenario's kind clusters",
+    )
     down.add_argument("--log-level", default="INFO")
     status = sub.add_parser(
         "status", help="hosts, addresses, services and URL of a running scenario"
@@ -206,6 +213,12 @@ def main(argv: list[str] | None = None) -> None:
         print(f"cleaned {len(cleaned)} stale run(s): {', '.join(cleaned) or '-'}")
         return
     if args.command == "down":
+        if args.mode == "kind":
+            if not args.scenario:
+                sys.exit("topology down --mode kind: give the scenario folder")
+            from . import kind
+
+            sys.exit(kind.down(args.scenario))
         print(down_run_dir(find_run_dir(args)))
         return
     if args.command == "status":
@@ -223,12 +236,9 @@ def main(argv: list[str] | None = None) -> None:
                 file=sys.stderr,
             )
             sys.exit(EXIT_USAGE)
-        print(
-            "topology up --mode kind: a Docker engine is here, but kind mode is not "
-            "implemented by this runner yet; use --mode local.",
-            file=sys.stderr,
-        )
-        sys.exit(EXIT_USAGE)
+        from . import kind  # the charts on kind clusters named after the scenario
+
+        sys.exit(kind.up(args.scenario))
     stale = netns.cleanup_stale()
     if stale:
         print(f"removed leftovers of crashed runs: {', '.join(stale)}", file=sys.stderr)

@@ -10,7 +10,7 @@ import secrets
 import pytest
 import yaml
 
-from ..lab import REPO, run_playbook, write_yaml
+from ..lab import run_playbook, write_yaml
 
 pytestmark = [pytest.mark.slow]
 
@@ -22,7 +22,7 @@ def cluster():
     from tests.e2e.kind import kind_env  # the kind e2e's cluster and image helpers
 
     kind_env.build_images()
-    c = kind_env.Cluster(CLUSTER, REPO / "tests" / "e2e" / "kind" / "kind-outpost.yaml")
+    c = kind_env.Cluster(CLUSTER, kind_env.REMOTE_CONFIG)
     c.create([kind_env.OUTPOST_IMAGE, kind_env.HUB_IMAGE])
     try:
         yield c
