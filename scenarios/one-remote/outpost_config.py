@@ -1,5 +1,6 @@
-# The remote Outpost of the one-remote scenario (rendered by the topology runner into
-# RUN_DIR/files/outpost/outpost_config.py; {...} placeholders are filled in per run).
+# The remote Outpost of the one-remote, remote-local and external-tunnel scenarios: one file,
+# linked from the other two folders. The topology runner renders it into
+# RUN_DIR/files/outpost/outpost_config.py; {...} placeholders are filled in per run.
 # Its servers are jupyterhub-singleuser processes on the Outpost host, listening on the
 # site network only, so the hub reaches them through this Outpost's SSH endpoint.
 from jupyterhub.spawner import SimpleLocalProcessSpawner
