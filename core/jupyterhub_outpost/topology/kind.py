@@ -586,15 +586,17 @@ def up(scenario_path: str) -> int:
             signal.signal(s, handler)
         signal.signal(signal.SIGINT, signal.SIG_IGN)  # the teardown is not interrupted
         say("deleting the clusters")
-        down_clusters(hub, remote)
+        if down_clusters(hub, remote)[1]:
+            code = code or 1
         lbs.stop()
         signal.signal(signal.SIGINT, signal.default_int_handler)
     say(f"{scenario} is down")
     return code
 
 
-def down_clusters(*clusters: Cluster) -> list[str]:
-    deleted = []
+def down_clusters(*clusters: Cluster) -> tuple[list[str], list[str]]:
+    """Delete those of the clusters that exist: (deleted, failed) names."""
+    deleted, failed = [], []
     for cluster in clusters:
         try:
             if cluster.exists():
@@ -602,7 +604,8 @@ def down_clusters(*clusters: Cluster) -> list[str]:
                 deleted.append(cluster.name)
         except (KindError, OSError, subprocess.TimeoutExpired) as e:
             print(f"kind | could not delete {cluster.name}: {e}", file=sys.stderr)
-    return deleted
+            failed.append(cluster.name)
+    return deleted, failed
 
 
 def down(scenario_path: str) -> int:
@@ -615,6 +618,9 @@ def down(scenario_path: str) -> int:
     if shutil.which("kind") is None:
         print("topology down --mode kind: the kind binary is not on PATH", file=sys.stderr)
         return 2
-    deleted = down_clusters(*clusters_for(scenario))
+    deleted, failed = down_clusters(*clusters_for(scenario))
     print(f"deleted kind clusters: {', '.join(deleted) or '-'}")
+    if failed:
+        print(f"topology down --mode kind: could not delete {', '.join(failed)}", file=sys.stderr)
+        return 1
     return 0

@@ -190,3 +190,13 @@ def test_kind_env_reexports_the_product_for_the_ansible_kind_test():
     c = kind_env.Cluster("x", kind_env.REMOTE_CONFIG, kind_path="kind", kubectl_path="kubectl")
     assert c.kind.kubeconfig_path == c.kubeconfig_path
     assert kind_env.scenario_values is kind.scenario_values
+
+
+def test_down_says_so_when_kind_fails(tmp_path, monkeypatch, capsys):
+    broken = tmp_path / "kind"
+    broken.write_text(f"#!{sys.executable}\nimport sys\nsys.exit('Cannot connect to Docker')\n")
+    broken.chmod(0o755)
+    monkeypatch.setenv("PATH", str(tmp_path))
+    assert kind.down(str(ROOT / "scenarios" / "one-remote")) == 1
+    err = capsys.readouterr().err
+    assert "could not delete one-remote-hub, one-remote-remote" in err
