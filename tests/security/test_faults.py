@@ -7,13 +7,13 @@ restarted (tests/hub/test_integration.py).
 """
 
 import json
-import time
 import urllib.error
 import urllib.request
 from pathlib import Path
 
 import pytest
 
+from tests.helpers.hub_process import wait_until
 from tests.helpers.outpost_process import process_alive
 from tests.helpers.postgres import PostgresServer
 from tests.outpost.support import HUBS, MINI_SINGLEUSER
@@ -35,19 +35,6 @@ def call(outpost, method, path, body=None, hub="hub1", timeout=30):
             return e.code, json.loads(raw)
         except ValueError:
             return e.code, raw.decode(errors="replace")
-
-
-def wait_until(condition, timeout, what):
-    deadline = time.monotonic() + timeout
-    wait = 0.05
-    while True:
-        value = condition()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
-        time.sleep(wait)
-        wait = min(wait * 2, 1)
 
 
 def body(name):
