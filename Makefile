@@ -53,7 +53,7 @@ node: $(NODE_PREFIX)/.installed
 
 test: deps
 	$(BIN)/ruff check core tests bench charts/tools
-	$(BIN)/pytest $(PYTEST_ARGS)
+	$(BIN)/pytest -rs $(PYTEST_ARGS)
 
 lint: venv
 	$(BIN)/ruff check core tests bench charts/tools
