@@ -41,6 +41,17 @@ class OutpostInfo:
     tunnelled: bool = True  # False: the proxy reaches its servers directly
 
 
+#: the remote Outpost of one-remote, remote-local and external-tunnel (one shared config file)
+REMOTE_SITE = OutpostInfo(
+    name="remote",
+    service="outpost",
+    host="outpost",
+    secret="outpost_password",
+    flavor="small",
+    message="Remote site: starting JupyterLab",
+)
+
+
 @dataclass(frozen=True)
 class ScenarioInfo:
     name: str
@@ -362,6 +373,12 @@ def kernel_server_fixture(user: str = "alice", server: str = "faults"):
             ks.stop()
 
     return kernel_server
+
+
+def restart_hub(sc: RunningScenario) -> None:
+    """Stop the hub and start it again (servers, proxy and tunnels keep running)."""
+    sc.call(sc.topo.stop_service("hub"))
+    sc.call(sc.topo.start_service("hub"), timeout=180)
 
 
 def down_leaves_nothing(sc: RunningScenario) -> None:

@@ -4,25 +4,18 @@ proxy as its own service, so servers stay reachable while the hub is stopped."""
 import signal
 
 from .scenario import (
-    OutpostInfo,
+    REMOTE_SITE,
     ScenarioInfo,
     down_leaves_nothing,
     kernel_server_fixture,
+    restart_hub,
     scenario_fixture,
     two_users_at_once,
 )
 
-REMOTE = OutpostInfo(
-    name="remote",
-    service="outpost",
-    host="outpost",
-    secret="outpost_password",
-    flavor="small",
-    message="Remote site: starting JupyterLab",
-)
 INFO = ScenarioInfo(
     name="external-tunnel",
-    outposts=(REMOTE,),
+    outposts=(REMOTE_SITE,),
     tunnel_host="tunnel",
     tunnel_port=("tunnels", "api"),
 )
@@ -65,11 +58,7 @@ def test_killed_outpost_restarts_and_server_answers_again_with_same_kernel(scena
 
 
 def test_restarted_hub_routes_to_the_same_server_and_kernel(scenario, kernel_server):
-    def restart_hub():
-        scenario.call(scenario.topo.stop_service("hub"))
-        scenario.call(scenario.topo.start_service("hub"), timeout=180)
-
-    kernel_server.survives(restart_hub)
+    kernel_server.survives(lambda: restart_hub(scenario))
 
 
 def test_server_that_survived_the_faults_stops_clean(kernel_server):

@@ -4,22 +4,16 @@ whose servers the proxy reaches directly (no tunnel)."""
 import signal
 
 from .scenario import (
+    REMOTE_SITE,
     OutpostInfo,
     ScenarioInfo,
     down_leaves_nothing,
     kernel_server_fixture,
+    restart_hub,
     scenario_fixture,
     two_users_at_once,
 )
 
-REMOTE = OutpostInfo(
-    name="remote",
-    service="outpost",
-    host="outpost",
-    secret="outpost_password",
-    flavor="small",
-    message="Remote site: starting JupyterLab",
-)
 LOCAL = OutpostInfo(
     name="local",
     service="local",
@@ -31,7 +25,7 @@ LOCAL = OutpostInfo(
 )
 INFO = ScenarioInfo(
     name="remote-local",
-    outposts=(REMOTE, LOCAL),
+    outposts=(REMOTE_SITE, LOCAL),
     tunnel_host="hub",
     tunnel_port=("hub", "tunnels"),
 )
@@ -51,11 +45,7 @@ def test_killed_outpost_restarts_and_server_answers_again_with_same_kernel(scena
 
 
 def test_restarted_hub_routes_to_the_same_server_and_kernel(scenario, kernel_server):
-    def restart_hub():
-        scenario.call(scenario.topo.stop_service("hub"))
-        scenario.call(scenario.topo.start_service("hub"), timeout=180)
-
-    kernel_server.survives(restart_hub)
+    kernel_server.survives(lambda: restart_hub(scenario))
 
 
 def test_server_that_survived_the_faults_stops_clean(kernel_server):
