@@ -261,6 +261,79 @@ async def test_poll_keeps_running_while_outpost_unreachable(
     assert spawner.forward_key in fake_tunnels.forwards
 
 
+async def test_start_is_recorded_in_the_hub_database_before_the_request_leaves(
+    make_spawner, fake_outpost, fake_tunnels
+):
+    spawner = make_spawner("x")
+    seen = {}
+
+    async def on_start(body):
+        spawner.user.db.rollback()  # whatever was not committed is gone now
+        seen["state"] = spawner.orm_spawner.state
+        seen["start_id"] = body["user_options"]["start_id"]
+
+    fake_outpost.on_start = on_start
+    await spawner.start()
+    recorded = seen["state"][STATE_KEY]
+    assert recorded["start_id"] == seen["start_id"]
+    assert recorded["service_name"] == make_service_name(spawner.user.id, "x")
+    assert recorded["outpost"] == "remote"
+    assert recorded["target_url"] == ""
+
+
+async def test_start_interrupted_by_a_hub_restart_is_stopped_at_the_outpost(
+    make_spawner, fake_outpost, fake_tunnels
+):
+    spawner = make_spawner("x")
+    fake_outpost.start_gate = asyncio.Event()
+    task = asyncio.ensure_future(spawner.start())
+    await _until(lambda: fake_outpost.requests_of("POST"))
+    body = fake_outpost.requests_of("POST")[0]["body"]
+    fake_outpost.running[body["name"]] = body["user_options"]["start_id"]  # the Outpost runs it
+
+    # the hub dies here; the restarted hub has only what the database holds
+    state = json.loads(json.dumps(spawner.orm_spawner.state))
+    restarted = make_spawner("x")
+    restarted.load_state(state)
+    assert await restarted.poll() == 1
+    assert fake_outpost.running == {}
+    deletes = fake_outpost.requests_of("DELETE")
+    assert deletes[0]["path"] == f"/services/{body['name']}/{body['user_options']['start_id']}"
+    assert STATE_KEY not in restarted.get_state()
+    assert await restarted.poll() == 0  # JupyterHub's user.stop() polls again: nothing left
+
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+
+
+async def test_interrupted_start_is_stopped_later_when_the_outpost_is_down_at_restart(
+    make_spawner, fake_outpost, fake_tunnels
+):
+    spawner = make_spawner("x", stop_retry_timeout=30)
+    spawner.outpost_name, spawner.start_id = "remote", "0123456789abcdef"
+    spawner.service_name = make_service_name(spawner.user.id, "x")
+    fake_outpost.running[spawner.service_name] = spawner.start_id
+    fake_outpost.delete_error = (503, "Outpost is restarting")
+    assert await spawner.poll() == 1
+    assert fake_outpost.running  # not yet: the stop is retried in the background
+    fake_outpost.delete_error = None
+    await asyncio.wait_for(_until(lambda: not fake_outpost.running), 20)
+
+
+async def test_poll_during_a_start_in_this_process_reports_running(
+    make_spawner, fake_outpost, fake_tunnels
+):
+    spawner = make_spawner("x")
+    fake_outpost.start_gate = asyncio.Event()
+    task = asyncio.ensure_future(spawner.start())
+    await _until(lambda: fake_outpost.requests_of("POST"))
+    assert await spawner.poll() is None
+    assert fake_outpost.requests_of("DELETE") == []
+    fake_outpost.start_gate.set()
+    await task
+
+
 async def test_poll_before_any_start_reports_not_running(make_spawner, fake_tunnels):
     assert await make_spawner("x").poll() == 0
 

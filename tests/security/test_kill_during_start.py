@@ -1,9 +1,13 @@
-"""The Outpost SIGKILLed in the middle of a start, seen from a real hub: the user gets a
-clear failure, and once the Outpost is back nothing is left: no server process, no row.
+"""A kill in the middle of a start, with a real hub and a real Outpost.
 
-The Outpost runs a spawner that launches the server process first and then waits (as a
-batch spawner submits a job and waits for it to run), so the kill lands while a process
-already exists and the start has not returned.
+- The Outpost SIGKILLed: the user gets a clear failure, and once the Outpost is back nothing
+  is left: no server process, no row.
+- The hub SIGKILLed (with its proxy): when it comes back it ends the start it had asked for,
+  so the Outpost is left with no process and no row, and the user can start again.
+
+The Outpost runs a spawner that launches the server process first and then waits while a
+hold file exists (as a batch spawner submits a job and waits for it to run), so the kill
+lands while a process already exists and the start has not returned.
 """
 
 import json
@@ -29,6 +33,8 @@ class LaunchThenWaitSpawner(SimpleLocalProcessSpawner):
         marker = os.path.join({marker_dir!r}, f"started-{{self.pid}}")
         open(marker, "w").close()
         for _ in range(600):                      # ... and the start waits (up to 60 s)
+            if not os.path.exists({hold!r}):
+                break
             await asyncio.sleep(0.1)
         return address
 
@@ -57,10 +63,13 @@ def rig(tmp_path):
         pytest.skip(f"configurable-http-proxy is not installed ({CHP})")
     markers = tmp_path / "markers"
     markers.mkdir()
+    hold = tmp_path / "hold"
+    hold.touch()
     config = tmp_path / "outpost_config.py"
     config.write_text(
         OUTPOST_CONFIG.format(
             marker_dir=str(markers),
+            hold=str(hold),
             python=sys.executable,
             mini=MINI_SINGLEUSER,
             home=str(tmp_path / "home" / "{username}"),
@@ -81,7 +90,7 @@ def rig(tmp_path):
         }
         hub = HubProcess(tmp_path / "hub", HUB_CONFIG.format(outposts=outposts))
         hub.create_user("alice")
-        yield hub, outpost, markers
+        yield hub, outpost, markers, hold
     finally:
         if hub is not None:
             hub.close()
@@ -96,20 +105,27 @@ def services(outpost) -> list:
         return json.loads(response.read())
 
 
-def test_outpost_killed_during_a_start_fails_it_clearly_and_leaves_nothing(rig):
-    hub, outpost, markers = rig
-    answer = {}
+def start_and_wait_for_the_process(hub, markers) -> tuple[threading.Thread, int]:
+    """Ask the hub to start alice:k; return once the Outpost has launched its process."""
 
     def start():
-        answer["start"] = hub.api(
-            "POST", "/users/alice/servers/k", {"outpost": "site"}, timeout=150
-        )
+        try:
+            hub.api("POST", "/users/alice/servers/k", {"outpost": "site"}, timeout=150)
+        except OSError:
+            pass  # the hub was killed under the request
 
     thread = threading.Thread(target=start, daemon=True)
     thread.start()
     marker = wait_until(lambda: next(markers.iterdir(), None), 60, "the server process launched")
+    marker.unlink()
     pid = int(marker.name.split("-")[1])
     assert process_alive(pid)
+    return thread, pid
+
+
+def test_outpost_killed_during_a_start_fails_it_clearly_and_leaves_nothing(rig):
+    hub, outpost, markers, _ = rig
+    thread, pid = start_and_wait_for_the_process(hub, markers)
     outpost.kill()  # SIGKILL in the middle of start()
 
     # the hub shows a clear failure: the spawn ends, the server is not running
@@ -131,3 +147,25 @@ def test_outpost_killed_during_a_start_fails_it_clearly_and_leaves_nothing(rig):
     outpost.start()
     wait_until(lambda: not process_alive(pid), 60, "the orphaned server process ended")
     wait_until(lambda: services(outpost) == [], 90, "no row left at the Outpost")
+
+
+def test_hub_killed_during_a_start_ends_it_at_the_outpost_when_it_comes_back(rig):
+    hub, outpost, markers, hold = rig
+    thread, pid = start_and_wait_for_the_process(hub, markers)
+    [row] = services(outpost)
+    hub.kill()  # SIGKILL hub and proxy in the middle of start()
+    thread.join(60)
+    assert process_alive(pid) and services(outpost) == [row]  # nothing ended it yet
+
+    hub.start()
+    wait_until(lambda: not process_alive(pid), 60, "the interrupted server's process ended")
+    wait_until(lambda: services(outpost) == [], 60, "no row left at the Outpost")
+    model = hub.server_model("alice", "k")
+    assert model is None or not model.get("ready"), model
+    assert "interrupted by a hub restart" in hub.log_text(), hub.log_tail()
+
+    # the user starts again, and gets a server
+    hold.unlink()
+    hub.start_server("alice", "k", {"outpost": "site"})
+    [again] = services(outpost)
+    assert again["start_id"] != row["start_id"]

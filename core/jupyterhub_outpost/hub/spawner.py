@@ -16,6 +16,9 @@ Registered as the ``outpost`` entry point of ``jupyterhub.spawners``, so
 
 Hub restart: ``load_state`` brings back every field; ``poll`` asks the Outpost and puts
 back the forward when the daemon lost it (same local port, so the proxy's route stays).
+The start is written to the hub's database *before* the POST (``_record_start``), so a hub
+killed during a start knows, when it comes back, which remote server it had asked for:
+``poll`` then ends that interrupted start at the Outpost instead of leaving it orphaned.
 """
 
 from __future__ import annotations
@@ -31,6 +34,7 @@ from urllib.parse import quote, urlparse
 
 from jupyterhub.spawner import Spawner, SpawnException
 from jupyterhub.utils import exponential_backoff
+from sqlalchemy import inspect as sa_inspect
 from traitlets import Any as AnyTrait
 from traitlets import Bool, Callable, Dict, Float, Unicode, Union, default, validate
 
@@ -321,6 +325,7 @@ class OutpostSpawner(Spawner):
         self._events_changed = asyncio.Event()
         self._setuptunnel: asyncio.Future | None = None
         self._outposts_cache: dict[str, Outpost] | None = None
+        self._starting = False  # start() runs in this process (target_url not known yet)
 
     # ------------------------------------------------------------------ helpers
     def get_outposts(self) -> dict[str, Outpost]:
@@ -615,6 +620,18 @@ class OutpostSpawner(Spawner):
             raise SpawnException(
                 f"Preparing the start on {outpost.label} failed: {e}", reason="hook"
             ) from None
+        self._starting = True
+        try:
+            self._record_start()
+        except Exception as e:
+            self.log.exception(
+                "Recording the start of %s in the hub database failed", self._log_name
+            )
+            self._forget()
+            self._starting = False
+            raise SpawnException(
+                f"The hub could not record the start on {outpost.label}: {e}", reason="hub"
+            ) from None
         self._setuptunnel = asyncio.get_running_loop().create_future()
         try:
             try:
@@ -663,8 +680,41 @@ class OutpostSpawner(Spawner):
                 f"Starting on {outpost.label} failed: {e}", reason="outpost"
             ) from e
         finally:
+            self._starting = False
             if self._setuptunnel is not None and not self._setuptunnel.done():
                 self._setuptunnel.cancel()
+
+    def _record_start(self) -> None:
+        """Commit this spawner's state (Outpost, service name, start_id; no target yet) to the
+        hub's database before the start request leaves. JupyterHub itself saves the state only
+        after ``start()`` returns; without this, a hub killed during a start would come back not
+        knowing the server it had asked the Outpost for."""
+        orm_spawner = self.orm_spawner
+        if orm_spawner is None:  # a spawner built outside a hub (unit tests)
+            return
+        session = sa_inspect(orm_spawner).session
+        if session is None:
+            return
+        orm_spawner.state = self.get_state()
+        try:
+            session.commit()
+        except Exception:
+            session.rollback()
+            raise
+
+    async def _end_interrupted_start(self, outpost: Outpost | None) -> int:
+        """The state says a start was sent but never finished in this process: the hub was
+        stopped or killed during it. Stop that server at the Outpost (retried in the background
+        while the Outpost is unreachable) and report it not running."""
+        self.log.warning(
+            "The start of %s on Outpost %s was interrupted by a hub restart; stopping it there",
+            self._log_name,
+            self.outpost_name,
+        )
+        api = await self.get_api(outpost) if outpost is not None else None
+        await self._cleanup(api, outpost)
+        self._forget()
+        return 1
 
     async def _wait_async_start(self, api: OutpostAPI) -> dict:
         """An asynchronous start was accepted (202): follow it in GET /services until it runs
@@ -852,9 +902,11 @@ class OutpostSpawner(Spawner):
     async def poll(self):
         if not self.start_id:
             return 0
-        if self._spawn_pending:
+        if self._spawn_pending or self._starting:
             return None
         outpost = self.get_outposts().get(self.outpost_name)
+        if not self.target_url:
+            return await self._end_interrupted_start(outpost)
         if outpost is None:
             self.log.error(
                 "%s runs on Outpost %r, which is no longer configured",
