@@ -70,9 +70,22 @@ class HubError(RuntimeError):
 
 
 def free_port(ip: str = "127.0.0.1") -> int:
-    with socket.socket() as s:
-        s.bind((ip, 0))
-        return s.getsockname()[1]
+    return free_ports(1, ip)[0]
+
+
+def free_ports(count: int, ip: str = "127.0.0.1") -> list[int]:
+    """``count`` distinct free ports: all are held open while picking, so the kernel cannot
+    hand the same one out twice (picking one at a time can)."""
+    held = []
+    try:
+        for _ in range(count):
+            s = socket.socket()
+            held.append(s)
+            s.bind((ip, 0))
+        return [s.getsockname()[1] for s in held]
+    finally:
+        for s in held:
+            s.close()
 
 
 def wait_until(predicate, timeout: float, what: str, *, start: float = 0.05, cap: float = 1.0):
@@ -166,8 +179,10 @@ class HubProcess:
         self.log_level = log_level
         self.admin_token = secrets.token_hex(16)
         self.proxy_token = secrets.token_hex(16)
-        pick = (lambda: host.free_port(ip)) if host is not None else (lambda: free_port(ip))
-        self.port, self.hub_port, self.proxy_api_port = pick(), pick(), pick()
+        if host is not None:
+            self.port, self.hub_port, self.proxy_api_port = host.free_ports(3, ip)
+        else:
+            self.port, self.hub_port, self.proxy_api_port = free_ports(3, ip)
         self.config_file = self.workdir / "jupyterhub_config.py"
         self.config_file.write_text(
             self._base_config() + "\n# --- test config ---\n" + textwrap.dedent(config)
@@ -254,8 +269,10 @@ class HubProcess:
             log.close()
         try:
             wait_until(self._ready, self.start_timeout, "the hub API")
-        except TimeoutError as e:
-            raise HubError(f"{e}\n{self.log_tail()}") from None
+        except (TimeoutError, HubError) as e:
+            tail = self.log_tail()
+            self.kill()  # with the proxy it may have started: a failed start leaves nothing
+            raise HubError(f"{e}\n{tail}") from None
         self._remember_children()
 
     def _ready(self) -> bool:

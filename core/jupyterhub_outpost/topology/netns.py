@@ -492,11 +492,23 @@ class Host:
 
     def free_port(self, ip: str | None = None) -> int:
         """A TCP port that is free on ``ip`` (default: this host's address) right now."""
+        return self.free_ports(1, ip)[0]
 
-        def pick() -> int:
-            with socket.socket() as s:
-                s.bind((ip or self.ip, 0))
-                return s.getsockname()[1]
+    def free_ports(self, count: int, ip: str | None = None) -> list[int]:
+        """``count`` distinct free TCP ports on ``ip``: all are held open while picking, so
+        the kernel cannot hand out one port twice (picking one at a time can)."""
+
+        def pick() -> list[int]:
+            held = []
+            try:
+                for _ in range(count):
+                    s = socket.socket()
+                    held.append(s)
+                    s.bind((ip or self.ip, 0))
+                return [s.getsockname()[1] for s in held]
+            finally:
+                for s in held:
+                    s.close()
 
         return call_in_netns(self.netns, pick)
 

@@ -188,10 +188,15 @@ class Topology:
             files=rundir.file_paths(spec, self.run_dir),
             data_dirs={s: os.path.join(self.run_dir, "data", s) for s in spec.services},
         )
+        # "auto" ports are picked per host in one go, so that no two of them are the same
+        auto = {}
         for svc in spec.services.values():
-            host = lab.host(svc.host)
+            wanted = [p for p in svc.ports.values() if p == "auto"]
+            auto[svc.host] = auto.get(svc.host, 0) + len(wanted)
+        picked = {h: iter(lab.host(h).free_ports(n)) for h, n in auto.items() if n}
+        for svc in spec.services.values():
             ctx.ports[svc.name] = {
-                pname: (host.free_port() if port == "auto" else int(port))
+                pname: (next(picked[svc.host]) if port == "auto" else int(port))
                 for pname, port in svc.ports.items()
             }
         for d in ctx.data_dirs.values():
