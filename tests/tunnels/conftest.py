@@ -25,6 +25,7 @@ from jupyterhub_outpost.outpost.ssh_endpoint import load_or_create_host_key, pub
 HERE = Path(__file__).parent
 PYTHON = sys.executable
 TOKEN = "test-token-" + os.urandom(8).hex()
+METRICS_TOKEN = "test-metrics-" + os.urandom(8).hex()
 
 
 def free_port() -> int:
@@ -205,7 +206,9 @@ class Daemon:
         self.api_port = free_port()
         self.state_file = tmp_path / "tunnels.json"
         self.url = f"http://127.0.0.1:{self.api_port}"
-        env = dict(os.environ, OUTPOST_TUNNEL_API_TOKEN=TOKEN)
+        env = dict(
+            os.environ, OUTPOST_TUNNEL_API_TOKEN=TOKEN, OUTPOST_TUNNEL_METRICS_TOKEN=METRICS_TOKEN
+        )
         argv = [PYTHON, "-m", "jupyterhub_outpost", "tunnels"]
         argv += ["--api-port", str(self.api_port), "--ssh-key", ssh_key_path]
         argv += ["--state-file", str(self.state_file), "--log-level", "DEBUG"]

@@ -6,7 +6,7 @@ import subprocess
 import sys
 
 import pytest
-from conftest import TOKEN, free_port, http_get
+from conftest import METRICS_TOKEN, TOKEN, free_port, http_get
 from jupyterhub_outpost.hub.tunnel_client import TunnelClient, TunnelDaemonError
 from tornado.httpclient import AsyncHTTPClient, HTTPRequest
 
@@ -46,6 +46,22 @@ async def test_bearer_scheme_is_not_accepted_as_token_scheme(daemon):
     req = HTTPRequest(daemon.url + "/forwards", headers={"Authorization": f"Bearer {TOKEN}"})
     resp = await AsyncHTTPClient().fetch(req, raise_error=False)
     assert resp.code == 401
+
+
+async def test_metrics_token_opens_metrics_and_nothing_else(daemon, endpoint):
+    for scheme in ("token", "Bearer"):  # Prometheus sends Bearer
+        req = HTTPRequest(
+            daemon.url + "/metrics", headers={"Authorization": f"{scheme} {METRICS_TOKEN}"}
+        )
+        resp = await AsyncHTTPClient().fetch(req, raise_error=False)
+        assert resp.code == 200 and b"outpost_tunnel_forwards" in resp.body, scheme
+    for method, path in [("GET", "/forwards"), ("PUT", "/forwards/a.b"), ("GET", "/forwards/a")]:
+        body = good_body(endpoint) if method == "PUT" else None
+        code, _ = await raw(daemon, method, path, body=body, token=METRICS_TOKEN)
+        assert code == 401, (method, path)
+    assert await daemon.client.list_forwards() == []
+    code, _ = await raw(daemon, "GET", "/metrics", token="wrong")
+    assert code == 401
 
 
 def good_body(endpoint, target_port=8888):

@@ -278,8 +278,8 @@ class JupyterHubOutpost(Application):
 
     metrics_token = Unicode(
         help="""Token that protects GET /metrics (Prometheus format; send
-        "Authorization: token <metrics_token>"). Default: $OUTPOST_METRICS_TOKEN. Empty:
-        /metrics answers 404.""",
+        "Authorization: token <metrics_token>" or "Bearer <metrics_token>", as Prometheus
+        does). Default: $OUTPOST_METRICS_TOKEN. Empty: /metrics answers 404.""",
     ).tag(config=True)
 
     @default("metrics_token")

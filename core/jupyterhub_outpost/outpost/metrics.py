@@ -123,10 +123,12 @@ class MetricsHandler(BaseHandler):
         token = self.outpost.metrics_token
         if not token:
             raise OutpostError(404, "Metrics are off: set c.JupyterHubOutpost.metrics_token.")
-        header = self.request.headers.get("Authorization", "")
-        given = header[6:].strip() if header.lower().startswith("token ") else ""
+        scheme, _, value = self.request.headers.get("Authorization", "").partition(" ")
+        given = value.strip() if scheme.lower() in ("token", "bearer") else ""
         if not hmac.compare_digest(given.encode(), token.encode()):
-            raise OutpostError(401, "Missing or wrong metrics token (Authorization: token ...).")
+            raise OutpostError(
+                401, "Missing or wrong metrics token (Authorization: token ... or Bearer ...)."
+            )
 
     async def get(self):
         start = time.monotonic()

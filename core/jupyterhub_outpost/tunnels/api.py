@@ -1,7 +1,9 @@
 """The tunnel daemon's HTTP API (docs/internals.md, "Tunnel daemon API").
 
 ``Authorization: token <token>`` on everything but ``GET /ping``; the token is compared
-in constant time. Errors are JSON ``{"message": ...}``.
+in constant time. ``GET /metrics`` also takes the metrics token (``Bearer`` too, as
+Prometheus sends it), which opens nothing else, so a scraper never holds the API token.
+Errors are JSON ``{"message": ...}``.
 """
 
 from __future__ import annotations
@@ -18,20 +20,17 @@ from .table import ForwardRequestError, check_key, parse_request
 class APIHandler(web.RequestHandler):
     manager: ForwardManager
 
-    def initialize(self, manager: ForwardManager, token: str):
+    def initialize(self, manager: ForwardManager, token: str, metrics_token: str = ""):
         self.manager = manager
         self.token = token
+        self.metrics_token = metrics_token
 
     def set_default_headers(self):
         self.set_header("Content-Type", "application/json")
         self.set_header("Cache-Control", "no-store")
 
     def check_token(self) -> bool:
-        header = self.request.headers.get("Authorization", "")
-        scheme, _, value = header.partition(" ")
-        if scheme.lower() != "token" or not value:
-            return False
-        return hmac.compare_digest(value.strip().encode(), self.token.encode())
+        return _token_matches(self.request, self.token, ("token",))
 
     def prepare(self):
         if not self.check_token():
@@ -103,7 +102,13 @@ class ForwardHandler(APIHandler):
 
 
 class MetricsHandler(APIHandler):
-    """Prometheus text format (token required, like the rest of the API)."""
+    """Prometheus text format: the API token or the metrics token."""
+
+    def check_token(self) -> bool:
+        return super().check_token() or (
+            bool(self.metrics_token)
+            and _token_matches(self.request, self.metrics_token, ("token", "bearer"))
+        )
 
     def get(self):
         exposition = getattr(self.manager.metrics, "exposition", None)
@@ -113,8 +118,16 @@ class MetricsHandler(APIHandler):
         self.finish(exposition())
 
 
-def make_app(manager: ForwardManager, token: str) -> web.Application:
-    args = {"manager": manager, "token": token}
+def _token_matches(request, expected: str, schemes: tuple[str, ...]) -> bool:
+    """``Authorization: <scheme> <expected>``, compared in constant time."""
+    scheme, _, value = request.headers.get("Authorization", "").partition(" ")
+    if scheme.lower() not in schemes or not value.strip():
+        return False
+    return hmac.compare_digest(value.strip().encode(), expected.encode())
+
+
+def make_app(manager: ForwardManager, token: str, metrics_token: str = "") -> web.Application:
+    args = {"manager": manager, "token": token, "metrics_token": metrics_token}
     return web.Application(
         [
             (r"/ping", PingHandler, args),

@@ -2,7 +2,8 @@
 
 Holds one SSH connection per Outpost endpoint and every forward over it, keeps the
 forward table in ``--state-file``, and serves the API of docs/internals.md on
-``--api-ip:--api-port``. The API token comes from ``OUTPOST_TUNNEL_API_TOKEN``.
+``--api-ip:--api-port``. The API token comes from ``OUTPOST_TUNNEL_API_TOKEN``; an
+optional ``OUTPOST_TUNNEL_METRICS_TOKEN`` opens only ``GET /metrics``.
 See docs/tunnels.md for operating it.
 """
 
@@ -24,6 +25,7 @@ from .metrics import PrometheusTunnelMetrics, TunnelMetrics
 from .table import ForwardRequestError
 
 TOKEN_ENV = "OUTPOST_TUNNEL_API_TOKEN"  # noqa: S105 - the variable name, not a secret
+METRICS_TOKEN_ENV = "OUTPOST_TUNNEL_METRICS_TOKEN"  # noqa: S105 - the variable name
 
 
 class TunnelDaemon(Application):
@@ -130,7 +132,8 @@ class TunnelDaemon(Application):
             await manager.restore()
         except ForwardRequestError as e:
             self._fatal(f"{e}; move the file away to start with an empty table")
-        server = HTTPServer(make_app(manager, token.strip()), xheaders=False)
+        metrics_token = os.environ.get(METRICS_TOKEN_ENV, "").strip()
+        server = HTTPServer(make_app(manager, token.strip(), metrics_token), xheaders=False)
         try:
             server.listen(self.api_port, self.api_ip)
         except OSError as e:
