@@ -163,9 +163,28 @@ def test_hub_killed_during_a_start_ends_it_at_the_outpost_when_it_comes_back(rig
     model = hub.server_model("alice", "k")
     assert model is None or not model.get("ready"), model
     assert "interrupted by a hub restart" in hub.log_text(), hub.log_tail()
+    start_again_and_get_a_server(hub, outpost, hold, row)
 
-    # the user starts again, and gets a server
+
+def test_hub_stopped_during_a_start_leaves_nothing_at_the_outpost_once_back(rig):
+    """SIGTERM (a routine restart, servers kept): whether the hub ends the start on its way
+    out or the restarted hub finds it unfinished, nothing is left running."""
+    hub, outpost, markers, hold = rig
+    thread, pid = start_and_wait_for_the_process(hub, markers)
+    [row] = services(outpost)
+    hub.stop(stop_servers=False)
+    thread.join(60)
+    hub.start()
+    wait_until(lambda: not process_alive(pid), 60, "the interrupted server's process ended")
+    wait_until(lambda: services(outpost) == [], 60, "no row left at the Outpost")
+    model = hub.server_model("alice", "k")
+    assert model is None or not model.get("ready"), model
+    start_again_and_get_a_server(hub, outpost, hold, row)
+
+
+def start_again_and_get_a_server(hub, outpost, hold, old_row) -> None:
+    """The user starts the same server again, and gets a new one."""
     hold.unlink()
     hub.start_server("alice", "k", {"outpost": "site"})
     [again] = services(outpost)
-    assert again["start_id"] != row["start_id"]
+    assert again["start_id"] != old_row["start_id"]
