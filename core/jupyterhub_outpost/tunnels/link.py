@@ -45,6 +45,15 @@ ENCRYPTION_ALGS = [
 ]
 
 
+CLOSE_TIMEOUT = 5.0  # seconds close() waits for the connection task to end
+
+
+def _retrieve(task: asyncio.Task) -> None:
+    """Mark the task's outcome as seen (no 'exception was never retrieved' at exit)."""
+    if not task.cancelled():
+        task.exception()
+
+
 def set_nodelay(sock) -> None:
     if sock is not None and sock.family in (socket.AF_INET, socket.AF_INET6):
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
@@ -117,13 +126,16 @@ class SSHLink:
         self._closing = True
         if self.conn is not None:
             self.conn.close()
-        if self._task is not None:
-            self._task.cancel()
-            try:
-                await self._task
-            except asyncio.CancelledError:
-                pass
-            self._task = None
+        task, self._task = self._task, None
+        if task is not None:
+            task.cancel()
+            # bounded: Python 3.11's asyncio.wait_for (inside asyncssh.connect) can swallow a
+            # cancel that races the connection coming up; _run then sees _closing and ends
+            await asyncio.wait({task}, timeout=CLOSE_TIMEOUT)
+            task.add_done_callback(_retrieve)
+        if self.conn is not None:  # connected while being cancelled
+            self.conn.close()
+            self.conn = None
         self._up.clear()
 
     async def wait_up(self, timeout: float) -> asyncssh.SSHClientConnection | None:
@@ -174,7 +186,7 @@ class SSHLink:
                 self.metrics.ssh_reconnect(self.target.describe())
             first = False
             try:
-                self.conn = await self._connect()
+                conn = await self._connect()
             except asyncio.CancelledError:
                 raise
             except Exception as e:
@@ -199,6 +211,10 @@ class SSHLink:
                 )
                 await asyncio.sleep(delay)
                 continue
+            if self._closing:  # close() ran while connecting and its cancel was lost
+                conn.close()
+                break
+            self.conn = conn
             delays = None
             self.state = "up"
             self.error = None
