@@ -7,6 +7,7 @@ import json
 
 import pytest
 from jupyterhub.spawner import SpawnException
+from jupyterhub.utils import format_exception
 from jupyterhub_outpost.hub.addresses import ServiceAddress
 from jupyterhub_outpost.hub.spawner import STATE_KEY, STATE_VERSION, make_service_name
 
@@ -67,6 +68,9 @@ async def test_failed_start_shows_outpost_message_and_leaves_nothing(
     with pytest.raises(SpawnException) as info:
         await spawner.start()
     assert "Flavor 'small' is not allowed for this user" in info.value.message
+    # what JupyterHub's progress stream shows the user: the message, not the exception's repr
+    message, _ = format_exception(info.value)
+    assert message == info.value.message and "SpawnException(" not in message
     assert seen and "not allowed" in seen[0]
     # the remote server is asked to go away, no forward stays
     assert fake_outpost.requests_of("DELETE")
@@ -445,6 +449,20 @@ async def test_check_allowed_refusal_is_shown_and_nothing_is_sent(
         await spawner.start()
     assert info.value.message == "Your project has no compute time left"
     assert fake_outpost.requests == [] or fake_outpost.requests_of("POST") == []
+
+
+async def test_check_allowed_spawn_exception_is_shown_as_its_message(
+    make_spawner, fake_outpost, fake_tunnels
+):
+    def check_allowed(spawner, user_options):
+        raise SpawnException("GPUs are for project members only", reason="policy")
+
+    spawner = make_spawner("x", check_allowed=check_allowed)
+    with pytest.raises(SpawnException) as info:
+        await spawner.start()
+    assert info.value.reason == "policy"
+    assert format_exception(info.value)[0] == "GPUs are for project members only"
+    assert fake_outpost.requests_of("POST") == []
 
 
 async def test_custom_forward_and_service_hooks_replace_daemon_and_backend(

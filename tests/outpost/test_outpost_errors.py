@@ -105,6 +105,29 @@ async def test_spawner_that_fails_to_start_is_500_with_the_reason_and_no_row(
     assert await outpost.app.store.list_hub("hub1") == []
 
 
+async def test_spawners_own_refusal_reaches_the_hub_word_for_word_and_leaves_no_row(
+    make_outpost, tmp_path
+):
+    """A spawner raising JupyterHub 6's SpawnException(message, reason=...) (a quota, a
+    missing allocation) is a refusal written for the user, not an internal error."""
+    from jupyterhub.spawner import SimpleLocalProcessSpawner, SpawnException
+
+    from .support import local_spawner_config
+
+    class NoComputeTime(SimpleLocalProcessSpawner):
+        async def start(self):
+            raise SpawnException("Your project has no compute time left.", reason="quota")
+
+    c = local_spawner_config(tmp_path)
+    c.JupyterHubOutpost.spawner_class = NoComputeTime
+    outpost = await make_outpost(c)
+    code, data = await outpost.api.call("POST", "/services", body=start_body("quota"))
+    assert code == 500
+    _assert_clean_error(data)
+    assert data["error"] == "Your project has no compute time left."
+    assert await outpost.app.store.list_hub("hub1") == []
+
+
 async def test_internal_fault_is_a_generic_500_with_request_id(outpost, monkeypatch):
     async def broken(hub):
         raise RuntimeError("secret internals")

@@ -52,6 +52,22 @@ _EVENT_KEYS = {"progress", "message", "html_message", "failed"}
 _MAX_EVENTS = 500
 
 
+class OutpostSpawnError(SpawnException):
+    """A failed start whose message is meant for the user.
+
+    JupyterHub 6's progress stream shows ``exc.jupyterhub_message`` and falls back to
+    ``str(exc)``, which for a plain SpawnException is "400 SpawnException(reason=...): <log
+    message>"; this shows the message itself (and its HTML form) and logs the log message."""
+
+    @property
+    def jupyterhub_message(self) -> str:
+        return self.message
+
+    @property
+    def jupyterhub_html_message(self) -> str | None:
+        return self.message_html or None
+
+
 def make_service_name(user_id: int, server_name: str) -> str:
     """The name of a server at the Outpost, ``[A-Za-z0-9._-]{1,63}``.
 
@@ -353,7 +369,7 @@ class OutpostSpawner(Spawner):
         name = name or self.outpost_name
         outposts = self.get_outposts()
         if name not in outposts:
-            raise SpawnException(
+            raise OutpostSpawnError(
                 f"Unknown system {name!r}. Choose one of: {', '.join(outposts) or '(none configured)'}",
                 reason="outpost",
             )
@@ -568,7 +584,7 @@ class OutpostSpawner(Spawner):
         if flavor:
             known = flavors.get(flavor)
             if known is not None and flavor_is_full(known):
-                raise SpawnException(
+                raise OutpostSpawnError(
                     f"The flavor {known.get('display_name') or flavor!r} on {outpost.label} is full. "
                     "Choose another flavor or try again later.",
                     reason="flavor_full",
@@ -579,7 +595,7 @@ class OutpostSpawner(Spawner):
             if not flavor_is_full(spec):
                 return name
         if flavors:
-            raise SpawnException(
+            raise OutpostSpawnError(
                 f"Every flavor on {outpost.label} is full. Try again later.",
                 reason="flavor_full",
                 status_code=409,
@@ -594,10 +610,16 @@ class OutpostSpawner(Spawner):
         if self.check_allowed is not None:
             try:
                 await resolve_hook(self.check_allowed, self, user_options)
-            except SpawnException:
-                raise
+            except SpawnException as e:
+                raise OutpostSpawnError(
+                    e.message or "This start is not allowed.",
+                    reason=e.reason or "not_allowed",
+                    log_message=e.log_message,
+                    message_html=e.message_html,
+                    status_code=e.status_code,
+                ) from None
             except Exception as e:
-                raise SpawnException(
+                raise OutpostSpawnError(
                     str(e) or "This start is not allowed.", reason="not_allowed"
                 ) from None
         flavor = await self._choose_flavor(outpost, user_options)
@@ -617,7 +639,7 @@ class OutpostSpawner(Spawner):
         except Exception as e:
             self.log.exception("Preparing the start request of %s failed", self._log_name)
             self._forget()
-            raise SpawnException(
+            raise OutpostSpawnError(
                 f"Preparing the start on {outpost.label} failed: {e}", reason="hook"
             ) from None
         self._starting = True
@@ -629,7 +651,7 @@ class OutpostSpawner(Spawner):
             )
             self._forget()
             self._starting = False
-            raise SpawnException(
+            raise OutpostSpawnError(
                 f"The hub could not record the start on {outpost.label}: {e}", reason="hub"
             ) from None
         self._setuptunnel = asyncio.get_running_loop().create_future()
@@ -645,7 +667,7 @@ class OutpostSpawner(Spawner):
                     answer = await self._wait_async_start(api)
             except OutpostError as e:
                 await self._run_failed_hook(e)
-                raise SpawnException(
+                raise OutpostSpawnError(
                     f"{outpost.label}: {e.message}",
                     reason="outpost",
                     log_message=f"Start of {self._log_name} on Outpost {outpost.name} failed: {e.message}",
@@ -656,7 +678,7 @@ class OutpostSpawner(Spawner):
                 try:
                     self.service_address = parse_service_address(address)
                 except AddressError as e:
-                    raise SpawnException(
+                    raise OutpostSpawnError(
                         f"{outpost.label} reported an invalid server address: {e}", reason="outpost"
                     ) from None
             else:
@@ -676,7 +698,7 @@ class OutpostSpawner(Spawner):
             self._forget()
             if isinstance(e, (SpawnException, asyncio.CancelledError)):
                 raise
-            raise SpawnException(
+            raise OutpostSpawnError(
                 f"Starting on {outpost.label} failed: {e}", reason="outpost"
             ) from e
         finally:
@@ -854,7 +876,7 @@ class OutpostSpawner(Spawner):
             if f.get("state") == "up":
                 return True
             if f.get("state") == "error":
-                raise SpawnException(
+                raise OutpostSpawnError(
                     f"The tunnel to {self.get_outpost().label} failed: {f.get('error') or 'unknown error'}",
                     reason="tunnel",
                 )
@@ -872,7 +894,7 @@ class OutpostSpawner(Spawner):
                 timeout=self.tunnel_up_timeout,
             )
         except TimeoutError:
-            raise SpawnException(
+            raise OutpostSpawnError(
                 f"The tunnel to {self.get_outpost().label} did not come up in time.",
                 reason="tunnel",
             ) from None
@@ -1108,4 +1130,10 @@ def _label(value: str) -> str:
     return safe or "x"
 
 
-__all__ = ["OutpostSpawner", "make_service_name", "OutpostConfigError", "STATE_VERSION"]
+__all__ = [
+    "OutpostSpawner",
+    "OutpostSpawnError",
+    "make_service_name",
+    "OutpostConfigError",
+    "STATE_VERSION",
+]

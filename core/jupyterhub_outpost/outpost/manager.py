@@ -579,10 +579,14 @@ def _ended(row: Service) -> dict:
 
 
 def _failure_message(name: str, error: Exception) -> str:
+    """What the hub (and its user) are told. A SpawnException's message was written for the
+    user by the spawner (quota, image, allocation): it is passed on as it is."""
     if isinstance(error, OutpostError):
         return error.message
     if isinstance(error, SpawnException):
-        detail = error.jupyterhub_message or str(error)
-    else:
-        detail = str(error) or type(error).__name__
+        # JupyterHub 6: .message; JupyterHub <= 5: .jupyterhub_message (or only str())
+        message = getattr(error, "message", "") or getattr(error, "jupyterhub_message", "")
+        if message:
+            return str(message)
+    detail = str(error) or type(error).__name__
     return f"Start of server {name!r} failed: {detail}"
