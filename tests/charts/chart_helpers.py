@@ -11,7 +11,13 @@ from __future__ import annotations
 
 import base64
 import json
+import re
+import socket
+import subprocess
 import threading
+import time
+import urllib.error
+import urllib.request
 from collections.abc import Iterator
 from contextlib import contextmanager
 from functools import cache
@@ -70,9 +76,19 @@ def render(
     return parse(rendered), notes
 
 
+# Custom resources kubernetes-validate has no schema for (it knows only the built-in
+# API): the charts' ServiceMonitors (Prometheus Operator). Their structure is checked by
+# hand in test_chart_outpost.py and test_chart_hub_addons.py (``check_service_monitor``).
+NOT_VALIDATED = {("monitoring.coreos.com/v1", "ServiceMonitor")}
+
+
 def validate(objects: list[dict], version: str = KUBE_VERSION) -> None:
-    """Strict validation against the Kubernetes OpenAPI schemas (unknown fields fail)."""
+    """Strict validation against the Kubernetes OpenAPI schemas (unknown fields fail).
+
+    Objects in :data:`NOT_VALIDATED` (custom resources) are left out."""
     for obj in objects:
+        if (obj.get("apiVersion"), obj.get("kind")) in NOT_VALIDATED:
+            continue
         kubernetes_validate.validate(obj, version, strict=True)
 
 
@@ -206,3 +222,67 @@ class FakeKubeAPI:
         finally:
             self._server.shutdown()
             self._server.server_close()
+
+
+def check_service_monitor(
+    monitor: dict, services: list[dict], secret_name: str
+) -> tuple[dict, dict]:
+    """The structure of a chart's ServiceMonitor, checked by hand (kubernetes-validate has
+    no schema for the Prometheus Operator's CRD); returns (its one endpoint, the Service
+    it selects).
+
+    It must select exactly one of ``services`` (by labels, as the operator does), name a
+    port of that Service, and take a Bearer token from ``secret_name``.
+    """
+    assert monitor["apiVersion"] == "monitoring.coreos.com/v1"
+    assert monitor["kind"] == "ServiceMonitor"
+    assert set(monitor) == {"apiVersion", "kind", "metadata", "spec"}
+    assert set(monitor["spec"]) == {"selector", "endpoints"}
+    selector = monitor["spec"]["selector"]
+    assert set(selector) == {"matchLabels"} and selector["matchLabels"]
+    selected = [
+        s for s in services if selector["matchLabels"].items() <= s["metadata"]["labels"].items()
+    ]
+    assert len(selected) == 1, [s["metadata"]["name"] for s in selected]
+    [endpoint] = monitor["spec"]["endpoints"]
+    assert set(endpoint) <= {"port", "path", "scheme", "interval", "authorization"}
+    assert endpoint["port"] in {p["name"] for p in selected[0]["spec"]["ports"]}
+    assert endpoint["path"] == "/metrics"
+    assert endpoint["scheme"] in ("http", "https")
+    assert re.fullmatch(r"([0-9]+(ms|s|m|h))+", endpoint["interval"])
+    assert endpoint["authorization"]["type"] == "Bearer"
+    assert endpoint["authorization"]["credentials"]["name"] == secret_name
+    assert set(endpoint["authorization"]["credentials"]) == {"name", "key"}
+    return endpoint, selected[0]
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def http_status(url: str, token: str | None = None, scheme: str = "Bearer") -> int:
+    """The status of a GET, with ``Authorization: <scheme> <token>`` when a token is given."""
+    request = urllib.request.Request(url)
+    if token is not None:
+        request.add_header("Authorization", f"{scheme} {token}")
+    try:
+        with urllib.request.urlopen(request, timeout=5) as response:
+            return response.status
+    except urllib.error.HTTPError as e:
+        return e.code
+
+
+def wait_for_ping(process: subprocess.Popen, url: str, timeout: float = 60) -> None:
+    """Wait until ``GET <url>/ping`` answers 200; fail with the output if the process ends."""
+    deadline = time.monotonic() + timeout
+    while True:
+        assert process.poll() is None, process.communicate()[0]
+        try:
+            if http_status(url + "/ping") == 200:
+                return
+        except OSError:
+            pass
+        assert time.monotonic() < deadline, f"{url} did not come up"
+        time.sleep(0.2)

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import base64
+import os
 import re
 import subprocess
 import sys
 
 import asyncssh
+import helm_python
 import kubernetes_validate
 import pytest
 import yaml
@@ -16,11 +18,15 @@ from traitlets.config import Config
 from tests.charts.chart_helpers import (
     ADDONS,
     KUBE_VERSION,
+    check_service_monitor,
     find,
+    free_port,
+    http_status,
     one,
     pod_specs,
     render,
     secret_text,
+    wait_for_ping,
 )
 
 HOST_KEY = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIMGPA3EeWdotOAsvTaGQ/2gp0AmjLHklbZlOtB7pRee3"
@@ -275,8 +281,11 @@ def test_existing_secret_is_used_everywhere():
     assert secret_volumes and all(v["secret"]["secretName"] == "mine" for v in secret_volumes)
     [(_, _, spec)] = pod_specs(objects)
     assert spec["volumes"][0]["secret"]["secretName"] == "mine"
-    env = spec["containers"][0]["env"][0]
-    assert env["valueFrom"]["secretKeyRef"] == {"name": "mine", "key": "tunnel-api-token"}
+    env = spec["containers"][0]["env"]
+    assert [e["valueFrom"]["secretKeyRef"] for e in env] == [
+        {"name": "mine", "key": "tunnel-api-token"},
+        {"name": "mine", "key": "tunnel-metrics-token"},
+    ]
 
 
 def test_secret_values_are_base64_of_what_was_given():
@@ -305,7 +314,7 @@ def test_the_tunnel_daemon_accepts_the_rendered_command_and_key(tmp_path, mode):
         [container] = spec["containers"]
     command = container["command"]
     assert command[:2] == ["jupyterhub-outpost", "tunnels"]
-    assert [e["name"] for e in container["env"]] == [daemon.TOKEN_ENV]
+    assert [e["name"] for e in container["env"]] == [daemon.TOKEN_ENV, daemon.METRICS_TOKEN_ENV]
     secret = one(objects, "Secret")
     key_file = tmp_path / "ssh-key"
     key_file.write_text(secret_text(secret, "ssh-key"))
@@ -333,8 +342,10 @@ def test_only_the_tunnel_daemon_gets_the_hub_ssh_key(tmp_path, mode):
         if secret:
             hub_keys |= {item["key"] for item in secret["items"]}
     assert "ssh-key" not in hub_keys
+    assert "tunnel-metrics-token" not in hub_keys  # the hub does not scrape
     data = one(objects, "Secret")["data"]
-    assert hub_keys == set(data) - {"ssh-key"}  # every other key, and all of them exist
+    # every other key, and all of them exist
+    assert hub_keys == set(data) - {"ssh-key", "tunnel-metrics-token"}
     # the snippet finds everything it needs among those files
     secret = one(objects, "Secret")
     for key in hub_keys:
@@ -374,3 +385,165 @@ def test_without_flavor_services_the_hub_does_not_need_flavor_tokens():
         "outpost-local-host-key",
     }
     assert "custom_scopes" not in one(objects, "ConfigMap")["data"]["outpost_hub_config.py"]
+
+
+def tunnel_container(objects, mode):
+    if mode == "sidecar":
+        [container] = z2jh_values(objects)["hub"]["extraContainers"]
+    else:
+        [(_, _, spec)] = pod_specs(objects)
+        [container] = spec["containers"]
+    return container
+
+
+@pytest.mark.parametrize("mode", ["sidecar", "deployment"])
+def test_tunnel_metrics_token_env_comes_from_the_secret_and_is_absent_when_disabled(mode):
+    objects, _ = render(ADDONS, {"outposts": OUTPOSTS, "tunnel": {"mode": mode}})
+    secret = one(objects, "Secret")
+    token = secret_text(secret, "tunnel-metrics-token")
+    assert re.fullmatch(r"[A-Za-z0-9]{48}", token)
+    assert token != secret_text(secret, "tunnel-api-token")
+    env = {e["name"]: e for e in tunnel_container(objects, mode)["env"]}
+    assert env["OUTPOST_TUNNEL_METRICS_TOKEN"]["valueFrom"]["secretKeyRef"] == {
+        "name": secret["metadata"]["name"],
+        "key": "tunnel-metrics-token",
+    }
+    assert token not in yaml.safe_dump(one(objects, "ConfigMap")["data"])
+
+    objects, _ = render(
+        ADDONS,
+        {"outposts": OUTPOSTS, "tunnel": {"mode": mode, "metrics": {"enabled": False}}},
+    )
+    names = [e["name"] for e in tunnel_container(objects, mode)["env"]]
+    assert names == ["OUTPOST_TUNNEL_API_TOKEN"]
+
+
+def test_no_tunnel_service_monitor_unless_asked():
+    objects, _ = render(ADDONS, {"outposts": OUTPOSTS, "tunnel": {"mode": "deployment"}})
+    assert find(objects, "ServiceMonitor") == []
+
+
+def test_tunnel_service_monitor_scrapes_the_daemons_api_service_with_the_metrics_token():
+    """A ServiceMonitor is a custom resource: kubernetes-validate (built-in API only)
+    cannot validate it, so chart_helpers.validate leaves it out and its structure is
+    checked here by hand (check_service_monitor)."""
+    values = {
+        "outposts": OUTPOSTS,
+        "tunnel": {
+            "mode": "deployment",
+            "apiPort": 9765,
+            "metrics": {"serviceMonitor": {"enabled": True, "labels": {"release": "prom"}}},
+        },
+    }
+    objects, _ = render(ADDONS, values)
+    monitor = one(objects, "ServiceMonitor")
+    secret = one(objects, "Secret")
+    endpoint, service = check_service_monitor(
+        monitor, find(objects, "Service"), secret["metadata"]["name"]
+    )
+    assert service["metadata"]["name"] == "test-hub-addons-tunnels"
+    assert endpoint == {
+        "port": "api",
+        "path": "/metrics",
+        "scheme": "http",
+        "interval": "30s",
+        "authorization": {
+            "type": "Bearer",
+            "credentials": {"name": secret["metadata"]["name"], "key": "tunnel-metrics-token"},
+        },
+    }
+    assert monitor["metadata"]["labels"]["release"] == "prom"
+    # the Service's api port is the daemon's --api-port, where it reads that token
+    [(_, _, spec)] = pod_specs(objects)
+    [container] = spec["containers"]
+    [port] = service["spec"]["ports"]
+    assert port["port"] == 9765 and port["targetPort"] == "api"
+    assert {"name": "api", "containerPort": 9765, "protocol": "TCP"} in container["ports"]
+    env = {e["name"]: e for e in container["env"]}
+    assert (
+        env["OUTPOST_TUNNEL_METRICS_TOKEN"]["valueFrom"]["secretKeyRef"]
+        == endpoint["authorization"]["credentials"]
+    )
+
+
+@pytest.mark.parametrize(
+    "tunnel,message",
+    [
+        (
+            {"mode": "deployment", "metrics": {"enabled": False}},
+            "tunnel.metrics.serviceMonitor.enabled needs tunnel.metrics.enabled",
+        ),
+        (
+            {"mode": "sidecar"},
+            "tunnel.metrics.serviceMonitor.enabled needs tunnel.mode: deployment",
+        ),
+    ],
+    ids=["metrics-off", "sidecar"],
+)
+def test_tunnel_service_monitor_fails_with_a_clear_message(tunnel, message):
+    tunnel = {
+        **tunnel,
+        "metrics": {**tunnel.get("metrics", {}), "serviceMonitor": {"enabled": True}},
+    }
+    with pytest.raises(helm_python.HelmError, match=message):
+        render(ADDONS, {"outposts": OUTPOSTS, "tunnel": tunnel})
+
+
+def test_tunnel_networkpolicy_lets_metrics_from_reach_only_the_api_port():
+    prometheus = [{"namespaceSelector": {"matchLabels": {"name": "monitoring"}}}]
+    base = {"outposts": OUTPOSTS, "tunnel": {"mode": "deployment"}}
+    objects, _ = render(ADDONS, base)
+    assert len(one(objects, "NetworkPolicy")["spec"]["ingress"]) == 2  # hub and proxy only
+    objects, _ = render(
+        ADDONS,
+        {**base, "tunnel": {"mode": "deployment", "networkPolicy": {"metricsFrom": prometheus}}},
+    )
+    rules = one(objects, "NetworkPolicy")["spec"]["ingress"]
+    assert rules[-1] == {"from": prometheus, "ports": [{"port": "api", "protocol": "TCP"}]}
+
+
+def test_the_rendered_tunnel_daemon_opens_only_metrics_to_the_metrics_token(tmp_path):
+    """The real daemon, started with the rendered command and the env taken from the
+    Secret (API on loopback, files in tmp_path): the metrics token opens GET /metrics
+    (Bearer, as the ServiceMonitor sends it) and nothing else; the API token opens both."""
+    objects, _ = render(ADDONS, {"outposts": OUTPOSTS, "tunnel": {"mode": "deployment"}})
+    secret = one(objects, "Secret")
+    container = tunnel_container(objects, "deployment")
+    env = {
+        e["name"]: secret_text(secret, e["valueFrom"]["secretKeyRef"]["key"])
+        for e in container["env"]
+    }
+    metrics_token, api_token = env["OUTPOST_TUNNEL_METRICS_TOKEN"], env["OUTPOST_TUNNEL_API_TOKEN"]
+    (tmp_path / "ssh-key").write_text(secret_text(secret, "ssh-key"))
+    command = container["command"][1:]
+    port = free_port()
+    replace = {
+        "--api-ip": "127.0.0.1",
+        "--api-port": str(port),
+        "--forward-ip": "127.0.0.1",
+        "--ssh-key": str(tmp_path / "ssh-key"),
+        "--state-file": str(tmp_path / "forwards.json"),
+    }
+    for flag, value in replace.items():
+        command[command.index(flag) + 1] = value
+    environ = {k: v for k, v in os.environ.items() if not k.startswith("OUTPOST_")}
+    process = subprocess.Popen(
+        [sys.executable, "-m", "jupyterhub_outpost", *command],
+        env={**environ, **env},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        wait_for_ping(process, url)
+        assert http_status(url + "/metrics", metrics_token) == 200
+        assert http_status(url + "/metrics", metrics_token, scheme="token") == 200
+        assert http_status(url + "/metrics") == 401
+        assert http_status(url + "/forwards", metrics_token, scheme="token") == 401
+        assert http_status(url + "/forwards", api_token, scheme="token") == 200
+        assert http_status(url + "/metrics", api_token, scheme="token") == 200
+    finally:
+        process.terminate()
+        output = process.communicate(timeout=30)[0]
+    assert metrics_token not in output and api_token not in output

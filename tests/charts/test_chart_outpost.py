@@ -7,12 +7,15 @@ import subprocess
 import sys
 
 import asyncssh
+import helm_python
+import pytest
 import yaml
 from cryptography.fernet import Fernet
 from traitlets.config import Config
 
 from tests.charts.chart_helpers import (
     OUTPOST,
+    check_service_monitor,
     find,
     one,
     pod_specs,
@@ -262,6 +265,10 @@ def test_existing_secret_replaces_the_chart_secret():
     assert secret_volume["secret"]["secretName"] == "my-outpost-secret"
     env = {e["name"]: e for e in c["env"]}
     assert env["OUTPOST_CRYPT_KEYS"]["valueFrom"]["secretKeyRef"]["name"] == "my-outpost-secret"
+    assert env["OUTPOST_METRICS_TOKEN"]["valueFrom"]["secretKeyRef"] == {
+        "name": "my-outpost-secret",
+        "key": "metrics_token",
+    }
     assert "my-outpost-secret" in notes
 
 
@@ -305,3 +312,101 @@ def test_extra_env_volumes_and_mounts_are_passed_through():
         assert volume in spec["volumes"]
     for mount in values["extraVolumeMounts"]:
         assert mount in c["volumeMounts"]
+
+
+def test_metrics_token_env_comes_from_the_secret_and_is_absent_when_disabled():
+    objects, notes = render(OUTPOST, HUBS)
+    secret = one(objects, "Secret")
+    assert re.fullmatch(r"[A-Za-z0-9]{40}", secret_text(secret, "metrics_token"))
+    _, c = container(objects)
+    env = {e["name"]: e for e in c["env"]}
+    assert env["OUTPOST_METRICS_TOKEN"] == {
+        "name": "OUTPOST_METRICS_TOKEN",
+        "valueFrom": {"secretKeyRef": {"name": secret["metadata"]["name"], "key": "metrics_token"}},
+    }
+    assert "jsonpath='{.data.metrics_token}'" in notes
+    # the token is in no ConfigMap
+    assert secret_text(secret, "metrics_token") not in yaml.safe_dump(one(objects, "ConfigMap"))
+
+    objects, notes = render(OUTPOST, {**HUBS, "metrics": {"enabled": False}})
+    _, c = container(objects)
+    assert "OUTPOST_METRICS_TOKEN" not in {e["name"] for e in c["env"]}
+    assert "metrics_token" not in notes
+
+
+def test_a_given_metrics_token_is_used():
+    objects, _ = render(OUTPOST, {**HUBS, "metrics": {"token": "given-metrics-token"}})
+    assert secret_text(one(objects, "Secret"), "metrics_token") == "given-metrics-token"
+
+
+def test_no_service_monitor_unless_asked():
+    objects, _ = render(OUTPOST, HUBS)
+    assert find(objects, "ServiceMonitor") == []
+
+
+@pytest.mark.parametrize("https", [False, True])
+def test_service_monitor_scrapes_the_api_service_with_the_secrets_token(https):
+    """A ServiceMonitor is a custom resource: kubernetes-validate (built-in API only)
+    cannot validate it, so chart_helpers.validate leaves it out and its structure is
+    checked here by hand (check_service_monitor)."""
+    values = {
+        **HUBS,
+        "https": {"enabled": https, "secretName": "tls"},
+        "metrics": {
+            "serviceMonitor": {
+                "enabled": True,
+                "interval": "1m",
+                "labels": {"release": "kube-prometheus-stack"},
+            }
+        },
+    }
+    objects, _ = render(OUTPOST, values)
+    monitor = one(objects, "ServiceMonitor")
+    secret = one(objects, "Secret")
+    endpoint, service = check_service_monitor(
+        monitor, find(objects, "Service"), secret["metadata"]["name"]
+    )
+    assert service["metadata"]["name"] == "test-jupyterhub-outpost"  # the API, not SSH
+    assert endpoint == {
+        "port": "http",
+        "path": "/metrics",
+        "scheme": "https" if https else "http",
+        "interval": "1m",
+        "authorization": {
+            "type": "Bearer",
+            "credentials": {"name": secret["metadata"]["name"], "key": "metrics_token"},
+        },
+    }
+    assert monitor["metadata"]["labels"]["release"] == "kube-prometheus-stack"
+    assert monitor["metadata"]["labels"]["app.kubernetes.io/part-of"] == "jupyterhub-outpost"
+    # the credentials are the very token the Outpost reads
+    _, c = container(objects)
+    env = {e["name"]: e for e in c["env"]}
+    assert (
+        env["OUTPOST_METRICS_TOKEN"]["valueFrom"]["secretKeyRef"]
+        == endpoint["authorization"]["credentials"]
+    )
+    # the Service's port leads to the container port the Outpost serves on
+    [port] = service["spec"]["ports"]
+    assert port["targetPort"] in {p["name"] for p in c["ports"]}
+
+
+def test_service_monitor_uses_an_existing_secret():
+    objects, _ = render(
+        OUTPOST,
+        {"existingSecret": "mine", "metrics": {"serviceMonitor": {"enabled": True}}},
+    )
+    endpoint, _ = check_service_monitor(
+        one(objects, "ServiceMonitor"), find(objects, "Service"), "mine"
+    )
+    assert endpoint["authorization"]["credentials"] == {"name": "mine", "key": "metrics_token"}
+    assert endpoint["interval"] == "30s"
+
+
+def test_service_monitor_without_metrics_fails_with_a_clear_message():
+    with pytest.raises(
+        helm_python.HelmError, match="metrics.serviceMonitor.enabled needs metrics.enabled"
+    ):
+        render(
+            OUTPOST, {**HUBS, "metrics": {"enabled": False, "serviceMonitor": {"enabled": True}}}
+        )

@@ -3,15 +3,29 @@
 The Deployment's args, the ConfigMap's config file and the Secret's files are put on
 disk (paths under /etc/outpost moved into a temporary directory) and handed to the real
 ``JupyterHubOutpost`` application and the modules that read each file. This proves the
-chart and the Outpost agree on flag names, option names and file formats; it does not
-start the server (the Outpost's own tests do).
+chart and the Outpost agree on flag names, option names and file formats. One test
+starts the real server from them on loopback, to prove the rendered metrics token
+opens GET /metrics; the rest do not start it (the Outpost's own tests do).
 """
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
+
 import pytest
 
-from tests.charts.chart_helpers import OUTPOST, one, pod_specs, render, secret_text
+from tests.charts.chart_helpers import (
+    OUTPOST,
+    free_port,
+    http_status,
+    one,
+    pod_specs,
+    render,
+    secret_text,
+    wait_for_ping,
+)
 
 app_module = pytest.importorskip("jupyterhub_outpost.outpost.app")
 credentials = pytest.importorskip("jupyterhub_outpost.outpost.credentials")
@@ -156,3 +170,41 @@ def test_without_postgresql_the_database_is_sqlite_on_the_data_volume(tmp_path):
         data["persistentVolumeClaim"]["claimName"]
         == one(objects, "PersistentVolumeClaim")["metadata"]["name"]
     )
+
+
+@pytest.mark.parametrize("enabled", [True, False], ids=["metrics-on", "metrics-off"])
+def test_the_rendered_outpost_serves_metrics_to_the_secrets_token(tmp_path, enabled):
+    """The real Outpost, started as the pod would start it (the rendered args, config
+    file, Secret files and the env taken from the Secret), on loopback: with
+    metrics.enabled, GET /metrics answers 200 to the Secret's `metrics_token` (Bearer, as
+    the ServiceMonitor sends it, and `token`) and 401 to anything else; without, 404."""
+    objects, _ = render(OUTPOST, {"hubs": {"hub": {}}, "metrics": {"enabled": enabled}})
+    argv, env, _ = materialize(objects, tmp_path)
+    token = secret_text(one(objects, "Secret"), "metrics_token")
+    assert (env.get("OUTPOST_METRICS_TOKEN") == token) is enabled
+    port = free_port()
+    argv[argv.index("--port") + 1] = str(port)
+    argv[argv.index("--ip") + 1] = "127.0.0.1"
+    argv += ["--JupyterHubOutpost.ssh_port=0", "--JupyterHubOutpost.ssh_ip=127.0.0.1"]
+    environ = {k: v for k, v in os.environ.items() if not k.startswith("OUTPOST_")}
+    process = subprocess.Popen(
+        [sys.executable, "-m", "jupyterhub_outpost", *argv],
+        env={**environ, **env},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        wait_for_ping(process, url)
+        if enabled:
+            assert http_status(url + "/metrics", token) == 200
+            assert http_status(url + "/metrics", token, scheme="token") == 200
+            assert http_status(url + "/metrics", token + "x") == 401
+            assert http_status(url + "/metrics") == 401
+        else:
+            assert http_status(url + "/metrics", token) == 404
+    finally:
+        process.terminate()
+        output = process.communicate(timeout=30)[0]
+    assert token not in output  # and the token is never logged

@@ -4,7 +4,7 @@ What is proven here: Helm's own engine (Helm v4's Go library in the helm-python-
 renders an install against :class:`FakeKubeAPI`, a stand-in for the Kubernetes API on
 loopback that holds no Secret; the rendered Secret is stored in it as an install would
 create it; then an upgrade is rendered against it with ``lookup`` live, and every
-generated value (passwords, SSH keys, encryption key, tunnel token) comes back unchanged,
+generated value (passwords, SSH keys, encryption key, tunnel and metrics tokens) comes back unchanged,
 while values set explicitly still win and newly added hubs/Outposts get new values.
 
 What is not proven here: that a real API server answers ``lookup`` the same way (the fake
@@ -59,7 +59,7 @@ def test_outpost_upgrade_keeps_generated_values_and_applies_changes(cluster):
         {"hubs": {"hub-a": {}}},
         {"hubs": {"hub-a": {"sshPublicKeys": ["ssh-ed25519 AAAA new"]}, "hub-b": {}}},
     )
-    for key in ("ssh_host_ed25519_key", "crypt_keys"):
+    for key in ("ssh_host_ed25519_key", "crypt_keys", "metrics_token"):
         assert after["data"][key] == before["data"][key], key
     old = yaml.safe_load(secret_text(before, "hub_credentials.yaml"))
     new = yaml.safe_load(secret_text(after, "hub_credentials.yaml"))
@@ -110,6 +110,7 @@ def test_hub_addons_secret_is_kept_across_upgrade(cluster):
     for key in (
         "ssh-key",
         "tunnel-api-token",
+        "tunnel-metrics-token",
         "outpost-remote-password",
         "outpost-remote-flavors-token",
     ):
@@ -122,3 +123,53 @@ def test_hub_addons_secret_is_kept_across_upgrade(cluster):
         ADDONS, values, name="hub-addons", namespace=NAMESPACE, config=config, is_upgrade=True
     )
     assert secret_text(one(again, "Secret"), "outpost-remote-host-key") == "ssh-ed25519 AAAA"
+
+
+def test_outpost_metrics_token_is_kept_and_a_given_one_wins(cluster):
+    api, config = cluster
+    hubs = {"hubs": {"hub-a": {}}}
+    before, after = install_then_upgrade(api, config, OUTPOST, hubs, hubs)
+    generated = secret_text(before, "metrics_token")
+    assert len(generated) == 40 and secret_text(after, "metrics_token") == generated
+    # switching metrics off and on again keeps it too (the key stays in the Secret)
+    api.apply([after], NAMESPACE)
+    off, _ = render(
+        OUTPOST,
+        {**hubs, "metrics": {"enabled": False}},
+        name="rel",
+        namespace=NAMESPACE,
+        config=config,
+        is_upgrade=True,
+    )
+    assert secret_text(one(off, "Secret"), "metrics_token") == generated
+    # a token in values wins over the kept one
+    given, _ = render(
+        OUTPOST,
+        {**hubs, "metrics": {"token": "rotated-metrics-token"}},
+        name="rel",
+        namespace=NAMESPACE,
+        config=config,
+        is_upgrade=True,
+    )
+    assert secret_text(one(given, "Secret"), "metrics_token") == "rotated-metrics-token"
+
+
+def test_hub_addons_tunnel_metrics_token_is_kept_and_a_given_one_wins(cluster):
+    api, config = cluster
+    values = {"tunnel": {"mode": "deployment"}}
+    before, after = install_then_upgrade(api, config, ADDONS, values, values, name="hub-addons")
+    generated = secret_text(before, "tunnel-metrics-token")
+    assert len(generated) == 48 and secret_text(after, "tunnel-metrics-token") == generated
+    assert generated != secret_text(before, "tunnel-api-token")
+    api.apply([after], NAMESPACE)
+    given, _ = render(
+        ADDONS,
+        {"tunnel": {"mode": "deployment", "metrics": {"token": "rotated"}}},
+        name="hub-addons",
+        namespace=NAMESPACE,
+        config=config,
+        is_upgrade=True,
+    )
+    secret = one(given, "Secret")
+    assert secret_text(secret, "tunnel-metrics-token") == "rotated"
+    assert secret_text(secret, "tunnel-api-token") == secret_text(before, "tunnel-api-token")

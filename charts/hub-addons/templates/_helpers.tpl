@@ -55,7 +55,7 @@ app.kubernetes.io/component: tunnels
 
 {{/*
 The data of the chart-managed Secret, base64-encoded. Generated values (the hub's SSH
-key, the tunnel API token, Outpost passwords and flavor tokens) are made once: on
+key, the tunnel API and metrics tokens, Outpost passwords and flavor tokens) are made once: on
 upgrade they are read back from the existing Secret with `lookup`. Values given in
 values.yaml always win. Pinned host keys are never generated: they come from values
 (or stay as they were).
@@ -76,6 +76,11 @@ values.yaml always win. Pinned host keys are never generated: they come from val
 {{- $_ := set $data "tunnel-api-token" (.Values.tunnel.apiToken | b64enc) }}
 {{- else }}
 {{- $_ := set $data "tunnel-api-token" (index $old "tunnel-api-token" | default (randAlphaNum 48 | b64enc)) }}
+{{- end }}
+{{- if .Values.tunnel.metrics.token }}
+{{- $_ := set $data "tunnel-metrics-token" (.Values.tunnel.metrics.token | b64enc) }}
+{{- else }}
+{{- $_ := set $data "tunnel-metrics-token" (index $old "tunnel-metrics-token" | default (randAlphaNum 48 | b64enc)) }}
 {{- end }}
 {{- range $name, $o := .Values.outposts }}
 {{- $key := printf "outpost-%s-password" $name }}
@@ -147,6 +152,14 @@ env:
       secretKeyRef:
         name: {{ include "addons.secretName" . }}
         key: tunnel-api-token
+{{- if .Values.tunnel.metrics.enabled }}
+  # Opens only GET /metrics (token or Bearer), for Prometheus.
+  - name: OUTPOST_TUNNEL_METRICS_TOKEN
+    valueFrom:
+      secretKeyRef:
+        name: {{ include "addons.secretName" . }}
+        key: tunnel-metrics-token
+{{- end }}
 {{- if eq .Values.tunnel.mode "deployment" }}
 ports:
   - name: api

@@ -94,6 +94,13 @@ Every generated value is made once: on upgrade the existing Secret is read with
 {{- else }}
 {{- $_ := set $data "crypt_keys" (randBytes 32 | replace "+" "-" | replace "/" "_" | b64enc) }}
 {{- end }}
+{{- if .Values.metrics.token }}
+{{- $_ := set $data "metrics_token" (.Values.metrics.token | b64enc) }}
+{{- else if hasKey $old "metrics_token" }}
+{{- $_ := set $data "metrics_token" (index $old "metrics_token") }}
+{{- else }}
+{{- $_ := set $data "metrics_token" (randAlphaNum 40 | b64enc) }}
+{{- end }}
 {{- toYaml $data }}
 {{- end }}
 
