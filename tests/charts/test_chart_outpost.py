@@ -391,6 +391,18 @@ def test_service_monitor_scrapes_the_api_service_with_the_secrets_token(https):
     assert port["targetPort"] in {p["name"] for p in c["ports"]}
 
 
+def test_service_monitor_trusts_a_private_ca_when_given_a_tls_config():
+    tls = {"ca": {"secret": {"name": "outpost-ca", "key": "ca.crt"}}, "serverName": "outpost"}
+    values = {
+        **HUBS,
+        "https": {"enabled": True, "secretName": "tls"},
+        "metrics": {"serviceMonitor": {"enabled": True, "tlsConfig": tls}},
+    }
+    objects, _ = render(OUTPOST, values)
+    [endpoint] = one(objects, "ServiceMonitor")["spec"]["endpoints"]
+    assert endpoint["scheme"] == "https" and endpoint["tlsConfig"] == tls
+
+
 def test_service_monitor_uses_an_existing_secret():
     objects, _ = render(
         OUTPOST,
