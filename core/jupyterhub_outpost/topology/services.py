@@ -150,6 +150,7 @@ class Service:
         self.tail: deque[str] = deque(maxlen=30)
         self._stopping = False
         self._supervisor: asyncio.Task | None = None
+        self._reader: asyncio.Task | None = None
         self._ready_line = asyncio.Event()
         self._started_at = 0.0
         self._changed = asyncio.Condition()
@@ -261,9 +262,14 @@ class Service:
 
         async def ready_now() -> bool:
             if not self.running:
+                # the exit is seen here before the supervisor has recorded it: take the code
+                # from the process, and let the reader finish so the output is complete
+                code = self.proc.returncode if self.proc is not None else self.last_exit
+                if self._reader is not None:
+                    await asyncio.wait([self._reader], timeout=2)
                 tail = "\n  ".join(list(self.tail)[-10:]) or "(no output)"
                 raise ServiceError(
-                    f"service {self.name} exited with code {self.last_exit} before it was ready "
+                    f"service {self.name} exited with code {code} before it was ready "
                     f"({check.describe()}); its last output:\n  {tail}"
                 )
             if check.log:
