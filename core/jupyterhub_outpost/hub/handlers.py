@@ -9,6 +9,8 @@ All live under ``/hub/api/outpost/``; ``_default`` names the default server::
     POST flavors/{outpost}            an Outpost's current flavor usage
                                       (scope custom:outpostflavors:set)
     GET  flavors                      every Outpost's flavors (any authenticated user)
+    GET  orphans                      servers at Outposts no spawner holds (admin:servers)
+    DELETE orphans/{outpost}/{name}[/{start_id}]  stop one of them (admin:servers)
 
 Use :func:`outpost_handlers` in jupyterhub_config.py::
 
@@ -185,10 +187,14 @@ class FlavorsHandler(_OutpostAPIHandler):
 
 def outpost_handlers() -> list[tuple[str, type]]:
     """The handlers for ``c.JupyterHub.extra_handlers`` (paths are below /hub/)."""
+    from .orphans import OrphansHandler  # it builds on _OutpostAPIHandler
+
     name = r"([^/]+)"
     return [
         (rf"/api/outpost/events/{name}/{name}", EventsHandler),
         (rf"/api/outpost/setuptunnel/{name}/{name}", SetupTunnelHandler),
         (rf"/api/outpost/flavors/{name}", FlavorsUpdateHandler),
         (r"/api/outpost/flavors", FlavorsHandler),
+        (r"/api/outpost/orphans", OrphansHandler),
+        (rf"/api/outpost/orphans/{name}/{name}(?:/{name})?", OrphansHandler),
     ]

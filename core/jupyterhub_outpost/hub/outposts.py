@@ -319,15 +319,17 @@ class OutpostAPI:
             )
         return data
 
-    async def find(self, name: str, start_id: str = "") -> dict | None:
-        """This hub's entry of ``name`` in GET /services (status, service, error), or None."""
+    async def list(self) -> list[dict]:
+        """GET /services: this hub's servers at the Outpost (name, start_id, status, ...)."""
         _, data = await self.request("GET", self.services_url, what="the list request")
         items = data if isinstance(data, list) else (data or {}).get("services", [])
-        for item in items:
-            if (
-                isinstance(item, dict)
-                and item.get("name") == name
-                and (not start_id or not item.get("start_id") or item.get("start_id") == start_id)
+        return [item for item in items if isinstance(item, dict)]
+
+    async def find(self, name: str, start_id: str = "") -> dict | None:
+        """This hub's entry of ``name`` in GET /services (status, service, error), or None."""
+        for item in await self.list():
+            if item.get("name") == name and (
+                not start_id or not item.get("start_id") or item.get("start_id") == start_id
             ):
                 return item
         return None
