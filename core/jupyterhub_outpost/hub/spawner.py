@@ -642,7 +642,6 @@ class OutpostSpawner(Spawner):
             raise OutpostSpawnError(
                 f"Preparing the start on {outpost.label} failed: {e}", reason="hook"
             ) from None
-        self._starting = True
         try:
             self._record_start()
         except Exception as e:
@@ -650,10 +649,10 @@ class OutpostSpawner(Spawner):
                 "Recording the start of %s in the hub database failed", self._log_name
             )
             self._forget()
-            self._starting = False
             raise OutpostSpawnError(
                 f"The hub could not record the start on {outpost.label}: {e}", reason="hub"
             ) from None
+        self._starting = True
         self._setuptunnel = asyncio.get_running_loop().create_future()
         try:
             try:
