@@ -285,6 +285,22 @@ async def test_start_is_recorded_in_the_hub_database_before_the_request_leaves(
     assert recorded["target_url"] == ""
 
 
+async def test_start_that_cannot_be_recorded_is_refused_before_anything_is_sent(
+    make_spawner, fake_outpost, fake_tunnels, monkeypatch
+):
+    spawner = make_spawner("x")
+
+    def broken_commit():
+        raise RuntimeError("database is locked")
+
+    monkeypatch.setattr(spawner.user.db, "commit", broken_commit)
+    with pytest.raises(SpawnException) as info:
+        await spawner.start()
+    assert "could not record the start" in info.value.message
+    assert fake_outpost.requests_of("POST") == []
+    assert spawner.start_id == "" and STATE_KEY not in spawner.get_state()
+
+
 async def test_start_interrupted_by_a_hub_restart_is_stopped_at_the_outpost(
     make_spawner, fake_outpost, fake_tunnels
 ):
