@@ -283,3 +283,18 @@ async def test_minibatch_spawner_returns_the_reported_address_when_not_delayed(s
     host, port = await asyncio.wait_for(spawner.start(), 60)
     assert host == site.node.ip and await site.outpost.can_connect(host, port)
     await spawner.stop(now=True)
+
+
+async def test_minibatch_spawner_stop_after_a_failed_submission_succeeds(tmp_path):
+    from types import SimpleNamespace
+
+    token_file = tmp_path / "token"
+    token_file.write_text("t")
+    nowhere = SimpleNamespace(
+        setuptunnel="http://127.0.0.1:1/x", server="http://127.0.0.1:1", token_file=str(token_file)
+    )
+    spawner = make_spawner(nowhere)
+    with pytest.raises(RuntimeError, match="cannot reach the scheduler"):
+        await spawner.start()
+    assert not spawner.job_id
+    await spawner.stop(now=True)  # was: `minibatch cancel` run without a job id, which failed

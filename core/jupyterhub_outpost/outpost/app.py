@@ -32,6 +32,7 @@ from .hub_client import HubClient
 from .logcontext import ContextFilter
 from .manager import ServiceManager
 from .metrics import Metrics
+from .redaction import SecretRedactor
 from .runner import Runner
 from .store import Store
 
@@ -291,6 +292,7 @@ class JupyterHubOutpost(Application):
     manager = None
     credentials = None
     metrics = None
+    redactor = None
     http_server = None
     ssh_endpoint = None
     parsed_forward_targets: list = []
@@ -378,6 +380,11 @@ class JupyterHubOutpost(Application):
         self._check_hooks()
         if not any(isinstance(f, ContextFilter) for f in self.log.filters):
             self.log.addFilter(ContextFilter())
+        self.redactor = self.redactor or SecretRedactor()
+        # on the logger and on its handlers: records of tornado's loggers, which propagate
+        # to this one, pass only the handlers' filters
+        for owner in (self.log, *self.log.handlers):
+            owner.addFilter(self.redactor)
         url = self.resolved_db_url()
         os.makedirs(self.data_dir, mode=0o700, exist_ok=True)
         try:
@@ -393,7 +400,11 @@ class JupyterHubOutpost(Application):
             ) from None
         self.store = Store(url, crypt)
         runner = Runner(
-            self.spawner_class, self.config, os.path.join(self.data_dir, "certs"), self.log
+            self.spawner_class,
+            self.config,
+            os.path.join(self.data_dir, "certs"),
+            self.log,
+            redactor=self.redactor,
         )
         hub_client = HubClient(self.log, ca_file=self.hub_ca_file, timeout=self.hub_request_timeout)
         self.manager = ServiceManager(

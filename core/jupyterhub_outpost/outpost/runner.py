@@ -26,6 +26,8 @@ from jupyterhub import orm
 from jupyterhub.objects import Server
 from jupyterhub.utils import maybe_future, url_path_join
 
+from .redaction import secret_values
+
 # env keys whose local value (computed on this system) wins over the hub's
 LOCAL_ENV_KEYS = frozenset(
     {
@@ -136,11 +138,12 @@ def check_misc(spawner_class: type, misc: dict) -> None:
 class Runner:
     """Builds and drives spawners of one class with one config."""
 
-    def __init__(self, spawner_class: type, config, certs_dir: str, log):
+    def __init__(self, spawner_class: type, config, certs_dir: str, log, redactor=None):
         self.spawner_class = spawner_class
         self.config = config
         self.certs_dir = certs_dir
         self.log = log
+        self.redactor = redactor  # a SecretRedactor: each spawner's secrets stay out of logs
 
     def build(
         self,
@@ -186,8 +189,11 @@ class Runner:
             oauth_client_id=env.get("JUPYTERHUB_CLIENT_ID", client_id),
             user_options=user_options,
             api_token=env.get("JUPYTERHUB_API_TOKEN", ""),
+            log=self.log,  # the Outpost's logger: request context, secrets masked
         )
         spawner._outpost_hub_env = dict(env)
+        if self.redactor is not None:
+            self.redactor.track(spawner, secret_values(env))
         spawner.server = Server(orm_server=orm_server)
         for key, value in misc.items():
             setattr(spawner, key, value)

@@ -107,6 +107,12 @@ class MiniBatchSpawner(BatchSpawnerRegexStates):
             )
         return out.decode(errors="replace").strip()
 
+    async def cancel_batch_job(self):
+        """Cancel the job; a submission that failed left no job to cancel (batchspawner
+        would run the cancel command without a job id and fail the cleanup)."""
+        if self.job_id:
+            await super().cancel_batch_job()
+
     def address(self) -> tuple[str, int] | None:
         """(host, port) the job reported to minibatch, parsed from the last status."""
         for part in (self.job_status or "").split():
