@@ -77,11 +77,12 @@ MISSED = {
         "daemons in parallel for aggregate bandwidth)."
     ),
     "hub.api_p99_ms_loaded": (
-        "Not the hub: the request goes through configurable-http-proxy, one node process "
-        "that also relays every byte of the four downloads. Measured on the hub's own port "
-        "(`hub_port_p99_ms_*`, see the findings) the hub's p99 did not rise under the same "
-        "load. What would close it: a proxy with more than one worker (e.g. Traefik), API "
-        "clients using the hub's own port, and more cores than busy processes."
+        "Mostly not the hub: the request goes through configurable-http-proxy, one node "
+        "process that also relays every byte of the four downloads. Measured on the hub's "
+        "own port (`hub_port_p99_ms_*` in the context figures) the hub's p99 rises far "
+        "less under the same load. What would close it: a proxy with more than one worker "
+        "(e.g. Traefik), API clients using the hub's own port, and more cores than busy "
+        "processes."
     ),
     "spawn.ready_s_outpost": (
         "Almost all of a start is jupyterhub-singleuser's own start, which varied from "
@@ -93,10 +94,12 @@ MISSED = {
         "it: the same 20+20 starts on an idle machine."
     ),
     "outpost.poll_rps": (
-        "One poll is a Tornado request with HTTP Basic auth and two store reads, each "
-        "its own SQLAlchemy async session, on the one pinned core that the machine's "
-        "other work shares; `poll_cpu_ms` below is the Outpost's own CPU per poll. See "
-        "the findings below the table for the profile and what would close it."
+        "The Outpost is CPU-bound on its one pinned core: `poll_cpu_ms` in the context "
+        "figures is its own CPU per poll, and 1 / poll_cpu_ms is the rate it reaches. A "
+        "poll is a Tornado request with HTTP Basic auth, one primary-key read of the "
+        "server's row (the in-memory index finds it), JSON and the access log line. What "
+        "would close it: less Python per request (see the findings below the table), or "
+        "more than one Outpost process."
     ),
     "outpost.poll_p99_ms": (
         "With 8 requests in flight on one saturated core, p99 is roughly 8 x the service "
@@ -108,14 +111,10 @@ MISSED = {
         "per statement."
     ),
     "tunnels.setup_s_500": (
-        "Most of it is the PUTs (`put_s` in the context figures): the daemon's "
-        "`ForwardManager.put` (`core/jupyterhub_outpost/tunnels/manager.py`, another "
-        "engineer's module) holds one lock across binding the listener and an atomic save "
-        "of the whole forward table (temp file, fsync, rename, directory fsync; 7.6 ms for "
-        "a 500-entry table on this disk, measured separately), so PUTs are serial and each "
-        "costs O(table size): ~50 ms per PUT here. The rest is the first channel open "
-        "through each forward. What would close it: save the table after the lock is "
-        "released and coalesce saves (one write for a burst of PUTs), or a bulk PUT."
+        "Most of it is the PUTs (`put_s` in the context figures): each binds a listener, "
+        "and the forward table's saves (temp file, fsync, rename) are group-committed, "
+        "one save for a burst of PUTs. The rest is the first channel open through each "
+        "forward. What would close it: a bulk PUT."
     ),
     "tunnels.rss_mb_500": "The daemon holds a listener and table entry per forward.",
     "tunnels.recover_s_500": "The daemon reconnects with backoff and re-opens forwards.",

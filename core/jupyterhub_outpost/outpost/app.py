@@ -259,6 +259,19 @@ class JupyterHubOutpost(Application):
         help="Largest accepted request body in bytes; a larger one is answered 413.",
     ).tag(config=True)
 
+    idle_connection_timeout = Float(
+        60.0,
+        help="""Seconds a client connection may stay open without sending a complete
+        request head (idle keep-alive, or headers trickled in slowly); then it is closed.
+        Bounds how long slow or stalled clients hold the Outpost's connections.""",
+    ).tag(config=True)
+
+    body_timeout = Float(
+        60.0,
+        help="""Seconds a client may take to send a request body once its head arrived;
+        a slower body is dropped with the connection and nothing of it is stored.""",
+    ).tag(config=True)
+
     certfile = Unicode(
         "",
         help="""TLS certificate (PEM) of the REST API. With keyfile, the API speaks
@@ -424,6 +437,8 @@ class JupyterHubOutpost(Application):
             self.make_tornado_app(),
             ssl_options=ssl_context,
             max_body_size=self.max_body_size * 16,
+            idle_connection_timeout=self.idle_connection_timeout,
+            body_timeout=self.body_timeout,
             xheaders=False,
         )
         self.http_server.listen(self.port, self.ip)
