@@ -110,6 +110,12 @@ class ServiceManager:
             del self._addresses[live.address]
         live.key = live.address = None
 
+    def _masked(self, text: str) -> str:
+        """``text`` with the live spawners' secrets masked: a spawner's error message goes
+        to the hub, which shows and logs it."""
+        redactor = self.runner.redactor
+        return redactor.redact(text) if redactor is not None else text
+
     def _forget(self, row_id: int) -> None:
         self._unindex(row_id)
         self._spawners.pop(row_id, None)
@@ -258,7 +264,7 @@ class ServiceManager:
             await relay.send_failure(message)
             raise OutpostError(409, message, reason="cancelled") from None
         except Exception as e:
-            message = _failure_message(row.name, e)
+            message = self._masked(_failure_message(row.name, e))
             if isinstance(e, asyncio.TimeoutError):
                 message = (
                     f"Server {row.name!r} did not start within {spawner.start_timeout} "
@@ -404,10 +410,10 @@ class ServiceManager:
                 await self.runner.stop(live.spawner, hub=row.hub, row_id=row.id)
             except Exception as e:
                 self.log.exception("Stopping %s of hub %s failed", row.name, row.hub)
+                message = self._masked(f"Stopping server {row.name!r} failed ({e})")
                 raise OutpostError(
                     500,
-                    f"Stopping server {row.name!r} failed ({e}); it is still listed, "
-                    "try again or ask the Outpost administrator.",
+                    f"{message}; it is still listed, try again or ask the Outpost administrator.",
                 ) from None
             if remove:
                 await self.store.remove(row.id)
