@@ -4,6 +4,7 @@ BatchSpawner logs a server's whole environment (its API token) at DEBUG."""
 import gc
 import logging
 
+import pytest
 from jupyterhub.spawner import SimpleLocalProcessSpawner
 from jupyterhub_outpost.outpost.redaction import MASK, SecretRedactor, secret_values
 from jupyterhub_outpost.topology.minibatch_spawner import MiniBatchSpawner
@@ -17,11 +18,9 @@ SECRET = "oauth-secret-abcdefghijklmnop"
 class Lines(logging.Handler):
     """Every line the Outpost's logger writes, formatted with its traceback."""
 
-    def __init__(self, outpost):
+    def __init__(self):
         super().__init__(logging.DEBUG)
         self.lines: list[str] = []
-        outpost.app.log.setLevel(logging.DEBUG)
-        outpost.app.log.addHandler(self)
 
     def emit(self, record):
         self.lines.append(self.format(record))
@@ -29,6 +28,24 @@ class Lines(logging.Handler):
     @property
     def text(self) -> str:
         return "\n".join(self.lines)
+
+
+@pytest.fixture
+def log_of():
+    """``log_of(outpost)`` -> Lines of its logger at DEBUG (level and handlers restored)."""
+    attached = []
+
+    def attach(outpost) -> Lines:
+        logger, lines = outpost.app.log, Lines()
+        attached.append((logger, lines, logger.level))
+        logger.setLevel(logging.DEBUG)
+        logger.addHandler(lines)
+        return lines
+
+    yield attach
+    for logger, lines, level in attached:
+        logger.removeHandler(lines)
+        logger.setLevel(level)
 
 
 def secret_body(name: str) -> dict:
@@ -39,13 +56,13 @@ def secret_body(name: str) -> dict:
 
 
 async def test_batchspawner_logging_the_servers_environment_at_debug_shows_no_token(
-    make_outpost, tmp_path
+    make_outpost, tmp_path, log_of
 ):
     c = local_spawner_config(tmp_path)
     c.JupyterHubOutpost.spawner_class = MiniBatchSpawner
     c.MiniBatchSpawner.minibatch_server = "http://127.0.0.1:1"  # nothing listens: submit fails
     outpost = await make_outpost(c)
-    log = Lines(outpost)
+    log = log_of(outpost)
     code, answer = await outpost.api.call("POST", "/services", body=secret_body("batch"))
     assert code == 500, answer
     environment = [line for line in log.lines if "Spawner submitting environment" in line]
@@ -67,12 +84,12 @@ class LeakySpawner(SimpleLocalProcessSpawner):
 
 
 async def test_a_spawner_cannot_leak_its_token_in_log_messages_tracebacks_or_its_failure(
-    make_outpost, tmp_path
+    make_outpost, tmp_path, log_of
 ):
     c = local_spawner_config(tmp_path)
     c.JupyterHubOutpost.spawner_class = LeakySpawner
     outpost = await make_outpost(c)
-    log = Lines(outpost)
+    log = log_of(outpost)
     code, answer = await outpost.api.call("POST", "/services", body=secret_body("leaky"))
     assert code == 500
     # nor in the answer: the hub shows it to the user and logs it
