@@ -113,8 +113,7 @@ class ServiceManager:
     def _masked(self, text: str) -> str:
         """``text`` with the live spawners' secrets masked: a spawner's error message goes
         to the hub, which shows and logs it."""
-        redactor = self.runner.redactor
-        return redactor.redact(text) if redactor is not None else text
+        return self.runner.redactor.redact(text)
 
     def _forget(self, row_id: int) -> None:
         self._unindex(row_id)

@@ -26,7 +26,7 @@ from jupyterhub import orm
 from jupyterhub.objects import Server
 from jupyterhub.utils import maybe_future, url_path_join
 
-from .redaction import secret_values
+from .redaction import SecretRedactor, secret_values
 
 # env keys whose local value (computed on this system) wins over the hub's
 LOCAL_ENV_KEYS = frozenset(
@@ -143,7 +143,8 @@ class Runner:
         self.config = config
         self.certs_dir = certs_dir
         self.log = log
-        self.redactor = redactor  # a SecretRedactor: each spawner's secrets stay out of logs
+        # masks each spawner's secrets in the logger's records (app.py attaches it)
+        self.redactor = redactor or SecretRedactor()
 
     def build(
         self,
@@ -192,8 +193,7 @@ class Runner:
             log=self.log,  # the Outpost's logger: request context, secrets masked
         )
         spawner._outpost_hub_env = dict(env)
-        if self.redactor is not None:
-            self.redactor.track(spawner, secret_values(env))
+        self.redactor.track(spawner, secret_values(env))
         spawner.server = Server(orm_server=orm_server)
         for key, value in misc.items():
             setattr(spawner, key, value)
