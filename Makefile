@@ -10,7 +10,7 @@ PYTEST_ARGS ?=
 MODE ?= local
 DEBIAN_PACKAGES := openssh-server openssh-client iproute2 postgresql-15 procps
 
-.PHONY: help deps deps-system venv node test lint format demo bench e2e-kind clean
+.PHONY: help deps deps-system venv runner node test lint format demo bench e2e-kind clean
 
 help:
 	@echo "make demo                 one hub and a remote Outpost on this machine (one-remote scenario)"
@@ -20,7 +20,7 @@ help:
 	@echo "make e2e-kind             end-to-end tests on kind clusters (needs a Docker engine)"
 	@echo "make lint                 ruff check and format check"
 
-deps: deps-system venv node
+deps: deps-system venv runner node
 
 # Debian packages (sshd for the OpenSSH baseline and the Ansible hosts, PostgreSQL for tests).
 deps-system:
@@ -44,6 +44,14 @@ $(VENV)/.installed: pyproject.toml | $(BIN)/python
 
 venv: $(VENV)/.installed
 
+# The scenario runner (`jupyterhub-outpost topology`): its own distribution, not in the
+# product's wheel; demo, scenarios, tests, bench and the kind e2e need it.
+$(VENV)/.runner-installed: scenario-runner/pyproject.toml $(VENV)/.installed
+	$(BIN)/pip install -q -e ./scenario-runner
+	touch $@
+
+runner: $(VENV)/.runner-installed
+
 $(NODE_PREFIX)/.installed:
 	mkdir -p $(NODE_PREFIX)
 	npm install --silent --no-audit --no-fund --prefix $(NODE_PREFIX) configurable-http-proxy@5
@@ -52,16 +60,16 @@ $(NODE_PREFIX)/.installed:
 node: $(NODE_PREFIX)/.installed
 
 test: deps
-	$(BIN)/ruff check core tests bench charts/tools
+	$(BIN)/ruff check core scenario-runner tests bench charts/tools
 	$(BIN)/pytest -rs $(PYTEST_ARGS)
 
 lint: venv
-	$(BIN)/ruff check core tests bench charts/tools
-	$(BIN)/ruff format --check core tests bench charts/tools
+	$(BIN)/ruff check core scenario-runner tests bench charts/tools
+	$(BIN)/ruff format --check core scenario-runner tests bench charts/tools
 
 format: venv
-	$(BIN)/ruff format core tests bench
-	$(BIN)/ruff check --fix core tests bench
+	$(BIN)/ruff format core scenario-runner tests bench
+	$(BIN)/ruff check --fix core scenario-runner tests bench
 
 demo: scenario-one-remote
 

@@ -5,7 +5,7 @@
 # report_address, and reports its own address to the hub's setuptunnel URL.
 import os
 
-from jupyterhub_outpost.topology.minibatch_spawner import MiniBatchSpawner
+from outpost_scenarios.minibatch_spawner import MiniBatchSpawner
 
 c = get_config()  # noqa: F821
 

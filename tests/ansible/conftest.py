@@ -1,7 +1,7 @@
 import shutil
 
 import pytest
-from jupyterhub_outpost.topology import netns
+from outpost_scenarios import netns
 
 from .lab import SSHD, AnsibleLab
 

@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import yaml
-from jupyterhub_outpost.topology import netns
+from outpost_scenarios import netns
 
 from tests.helpers.hub_process import wait_until
 

@@ -1,6 +1,6 @@
 """The values the kind e2e hands to each chart, rendered and validated here (no Docker).
 
-jupyterhub_outpost.topology.kind (kind mode and the kind e2e) builds every release's
+outpost_scenarios.kind (kind mode and the kind e2e) builds every release's
 values from scenarios/<name>/kind/*.yaml plus what one run generates (keys, passwords,
 addresses). The same builders run here with example addresses, so a values mistake shows
 up in `make test`, not only on a machine with Docker.
@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import pytest
 import yaml
-from jupyterhub_outpost.topology import kind as kind_mode
+from outpost_scenarios import kind as kind_mode
 
 from tests.charts.chart_helpers import ADDONS, OUTPOST, one, render, secret_text, validate
 

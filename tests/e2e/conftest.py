@@ -22,7 +22,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from jupyterhub_outpost.topology import netns
+from outpost_scenarios import netns
 
 AVAILABLE, REASON = netns.isolation_available()
 

@@ -17,7 +17,7 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 import pytest
-from jupyterhub_outpost.topology.runner import Topology
+from outpost_scenarios.runner import Topology
 
 from tests.helpers import kernel
 from tests.helpers.hub_process import HubProcess, process_alive, wait_until

@@ -45,9 +45,7 @@ def jobs(scenario, user: str = "") -> list[str]:
         MINIBATCH_SERVER=f"http://{topo.host('node1').ip}:{topo.port('minibatch', 'api')}",
         MINIBATCH_TOKEN_FILE=topo.path("secrets/minibatch"),
     )
-    argv = topo.host("login").argv(
-        [sys.executable, "-m", "jupyterhub_outpost.topology.minibatch", "list"]
-    )
+    argv = topo.host("login").argv([sys.executable, "-m", "outpost_scenarios.minibatch", "list"])
     out = subprocess.run(argv, env=env, capture_output=True, text=True, timeout=30, check=True)
     return [
         line

@@ -32,7 +32,7 @@ services or roles use ``c.JupyterHub.services.append(...)`` / ``load_roles.appen
 - ``c.JupyterHub.cleanup_servers = False`` so that a hub restart keeps servers running
   (as production hubs are configured); :meth:`stop` stops the servers first unless told not to.
 
-``host`` (a :class:`jupyterhub_outpost.topology.netns.Host`) runs the hub inside that
+``host`` (a :class:`outpost_scenarios.netns.Host`) runs the hub inside that
 network namespace; ``ip`` must then be one of the host's addresses that the test
 process can reach (a network made with ``host_access=True``).
 

@@ -7,7 +7,7 @@ import logging
 import pytest
 from jupyterhub.spawner import SimpleLocalProcessSpawner
 from jupyterhub_outpost.outpost.redaction import MASK, SecretRedactor, secret_values
-from jupyterhub_outpost.topology.minibatch_spawner import MiniBatchSpawner
+from outpost_scenarios.minibatch_spawner import MiniBatchSpawner
 
 from tests.outpost.support import local_spawner_config, start_body
 

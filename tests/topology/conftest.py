@@ -3,7 +3,7 @@
 import subprocess
 
 import pytest
-from jupyterhub_outpost.topology import netns
+from outpost_scenarios import netns
 
 AVAILABLE, REASON = netns.isolation_available()
 

@@ -7,11 +7,11 @@ import sys
 
 import pytest
 from jupyterhub.utils import exponential_backoff
-from jupyterhub_outpost.topology.runner import Topology
+from outpost_scenarios.runner import Topology
 
 SCENARIO = os.path.join(os.path.dirname(__file__), "batch_site")
-REPORT = f"{sys.executable} -m jupyterhub_outpost.topology.report_address"
-MB = [sys.executable, "-m", "jupyterhub_outpost.topology.minibatch"]
+REPORT = f"{sys.executable} -m outpost_scenarios.report_address"
+MB = [sys.executable, "-m", "outpost_scenarios.minibatch"]
 
 
 def job_env(topo, **extra):

@@ -5,7 +5,7 @@ import urllib.error
 import urllib.request
 
 import pytest
-from jupyterhub_outpost.topology.egress_proxy import EgressProxy, parse_relay
+from outpost_scenarios.egress_proxy import EgressProxy, parse_relay
 from tornado import web
 
 

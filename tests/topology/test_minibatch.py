@@ -8,12 +8,12 @@ import sys
 
 import pytest
 from jupyterhub.utils import exponential_backoff
-from jupyterhub_outpost.topology import netns
-from jupyterhub_outpost.topology.minibatch import ScriptError, parse_script
+from outpost_scenarios import netns
+from outpost_scenarios.minibatch import ScriptError, parse_script
 from tornado import web
 
-MB = [sys.executable, "-m", "jupyterhub_outpost.topology.minibatch"]
-REPORT = f"{sys.executable} -m jupyterhub_outpost.topology.report_address"
+MB = [sys.executable, "-m", "outpost_scenarios.minibatch"]
+REPORT = f"{sys.executable} -m outpost_scenarios.report_address"
 HUB_TOKEN = "server-token-123"
 
 
@@ -239,7 +239,7 @@ def make_spawner(site, **kwargs):
     from types import SimpleNamespace
 
     from jupyterhub.objects import Hub
-    from jupyterhub_outpost.topology.minibatch_spawner import MiniBatchSpawner
+    from outpost_scenarios.minibatch_spawner import MiniBatchSpawner
 
     user = SimpleNamespace(name="alice", escaped_name="alice", url="/user/alice/", id=1)
     return MiniBatchSpawner(

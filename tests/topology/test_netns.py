@@ -8,7 +8,7 @@ import sys
 
 import pytest
 from jupyterhub.utils import exponential_backoff
-from jupyterhub_outpost.topology import netns
+from outpost_scenarios import netns
 
 from .conftest import leftovers
 
@@ -84,7 +84,7 @@ async def test_close_ends_processes_and_removes_namespaces_veths_bridges():
 def test_cleanup_stale_removes_leftovers_of_a_killed_run():
     code = (
         "import sys, time\n"
-        "from jupyterhub_outpost.topology import netns\n"
+        "from outpost_scenarios import netns\n"
         "lab = netns.Lab(isolation=True)\n"
         "lab.add_network('n')\n"
         "h = lab.add_host('a', ['n'])\n"

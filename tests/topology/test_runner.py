@@ -7,10 +7,10 @@ import subprocess
 import sys
 
 import pytest
-from jupyterhub_outpost.topology import netns, rundir
-from jupyterhub_outpost.topology.runner import Topology, down_run_dir
-from jupyterhub_outpost.topology.services import http_status
-from jupyterhub_outpost.topology.spec import load
+from outpost_scenarios import netns, rundir
+from outpost_scenarios.runner import Topology, down_run_dir
+from outpost_scenarios.services import http_status
+from outpost_scenarios.spec import load
 
 from .conftest import leftovers
 

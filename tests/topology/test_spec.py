@@ -3,7 +3,7 @@
 import os
 
 import pytest
-from jupyterhub_outpost.topology.spec import Context, SpecError, load, parse, render
+from outpost_scenarios.spec import Context, SpecError, load, parse, render
 
 EXAMPLE = os.path.join(os.path.dirname(__file__), "example")
 

@@ -1,12 +1,12 @@
-"""The kind e2e's helpers are the product's: jupyterhub_outpost.topology.kind.
+"""The kind e2e's helpers are the scenario runner's: outpost_scenarios.kind.
 
 Kept as thin re-exports for tests that import them from here (tests/ansible/kind).
 """
 
 from __future__ import annotations
 
-from jupyterhub_outpost.topology import kind as _kind
-from jupyterhub_outpost.topology.kind import (  # noqa: F401 (re-exported)
+from outpost_scenarios import kind as _kind
+from outpost_scenarios.kind import (  # noqa: F401 (re-exported)
     HUB_CONFIG,
     HUB_IMAGE,
     HUB_NS,

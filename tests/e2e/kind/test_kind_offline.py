@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 import yaml
-from jupyterhub_outpost.topology import kind
+from outpost_scenarios import kind
 
 ROOT = Path(__file__).resolve().parents[3]
 

@@ -8,7 +8,7 @@ proxy, and stopping it cleans up both clusters (the user pod there, the per-serv
 Service and the forward here).
 
 The clusters, images and releases come from the product's kind mode
-(jupyterhub_outpost.topology.kind: the same deploy/teardown as
+(outpost_scenarios.kind: the same deploy/teardown as
 `make scenario-<name> MODE=kind`); the test adds the user-server checks.
 
 Run with `make e2e-kind` (Docker needed; about 10 minutes per scenario, most of it
@@ -25,7 +25,7 @@ import shutil
 from pathlib import Path
 
 import pytest
-from jupyterhub_outpost.topology.kind import (
+from outpost_scenarios.kind import (
     HUB_CONFIG,
     HUB_IMAGE,
     HUB_NS,

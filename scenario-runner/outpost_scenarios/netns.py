@@ -5,7 +5,7 @@ A :class:`Lab` is the set of networks and hosts made for one run. Every object i
 unique per run), so parallel runs never collide and :func:`cleanup` finds the leftovers of
 a run that crashed::
 
-    from jupyterhub_outpost.topology import netns
+    from outpost_scenarios import netns
 
     with netns.Lab() as lab:                         # or: async with netns.Lab() as lab
         lab.add_network("public", host_access=True)  # the root namespace gets .1 on it
@@ -60,7 +60,7 @@ import time
 from collections.abc import Callable, Sequence
 from typing import Any, TypeVar
 
-log = logging.getLogger("jupyterhub_outpost.topology")
+log = logging.getLogger("outpost_scenarios")
 
 ISOLATION_ENV = "JUPYTERHUB_OUTPOST_TOPOLOGY_ISOLATION"
 REGISTRY_DIR = "/run/jupyterhub-outpost-topology"

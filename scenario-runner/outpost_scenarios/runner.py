@@ -2,7 +2,7 @@
 
 Python API (what end-to-end tests use)::
 
-    from jupyterhub_outpost.topology.runner import Topology
+    from outpost_scenarios.runner import Topology
 
     async with Topology.up("scenarios/one-remote") as topo:
         topo.host("hub").ip                 # address of the hub host (first network)
@@ -36,7 +36,7 @@ from . import netns, rundir
 from .services import LogSink, Readiness, Service, ServiceError
 from .spec import Context, TopologySpec, load, render
 
-log = logging.getLogger("jupyterhub_outpost.topology")
+log = logging.getLogger("outpost_scenarios")
 
 
 class TopologyError(RuntimeError):

@@ -44,7 +44,7 @@ import asyncssh
 import yaml
 
 HERE = Path(__file__).resolve().parent
-ROOT = Path(os.environ.get("OUTPOST_SOURCE_DIR") or HERE.parents[2])
+ROOT = Path(os.environ.get("OUTPOST_SOURCE_DIR") or HERE.parents[1])
 HUB_CONFIG = HERE / "kind-hub.yaml"
 REMOTE_CONFIG = HERE / "kind-outpost.yaml"
 OUTPOST_IMAGE = "ghcr.io/jupyterhub-outpost/outpost:kind"

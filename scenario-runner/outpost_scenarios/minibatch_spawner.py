@@ -2,7 +2,7 @@
 
 For the delayed-tunnel scenario the Outpost runs::
 
-    c.JupyterHubOutpost.spawner_class = "jupyterhub_outpost.topology.minibatch_spawner.MiniBatchSpawner"
+    c.JupyterHubOutpost.spawner_class = "outpost_scenarios.minibatch_spawner.MiniBatchSpawner"
     c.MiniBatchSpawner.minibatch_server = "http://10.231.2.3:6820"
     c.MiniBatchSpawner.minibatch_token_file = "/path/to/token"
     c.MiniBatchSpawner.delayed_address = True     # start() returns "" once the job runs
@@ -26,8 +26,8 @@ import sys
 from batchspawner import BatchSpawnerRegexStates, JobStatus
 from traitlets import Bool, Unicode, default
 
-MINIBATCH = f"{shlex.quote(sys.executable)} -m jupyterhub_outpost.topology.minibatch"
-REPORT = f"{sys.executable} -m jupyterhub_outpost.topology.report_address"
+MINIBATCH = f"{shlex.quote(sys.executable)} -m outpost_scenarios.minibatch"
+REPORT = f"{sys.executable} -m outpost_scenarios.report_address"
 
 
 class MiniBatchSpawner(BatchSpawnerRegexStates):

@@ -26,7 +26,7 @@ from jupyterhub.utils import exponential_backoff
 
 from .netns import Host
 
-log = logging.getLogger("jupyterhub_outpost.topology")
+log = logging.getLogger("outpost_scenarios")
 
 LogSink = Callable[[str, str], None]
 

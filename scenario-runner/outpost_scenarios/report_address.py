@@ -3,8 +3,8 @@
 Delayed tunneling: the Outpost cannot know where a batch job's server will listen, so the
 job reports it itself once the server accepts connections::
 
-    python -m jupyterhub_outpost.topology.report_address [--ip IP] [--port N] -- jupyterhub-singleuser [ARGS]
-    python -m jupyterhub_outpost.topology.report_address --service HOST:PORT     # report only
+    python -m outpost_scenarios.report_address [--ip IP] [--port N] -- jupyterhub-singleuser [ARGS]
+    python -m outpost_scenarios.report_address --service HOST:PORT     # report only
 
 Wrapper mode picks a free port on ``--ip`` (default ``$MINIBATCH_HOST``, the compute host's
 address), rewrites ``JUPYTERHUB_SERVICE_URL`` to ``http://IP:PORT/...`` (which
@@ -176,7 +176,7 @@ def main(argv: list[str] | None = None) -> None:
         i = argv.index("--")
         argv, command = argv[:i], argv[i + 1 :]
     p = argparse.ArgumentParser(
-        prog="python -m jupyterhub_outpost.topology.report_address",
+        prog="python -m outpost_scenarios.report_address",
         description="Start a server and report its address to the hub (delayed tunneling).",
     )
     p.add_argument("--ip", help="address the server listens on (default $MINIBATCH_HOST)")

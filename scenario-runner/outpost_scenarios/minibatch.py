@@ -4,7 +4,7 @@ One daemon runs on a compute host and owns a job queue; jobs really wait in the 
 start later, as children of the daemon, on that host. Small commands talk to the daemon
 over HTTP from the Outpost host, shaped for ``batchspawner`` (see ``minibatch_spawner``)::
 
-    python -m jupyterhub_outpost.topology.minibatch serve --ip 10.231.2.3 --port 6820 \\
+    python -m outpost_scenarios.minibatch serve --ip 10.231.2.3 --port 6820 \\
         --state-dir DIR --token-file TOKEN [--slots 1] [--start-delay 2] [--address-timeout 120]
     ... submit  < script      prints the job id
     ... status  JOB_ID        prints "job=ID state=PENDING|RUNNING|COMPLETED|FAILED|CANCELLED host=IP address=HOST:PORT ..."

@@ -17,7 +17,7 @@ Outpost/login host). It offers two things:
 
 ::
 
-    python -m jupyterhub_outpost.topology.egress_proxy --ip 10.231.2.2 \\
+    python -m outpost_scenarios.egress_proxy --ip 10.231.2.2 \\
         --relay 8081=10.231.1.2:8081 [--port 3128 --allow 10.231.1.2:8081]
 """
 
