@@ -8,7 +8,7 @@ export PATH := $(BIN):$(NODE_PREFIX)/node_modules/.bin:$(PATH)
 # pytest selection and extra options, e.g. `make test PYTEST_ARGS="-k flavor -x"`
 PYTEST_ARGS ?=
 MODE ?= local
-DEBIAN_PACKAGES := openssh-server openssh-client iproute2 postgresql-15 procps
+DEBIAN_PACKAGES := openssh-server openssh-client iproute2 iptables postgresql-15 procps
 
 .PHONY: help deps deps-system venv runner node test lint format demo bench e2e-kind clean
 
@@ -22,7 +22,8 @@ help:
 
 deps: deps-system venv runner node
 
-# Debian packages (sshd for the OpenSSH baseline and the Ansible hosts, PostgreSQL for tests).
+# Debian packages (sshd for the OpenSSH baseline and the Ansible hosts, PostgreSQL for tests,
+# iptables for the topology's rules next to Docker's: docs/topology.md).
 deps-system:
 	@missing=""; for p in $(DEBIAN_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
 	if [ -n "$$missing" ]; then \

@@ -24,7 +24,10 @@ network (``eth0``, ``eth1``, ... inside, in the order given), with address ``.2`
 ``net.ipv4.ip_forward=0`` and hosts get no default route, so a host reaches exactly the
 hosts that share a network with it. A network made with ``host_access=True`` also gets
 the address ``.1`` in the root namespace, so that this machine (a browser, a test) can
-reach its hosts directly; the root namespace does not forward either.
+reach its hosts directly; the root namespace does not forward either: each lab's
+iptables chain (:mod:`.host_firewall`) accepts traffic within each of its bridges and
+drops anything routed to or from them, so labs also work where dockerd has set the
+FORWARD policy to DROP and turned on forwarding.
 
 Without root or without ``ip netns`` (or with ``JUPYTERHUB_OUTPOST_TOPOLOGY_ISOLATION=off``,
 or ``Lab(isolation=False)``) the lab falls back to loopback: each host becomes one address
@@ -59,6 +62,8 @@ import threading
 import time
 from collections.abc import Callable, Sequence
 from typing import Any, TypeVar
+
+from . import host_firewall
 
 log = logging.getLogger("outpost_scenarios")
 
@@ -298,6 +303,7 @@ def cleanup(prefix: str, *, log_removed: bool = True, _locked: bool = False) -> 
             if ours.fullmatch(link):
                 _ip("link", "delete", link, check=False)
                 removed.append(f"link {link}")
+        removed.extend(host_firewall.remove(prefix))
     if os.path.exists(_registry_path(prefix)):
         if _locked:
             os.unlink(_registry_path(prefix))
@@ -309,19 +315,23 @@ def cleanup(prefix: str, *, log_removed: bool = True, _locked: bool = False) -> 
     return removed
 
 
+def _object_prefixes() -> set[str]:
+    """The prefix each namespace, link and firewall chain here would have if a Lab made it."""
+    names = _netns_names() + _link_names() if shutil.which("ip") else []
+    return {name.split("-", 1)[0][:8] for name in names} | host_firewall.prefixes()
+
+
 def cleanup_stale() -> list[str]:
     """Clean up every run whose owner process is gone (crashed or killed).
 
     A run is stale when its registry file names a pid that no longer runs, or when
-    namespaces/links with a ``jot?????`` prefix exist without any registry file (the file is
-    written before the first object is made and removed after the last). Live parallel runs
-    are left alone. Returns the prefixes cleaned.
+    namespaces, links or firewall chains with a ``jot?????`` prefix exist without any
+    registry file (the file is written before the first object is made and removed after
+    the last). Live parallel runs are left alone. Returns the prefixes cleaned.
     """
     if os.geteuid() != 0:
         return []
-    if not os.path.isdir(REGISTRY_DIR) and not any(
-        PREFIX_RE.match(o.split("-", 1)[0][:8]) for o in _netns_names() + _link_names()
-    ):
+    if not os.path.isdir(REGISTRY_DIR) and not any(PREFIX_RE.match(o) for o in _object_prefixes()):
         return []
     cleaned = []
     with _registry_lock():
@@ -332,11 +342,9 @@ def cleanup_stale() -> list[str]:
                 owner = record.get("owner", [0, None])
                 if _proc_start_time(owner[0]) != owner[1] or _is_zombie(owner[0]):
                     prefixes.add(name[:-5])
-        if shutil.which("ip"):
-            for obj in _netns_names() + _link_names():
-                candidate = obj.split("-", 1)[0][:8]
-                if PREFIX_RE.match(candidate) and not os.path.exists(_registry_path(candidate)):
-                    prefixes.add(candidate)
+        for candidate in _object_prefixes():
+            if PREFIX_RE.match(candidate) and not os.path.exists(_registry_path(candidate)):
+                prefixes.add(candidate)
         for prefix in sorted(prefixes):
             cleanup(prefix, _locked=True)
             cleaned.append(prefix)
@@ -566,7 +574,9 @@ class Lab:
         if not self.isolated:
             return False
         ours = re.compile(re.escape(self.prefix) + r"(-.+|[bvp][0-9]+)")
-        return any(ours.fullmatch(o) for o in _netns_names() + _link_names())
+        return any(ours.fullmatch(o) for o in _netns_names() + _link_names()) or (
+            self.prefix in host_firewall.prefixes()
+        )
 
     def _write_registry(self) -> None:
         if not self._registry:
@@ -613,6 +623,10 @@ class Lab:
                     )
             net = Network(self, name, index, net_subnet, host_access)
             self.networks[name] = net
+            try:
+                host_firewall.allow_bridge(self.prefix, net.bridge)
+            except host_firewall.FirewallError as e:
+                raise NetnsError(f"network {name}: {e}") from e
             _ip("link", "add", net.bridge, "type", "bridge")
             _ip("link", "set", net.bridge, "up")
             if host_access:

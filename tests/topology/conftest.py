@@ -1,8 +1,10 @@
-"""Fixtures for the topology tests: a per-test Lab and leftover checks."""
+"""Fixtures for the topology tests: a per-test Lab, leftover checks, a server on a host."""
 
 import subprocess
+import sys
 
 import pytest
+from jupyterhub.utils import exponential_backoff
 from outpost_scenarios import netns
 
 AVAILABLE, REASON = netns.isolation_available()
@@ -36,3 +38,41 @@ def lab():
     with netns.Lab(isolation=True) as lab:
         yield lab
     assert leftovers(lab.prefix) == {"netns": [], "links": []}
+
+
+async def start_http_server(host, port=8000):
+    """``python -m http.server`` on ``host`` (its main address), once it accepts connections."""
+    proc = await host.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "http.server",
+        "--bind",
+        host.ip,
+        str(port),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    await exponential_backoff(
+        lambda: host.can_connect(host.ip, port), f"http.server on {host.name}", timeout=15
+    )
+    return proc
+
+
+def start_lab_owner() -> tuple[subprocess.Popen, str]:
+    """A process that owns a Lab (network ``n``, host ``a`` running ``sleep``) and its prefix.
+
+    SIGKILL it to leave a stale run behind.
+    """
+    code = (
+        "import sys\n"
+        "from outpost_scenarios import netns\n"
+        "lab = netns.Lab(isolation=True)\n"
+        "lab.add_network('n')\n"
+        "lab.add_host('a', ['n']).popen(['sleep', '600'])\n"
+        "print(lab.prefix, flush=True)\n"
+        "sys.stdin.read()\n"
+    )
+    owner = subprocess.Popen(
+        [sys.executable, "-c", code], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True
+    )
+    return owner, owner.stdout.readline().strip()

@@ -4,30 +4,11 @@ import asyncio
 import os
 import signal
 import subprocess
-import sys
 
 import pytest
-from jupyterhub.utils import exponential_backoff
 from outpost_scenarios import netns
 
-from .conftest import leftovers
-
-
-async def start_http_server(host, port=8000):
-    proc = await host.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "http.server",
-        "--bind",
-        host.ip,
-        str(port),
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    await exponential_backoff(
-        lambda: host.can_connect(host.ip, port), f"http.server on {host.name}", timeout=15
-    )
-    return proc
+from .conftest import leftovers, start_http_server, start_lab_owner
 
 
 def three_hosts(lab):
@@ -82,20 +63,7 @@ async def test_close_ends_processes_and_removes_namespaces_veths_bridges():
 
 @pytest.mark.netns
 def test_cleanup_stale_removes_leftovers_of_a_killed_run():
-    code = (
-        "import sys, time\n"
-        "from outpost_scenarios import netns\n"
-        "lab = netns.Lab(isolation=True)\n"
-        "lab.add_network('n')\n"
-        "h = lab.add_host('a', ['n'])\n"
-        "h.popen(['sleep', '600'])\n"
-        "print(lab.prefix, flush=True)\n"
-        "sys.stdin.read()\n"
-    )
-    owner = subprocess.Popen(
-        [sys.executable, "-c", code], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True
-    )
-    prefix = owner.stdout.readline().strip()
+    owner, prefix = start_lab_owner()
     assert leftovers(prefix)["netns"] == [f"{prefix}-a"]
     owner.send_signal(signal.SIGKILL)
     owner.wait()
