@@ -17,6 +17,7 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 import pytest
+from outpost_scenarios import host_firewall
 from outpost_scenarios.runner import Topology
 
 from tests.helpers import kernel
@@ -382,7 +383,7 @@ def restart_hub(sc: RunningScenario) -> None:
 
 
 def down_leaves_nothing(sc: RunningScenario) -> None:
-    """Bring the scenario down; no process, namespace, veth, bridge or file of it is left."""
+    """Bring the scenario down: no process, namespace, link, iptables chain or file is left."""
     assert_outposts_empty(sc)  # every test cleaned up after itself
     pids = sc.service_pids() + [s.pid for s in sc.topo.services.values() if s.pid]
     assert pids, "the scenario should have processes before the teardown"
@@ -392,5 +393,6 @@ def down_leaves_nothing(sc: RunningScenario) -> None:
     assert not [line for line in ns.splitlines() if line.startswith(sc.prefix)]
     links = subprocess.run(["ip", "-o", "link", "show"], capture_output=True, text=True).stdout
     assert sc.prefix not in links
+    assert sc.prefix not in host_firewall.prefixes()
     assert not os.path.exists(os.path.join(REGISTRY, f"{sc.prefix}.json"))
     assert not os.path.exists(sc.topo.path("topology.json"))

@@ -5,7 +5,7 @@ import sys
 
 import pytest
 from jupyterhub.utils import exponential_backoff
-from outpost_scenarios import netns
+from outpost_scenarios import host_firewall, netns
 
 AVAILABLE, REASON = netns.isolation_available()
 
@@ -20,7 +20,7 @@ def pytest_collection_modifyitems(config, items):
 
 
 def leftovers(prefix: str) -> dict:
-    """Namespaces, links and registry entries that still carry ``prefix``."""
+    """Namespaces, links and iptables chains that still carry ``prefix``."""
     ns = subprocess.run(["ip", "netns", "list"], capture_output=True, text=True).stdout
     links = subprocess.run(["ip", "-o", "link", "show"], capture_output=True, text=True).stdout
     return {
@@ -30,14 +30,18 @@ def leftovers(prefix: str) -> dict:
             for name in (line.split(":")[1].strip().split("@")[0] for line in links.splitlines())
             if name.startswith(prefix)
         ],
+        "firewall": sorted(p for p in host_firewall.prefixes() if p == prefix),
     }
+
+
+NOTHING = {"netns": [], "links": [], "firewall": []}
 
 
 @pytest.fixture
 def lab():
     with netns.Lab(isolation=True) as lab:
         yield lab
-    assert leftovers(lab.prefix) == {"netns": [], "links": []}
+    assert leftovers(lab.prefix) == NOTHING
 
 
 async def start_http_server(host, port=8000):

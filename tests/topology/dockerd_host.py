@@ -1,12 +1,12 @@
 """Run a Lab on a stand-in for a machine where dockerd runs; print what was observed as JSON.
 
-``unshare --net python -m tests.topology.dockerd_host CASE`` (from the checkout's top): this process is then alone in a fresh
-network namespace, which plays the machine's root namespace (the Lab's bridges, the
-iptables tables and the bridge-netfilter sysctls there are its own). It first puts that
-namespace in the state dockerd leaves (or not, for the control case), then builds a Lab
-in it and reports, for test_host_firewall.py to check. Why a private namespace: the
-rules and sysctls dockerd sets would break every namespace test running on this machine
-at the same time if they were set in the real root namespace.
+``unshare --net python -m tests.topology.dockerd_host CASE``, from the checkout's top:
+this process is then alone in a fresh network namespace, which plays the machine's root
+namespace (the Lab's bridges, the iptables tables and the bridge-netfilter sysctls there
+are its own). It first puts that namespace in the state dockerd leaves, then builds a Lab
+in it and reports, for test_host_firewall.py to check. Why a private namespace: the rules
+and sysctls dockerd sets would break every namespace test running on this machine at the
+same time if they were set in the real root namespace.
 
 Cases:
   docker          dockerd's rules first, then a Lab: who reaches whom, the rules before,

@@ -8,7 +8,7 @@ import subprocess
 import pytest
 from outpost_scenarios import netns
 
-from .conftest import leftovers, start_http_server, start_lab_owner
+from .conftest import NOTHING, leftovers, start_http_server, start_lab_owner
 
 
 def three_hosts(lab):
@@ -55,7 +55,7 @@ async def test_close_ends_processes_and_removes_namespaces_veths_bridges():
     stray = node.popen(["sleep", "600"], start_new_session=True)
     assert leftovers(lab.prefix)["netns"]
     await lab.aclose()
-    assert leftovers(lab.prefix) == {"netns": [], "links": []}
+    assert leftovers(lab.prefix) == NOTHING
     assert await proc.wait() is not None
     assert stray.wait(timeout=5) is not None
     assert not os.path.exists(netns._registry_path(lab.prefix))
@@ -73,7 +73,7 @@ def test_cleanup_stale_removes_leftovers_of_a_killed_run():
         live.add_host("b", ["n"])
         assert prefix in netns.cleanup_stale()
         assert leftovers(live.prefix)["netns"] == [f"{live.prefix}-b"]
-    assert leftovers(prefix) == {"netns": [], "links": []}
+    assert leftovers(prefix) == NOTHING
 
 
 @pytest.mark.netns

@@ -12,7 +12,7 @@ from outpost_scenarios.runner import Topology, down_run_dir
 from outpost_scenarios.services import http_status
 from outpost_scenarios.spec import load
 
-from .conftest import leftovers
+from .conftest import NOTHING, leftovers
 
 EXAMPLE = os.path.join(os.path.dirname(__file__), "example")
 
@@ -50,7 +50,7 @@ async def test_up_serves_and_down_leaves_no_process_namespace_veth_bridge(tmp_pa
         assert topo.reachability_problem(topo.open_url) is None
         assert "cannot reach" in topo.reachability_problem(topo.url("back"))
     assert not any(alive(p) for p in pids)
-    assert leftovers(prefix) == {"netns": [], "links": []}
+    assert leftovers(prefix) == NOTHING
     assert rundir.read_state(str(tmp_path)) is None
     assert not os.path.exists(netns._registry_path(prefix))
 
@@ -106,7 +106,7 @@ async def test_service_that_exits_before_ready_fails_up_and_tears_down(tmp_path)
     topo = Topology(load(str(scenario)), run_dir=str(tmp_path / "run"), sink=quiet)
     with pytest.raises(Exception, match=r"exited with code 3 before it was ready(.|\n)*boom"):
         await topo.start()
-    assert leftovers(topo.lab.prefix) == {"netns": [], "links": []}
+    assert leftovers(topo.lab.prefix) == NOTHING
 
 
 RUNNERS = []
@@ -164,7 +164,7 @@ def test_ctrl_c_tears_everything_down(tmp_path):
     assert proc.returncode == 0, rest
     assert "example is down" in rest
     assert not any(alive(p) for p in pids)
-    assert leftovers(state["prefix"]) == {"netns": [], "links": []}
+    assert leftovers(state["prefix"]) == NOTHING
 
 
 @pytest.mark.netns
@@ -189,7 +189,7 @@ def test_topology_down_stops_the_runner_of_another_process(tmp_path):
     assert "is down" in result.stdout
     proc.communicate(timeout=30)
     assert proc.returncode == 0
-    assert leftovers(state["prefix"]) == {"netns": [], "links": []}
+    assert leftovers(state["prefix"]) == NOTHING
 
 
 @pytest.mark.netns
@@ -203,7 +203,7 @@ def test_down_cleans_up_after_a_runner_killed_with_sigkill(tmp_path):
     message = down_run_dir(str(tmp_path))
     assert "removed leftovers" in message
     assert not any(alive(p) for p in pids)
-    assert leftovers(state["prefix"]) == {"netns": [], "links": []}
+    assert leftovers(state["prefix"]) == NOTHING
 
 
 @pytest.mark.netns
@@ -312,7 +312,7 @@ def test_ctrl_c_while_a_service_is_still_starting_tears_down(tmp_path):
     assert proc.returncode == 130, rest
     assert "stop requested while starting" in rest
     assert not any(alive(p) for p in pids)
-    assert leftovers(state["prefix"]) == {"netns": [], "links": []}
+    assert leftovers(state["prefix"]) == NOTHING
 
 
 @pytest.mark.netns
@@ -367,7 +367,7 @@ def test_second_ctrl_c_ends_a_slow_teardown_at_once(tmp_path):
     assert proc.returncode == 130, rest
     assert "ending every process" in rest
     assert pids and not any(alive(p) for p in pids)
-    assert leftovers(state["prefix"]) == {"netns": [], "links": []}
+    assert leftovers(state["prefix"]) == NOTHING
 
 
 @pytest.mark.netns
