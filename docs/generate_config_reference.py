@@ -5,7 +5,8 @@
 
 Each entry of SECTIONS documents one configurable class. To add a class (e.g. the hub
 side's OutpostSpawner), append a Section with its import path; only options defined on
-that class (plus ``inherited``) are listed, in definition order.
+that class and its mixins from this package (plus ``inherited``) are listed, in definition
+order.
 """
 
 from __future__ import annotations
@@ -134,16 +135,29 @@ def _type_name(trait) -> str:
     return name
 
 
+def _definition_order(cls: type) -> dict[str, tuple[int, int]]:
+    """Option name -> (rank of its class, position in that class) for the options defined by
+    the class itself and the mixins of this package it is made of (OutpostSpawner's steps),
+    in that order."""
+    package = cls.__module__.split(".")[0]
+    ours = [c for c in cls.__mro__ if c is cls or c.__module__.split(".")[0] == package]
+    order: dict[str, tuple[int, int]] = {}
+    for rank, klass in enumerate(ours):
+        for i, name in enumerate(klass.__dict__):
+            order.setdefault(name, (rank, i))
+    return order
+
+
 def render_section(section: Section) -> str:
     cls = getattr(importlib.import_module(section.module), section.cls)
+    order = _definition_order(cls)
     own = [
         name
         for name, trait in cls.class_traits(config=True).items()
-        if name in cls.__dict__ or name in section.inherited
+        if name in order or name in section.inherited
     ]
-    # definition order: own class dict order, inherited first
-    order = {name: i for i, name in enumerate(cls.__dict__)}
-    own.sort(key=lambda n: order.get(n, -1))
+    # definition order: inherited first, then the class and its mixins
+    own.sort(key=lambda n: order.get(n, (-1, -1)))
     traits = cls.class_traits(config=True)
     lines = [f"## {section.title}", "", section.intro, ""]
     for name in own:
