@@ -10,13 +10,14 @@ PYTEST_ARGS ?=
 MODE ?= local
 DEBIAN_PACKAGES := openssh-server openssh-client iproute2 iptables postgresql-15 procps
 
-.PHONY: help deps deps-system venv runner node test lint format demo bench e2e-kind clean
+.PHONY: help deps deps-system venv runner node test lint format demo bench docker-engine e2e-kind clean
 
 help:
 	@echo "make demo                 one hub and a remote Outpost on this machine (one-remote scenario)"
 	@echo "make test                 all tests (unit, integration, end-to-end in network namespaces)"
 	@echo "make scenario-NAME        bring a scenario up: one-remote remote-local external-tunnel delayed-tunnel"
 	@echo "make bench                benchmarks; writes bench/results/latest.json and docs/performance.md"
+	@echo "make docker-engine        install Debian's Docker engine and the kind build's packages (root)"
 	@echo "make e2e-kind             end-to-end tests on kind clusters (needs a Docker engine)"
 	@echo "make lint                 ruff check and format check"
 
@@ -79,6 +80,29 @@ scenario-%: deps
 
 bench: deps
 	$(BIN)/python -m bench
+
+# Kind mode (docs/kind.md). Debian's docker.io conflicts only with Docker Inc.'s packages
+# (docker-ce, docker-ce-cli): a docker CLI installed outside dpkg (/usr/local/bin/docker on
+# our machines) is no package, stays first on PATH and talks to Debian's dockerd; an
+# installed docker-ce-cli is replaced by docker.io's CLI; an installed docker-ce engine
+# stops the target (it is not ours to remove). policy-rc.d keeps the package from starting
+# a dockerd with its default, firewall-changing settings: the scenario runner starts the
+# project's own (`jupyterhub-outpost kind engine start`). The other packages are what the
+# node image build takes from Debian (debootstrap, gcc for pause, libseccomp for runc).
+KIND_DEBIAN_PACKAGES := docker.io debootstrap gcc libc6-dev libseccomp-dev pkg-config
+
+docker-engine:
+	@missing=""; for p in $(KIND_DEBIAN_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
+	if [ -z "$$missing" ]; then exit 0; fi; \
+	if [ "$$(id -u)" != 0 ]; then echo "missing Debian packages:$$missing (run as root, or: sudo apt-get install$$missing)"; exit 1; fi; \
+	if dpkg -s docker-ce >/dev/null 2>&1; then \
+	  echo "docker.io conflicts with the installed docker-ce (Docker Inc.'s engine); remove it (apt-get remove docker-ce docker-ce-cli) and run make docker-engine again"; exit 1; \
+	fi; \
+	policy=/usr/sbin/policy-rc.d; added=""; \
+	if [ ! -e $$policy ]; then printf '#!/bin/sh\nexit 101\n' > $$policy && chmod 755 $$policy && added=1; fi; \
+	echo "installing Debian packages:$$missing"; \
+	apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing >/dev/null; \
+	code=$$?; if [ -n "$$added" ]; then rm -f $$policy; fi; exit $$code
 
 e2e-kind: deps
 	$(BIN)/pytest tests/e2e/kind tests/ansible/kind $(PYTEST_ARGS)

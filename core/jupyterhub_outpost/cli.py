@@ -27,12 +27,13 @@ SUBCOMMANDS = {
 }
 PLUGIN_GROUP = "jupyterhub_outpost.commands"
 # subcommands that other distributions provide: name -> (help, how to get it)
+RUNNER_MISSING = (
+    "the scenario runner (distribution jupyterhub-outpost-scenarios) is not installed; "
+    "in a source checkout run 'make runner' or 'pip install -e ./scenario-runner'"
+)
 PLUGINS = {
-    "topology": (
-        "bring a scenario up on this machine",
-        "the scenario runner (distribution jupyterhub-outpost-scenarios) is not installed; "
-        "in a source checkout run 'make runner' or 'pip install -e ./scenario-runner'",
-    ),
+    "topology": ("bring a scenario up on this machine", RUNNER_MISSING),
+    "kind": ("Docker engine, kind node image and kind clusters built here", RUNNER_MISSING),
 }
 
 

@@ -1,0 +1,5 @@
+"""``python -m outpost_scenarios.kindbuild`` = ``jupyterhub-outpost kind``."""
+
+from .cli import main
+
+main()
