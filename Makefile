@@ -10,7 +10,7 @@ PYTEST_ARGS ?=
 MODE ?= local
 DEBIAN_PACKAGES := openssh-server openssh-client iproute2 iptables postgresql-15 procps
 
-.PHONY: help deps deps-system venv runner node test lint format demo bench docker-engine e2e-kind clean
+.PHONY: help deps deps-system venv runner node test lint format demo bench docker-engine images e2e-kind clean
 
 help:
 	@echo "make demo                 one hub and a remote Outpost on this machine (one-remote scenario)"
@@ -18,6 +18,7 @@ help:
 	@echo "make scenario-NAME        bring a scenario up: one-remote remote-local external-tunnel delayed-tunnel"
 	@echo "make bench                benchmarks; writes bench/results/latest.json and docs/performance.md"
 	@echo "make docker-engine        install Debian's Docker engine and the kind build's packages (root)"
+	@echo "make images               build the images of images/ here (Debian base by debootstrap; needs Docker)"
 	@echo "make e2e-kind             end-to-end tests on kind clusters (needs a Docker engine)"
 	@echo "make lint                 ruff check and format check"
 
@@ -77,6 +78,10 @@ demo: scenario-one-remote
 
 scenario-%: deps
 	$(BIN)/jupyterhub-outpost topology up scenarios/$* --mode $(MODE)
+
+# The images the charts run, built here from Debian, PyPI and npm (docs/kind.md).
+images: deps docker-engine
+	$(BIN)/python -m outpost_scenarios.images $(IMAGES_ARGS)
 
 bench: deps
 	$(BIN)/python -m bench
