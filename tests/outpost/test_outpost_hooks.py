@@ -5,15 +5,36 @@ from .support import fetch_or_none, local_spawner_config, server_answers, start_
 OVERRIDE = {"environment": {"OUTPOST_TEST_EXTRA": "from-misc"}}
 
 
-async def test_override_is_refused_by_default_with_403_and_nothing_starts(outpost):
-    code, data = await outpost.api.call("POST", "/services", body=start_body("o", misc=OVERRIDE))
-    assert code == 403
-    assert "override" in data["error"] and "environment" in data["error"]
-    assert "allow_override" in data["error"]
-    assert await outpost.app.store.list_hub("hub1") == []
+def events_body(receiver, name: str, **extra) -> dict:
+    env = {"JUPYTERHUB_EVENTS_URL": receiver.url(f"/events/{name}")}
+    return start_body(name, env=env, **extra)
 
 
-async def test_allow_override_hook_decides_per_hub_and_misc(make_outpost):
+async def dropped_overrides(receiver, name: str) -> list:
+    """The dropped keys the start of ``name`` reported in its progress events."""
+    await wait_for(lambda: receiver.posts_to(f"/events/{name}"), f"events of {name}")
+    reports = [e for _, e in receiver.posts_to(f"/events/{name}") if "dropped_overrides" in e]
+    assert len(reports) == 1, receiver.posts_to(f"/events/{name}")
+    assert ", ".join(reports[0]["dropped_overrides"]) in reports[0]["message"]
+    assert not reports[0].get("failed")
+    return reports[0]["dropped_overrides"]
+
+
+async def test_override_is_dropped_by_default_reported_to_the_hub_and_the_start_goes_on(
+    outpost, receiver
+):
+    code, data = await outpost.api.call(
+        "POST", "/services", body=events_body(receiver, "o", misc=OVERRIDE)
+    )
+    assert code == 200, data
+    info = await wait_for(lambda: fetch_or_none(data["service"]), "server answers")
+    assert info["extra"] == ""  # the Outpost's own configuration, not the override
+    assert await dropped_overrides(receiver, "o") == ["environment"]
+    (row,) = await outpost.app.store.list_hub("hub1")
+    assert row.misc == {}
+
+
+async def test_allow_override_hook_decides_per_hub_and_misc(make_outpost, receiver):
     calls = []
 
     async def allow_override(hub_name, misc):
@@ -26,21 +47,54 @@ async def test_allow_override_hook_decides_per_hub_and_misc(make_outpost):
     assert code == 200, data
     info = await wait_for(lambda: fetch_or_none(data["service"]), "server answers")
     assert info["extra"] == "from-misc"  # the override reached the spawner
-    code, _ = await api.call("POST", "/services", hub="hub2", body=start_body("o2", misc=OVERRIDE))
-    assert code == 403
+    body = events_body(receiver, "o2", misc=OVERRIDE)
+    code, data = await api.call("POST", "/services", hub="hub2", body=body)
+    assert code == 200, data
+    assert (await wait_for(lambda: fetch_or_none(data["service"]), "o2 answers"))["extra"] == ""
+    assert await dropped_overrides(receiver, "o2") == ["environment"]
     # empty misc: the hook is not called
     assert (await api.call("POST", "/services", hub="hub2", body=start_body("o3")))[0] == 200
     assert [hub for hub, _ in calls] == ["hub1", "hub2"]
 
 
-async def test_allowed_override_of_an_unknown_option_is_400(make_outpost):
-    outpost = await make_outpost(allow_override=True)
+async def test_allow_override_hook_may_name_the_keys_it_allows(make_outpost, receiver):
+    outpost = await make_outpost(allow_override=lambda hub, misc: {"environment"})
+    misc = dict(OVERRIDE, port=1, dns_name_template="{name}.x")  # as the stock client sends
     code, data = await outpost.api.call(
-        "POST", "/services", body=start_body("o", misc={"no_such_option": 1})
+        "POST", "/services", body=events_body(receiver, "o", misc=misc)
     )
-    assert code == 400
-    assert "no_such_option" in data["error"]
-    assert await outpost.app.store.list_hub("hub1") == []
+    assert code == 200, data
+    info = await wait_for(lambda: fetch_or_none(data["service"]), "server answers")
+    assert info["extra"] == "from-misc"
+    assert not data["service"].endswith(":1")
+    assert await dropped_overrides(receiver, "o") == ["dns_name_template", "port"]
+
+
+async def test_allowed_override_of_an_unknown_option_is_dropped(make_outpost, receiver):
+    outpost = await make_outpost(allow_override=True)
+    misc = dict(OVERRIDE, no_such_option=1)
+    code, data = await outpost.api.call(
+        "POST", "/services", body=events_body(receiver, "o", misc=misc)
+    )
+    assert code == 200, data
+    info = await wait_for(lambda: fetch_or_none(data["service"]), "server answers")
+    assert info["extra"] == "from-misc"
+    assert await dropped_overrides(receiver, "o") == ["no_such_option"]
+    (row,) = await outpost.app.store.list_hub("hub1")
+    assert row.misc == OVERRIDE
+
+
+async def test_a_failing_allow_override_hook_applies_nothing(make_outpost, receiver):
+    def broken(hub, misc):
+        raise RuntimeError("bug in the admin's hook")
+
+    outpost = await make_outpost(allow_override=broken)
+    code, data = await outpost.api.call(
+        "POST", "/services", body=events_body(receiver, "o", misc=OVERRIDE)
+    )
+    assert code == 200, data
+    assert (await wait_for(lambda: fetch_or_none(data["service"]), "answers"))["extra"] == ""
+    assert await dropped_overrides(receiver, "o") == ["environment"]
 
 
 async def test_sanitize_start_response_hook_sets_the_address(make_outpost):

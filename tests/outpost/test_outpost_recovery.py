@@ -47,9 +47,8 @@ async def _start_two(api, receiver):
 async def test_sigkill_and_restart_recovers_two_running_servers(
     tmp_path, outpost_process_factory, receiver
 ):
-    outpost = outpost_process_factory(
-        write_config(tmp_path), tmp_path / "data", hub_credentials=HUBS, start=False
-    )
+    config = write_config(tmp_path, "c.JupyterHubOutpost.ssh_recreate_at_start = True\n")
+    outpost = outpost_process_factory(config, tmp_path / "data", hub_credentials=HUBS, start=False)
     await outpost.astart()
     api = Api(outpost.url, HUBS)
     addresses, pids = await _start_two(api, receiver)
@@ -65,7 +64,7 @@ async def test_sigkill_and_restart_recovers_two_running_servers(
     }
     for name in addresses:
         assert await api.call("GET", f"/services/{name}") == (200, {"status": None})
-    # ssh_recreate_at_start (default True): each server's tunnel is asked for again
+    # ssh_recreate_at_start = True: each server's tunnel is asked for again
     for name, address in addresses.items():
         await wait_for(lambda n=name: receiver.posts_to(f"/setuptunnel/{n}"), f"setuptunnel {name}")
         headers, body = receiver.posts_to(f"/setuptunnel/{name}")[0]
@@ -81,8 +80,9 @@ async def test_sigkill_and_restart_recovers_two_running_servers(
 async def test_server_that_died_while_the_outpost_was_down_is_reported_ended(
     tmp_path, outpost_process_factory, receiver
 ):
-    config = write_config(tmp_path, "c.JupyterHubOutpost.ssh_recreate_at_start = False\n")
-    outpost = outpost_process_factory(config, tmp_path / "data", hub_credentials=HUBS, start=False)
+    outpost = outpost_process_factory(
+        write_config(tmp_path), tmp_path / "data", hub_credentials=HUBS, start=False
+    )
     await outpost.astart()
     api = Api(outpost.url, HUBS)
     addresses, pids = await _start_two(api, receiver)
@@ -93,7 +93,7 @@ async def test_server_that_died_while_the_outpost_was_down_is_reported_ended(
     assert await api.call("GET", "/services/one") == (200, {"status": None})
     code, data = await api.call("GET", "/services/two")
     assert code == 200 and data["status"] is not None
-    assert receiver.posts == []  # ssh_recreate_at_start = False
+    assert receiver.posts == []  # ssh_recreate_at_start is off by default
     assert (await api.call("DELETE", "/services/two"))[0] == 200
     assert (await api.call("DELETE", "/services/one"))[0] == 200
     await wait_for(lambda: not process_alive(pids["one"]), "server one gone")
@@ -147,17 +147,12 @@ async def test_server_still_starting_when_the_outpost_died_is_reported_failed(
     assert (await second.api.call("DELETE", "/services/halfway"))[0] == 200
 
 
-async def test_ssh_recreate_at_start_hook_decides_per_server(make_outpost, tmp_path, receiver):
+async def _restart_with_two_servers(make_outpost, data_dir, receiver, **options):
+    """Start "keep" and "skip", stop the Outpost (servers keep running), start it again
+    with ``options``; returns (second Outpost, futures of the reaped processes)."""
     import asyncio
 
-    calls = []
-
-    async def recreate(service, hub_name):
-        calls.append((service["name"], hub_name))
-        return service["name"] == "keep"
-
-    data_dir = tmp_path / "same"
-    first = await make_outpost(data_dir=data_dir, ssh_recreate_at_start=False)
+    first = await make_outpost(data_dir=data_dir)
     reaped = []
     for name in ("keep", "skip"):
         env = {"JUPYTERHUB_SETUPTUNNEL_URL": receiver.url(f"/tunnel/{name}")}
@@ -166,11 +161,53 @@ async def test_ssh_recreate_at_start_hook_decides_per_server(make_outpost, tmp_p
         reaped.append(asyncio.ensure_future(asyncio.to_thread(live.spawner.proc.wait)))
     await first.app.stop_outpost()
     assert receiver.posts == []
-    second = await make_outpost(data_dir=data_dir, ssh_recreate_at_start=recreate)
-    await wait_for(lambda: receiver.posts_to("/tunnel/keep"), "tunnel re-creation for keep")
-    await wait_for(lambda: len(calls) == 2, "hook asked for both servers")
-    assert sorted(calls) == [("keep", "hub1"), ("skip", "hub1")]
-    assert receiver.posts_to("/tunnel/skip") == []
+    return await make_outpost(data_dir=data_dir, **options), reaped
+
+
+async def test_ssh_recreate_at_start_hook_gets_the_outpost_and_the_hub_name(
+    make_outpost, tmp_path, receiver
+):
+    import asyncio
+
+    calls = []
+
+    async def recreate(outpost, hub_name):  # the original Outpost's signature
+        calls.append((outpost, hub_name))
+        return hub_name == "hub1"
+
+    second, reaped = await _restart_with_two_servers(
+        make_outpost, tmp_path / "same", receiver, ssh_recreate_at_start=recreate
+    )
+    for name in ("keep", "skip"):
+        await wait_for(lambda n=name: receiver.posts_to(f"/tunnel/{n}"), f"re-creation of {name}")
+    assert calls == [(second.app, "hub1"), (second.app, "hub1")]
+    for name in ("keep", "skip"):
+        assert (await second.api.call("DELETE", f"/services/{name}"))[0] == 200
+    await asyncio.gather(*reaped)
+
+
+async def test_ssh_recreate_at_start_global_hook_replaces_the_per_server_requests(
+    make_outpost, tmp_path, receiver
+):
+    import asyncio
+
+    calls = []
+
+    def recreate_global(outpost, hub_names):
+        calls.append((outpost, hub_names))
+        return True  # "done": the per-server option is not consulted
+
+    second, reaped = await _restart_with_two_servers(
+        make_outpost,
+        tmp_path / "same",
+        receiver,
+        ssh_recreate_at_start=True,
+        ssh_recreate_at_start_global=recreate_global,
+    )
+    await wait_for(lambda: calls, "the global hook is called")
+    assert await second.app.manager.recreate_tunnels() == 0  # the same decision again
+    assert calls == [(second.app, ["hub1"])] * 2
+    assert receiver.posts == []
     for name in ("keep", "skip"):
         assert (await second.api.call("DELETE", f"/services/{name}"))[0] == 200
     await asyncio.gather(*reaped)

@@ -221,6 +221,32 @@ async def test_unknown_user_is_refused(ep):
             pass
 
 
+async def test_shared_user_jhuboutpost_logs_in_as_the_hub_whose_key_it_is(ep):
+    """The stock OutpostSpawner's default SSH user: the key names the hub."""
+    async with ep.connect(username="jhuboutpost", key=ep.hub_key) as conn:
+        assert (await get_through(conn, ep.target_port)).endswith(b"hello")
+    async with ep.connect(username="jhuboutpost", key=ep.other_key) as conn:
+        with pytest.raises(asyncssh.ChannelOpenError):  # "other" may not forward there
+            await conn.open_connection("127.0.0.1", ep.target_port)
+    assert [hub for hub, _, _ in ep.asked] == ["hub", "other"]
+
+
+async def test_shared_user_with_a_key_no_hub_or_several_hubs_list_is_refused(ep, caplog):
+    caplog.set_level(logging.INFO, logger="test-ssh-endpoint")
+    stranger = asyncssh.generate_private_key("ssh-ed25519")
+    with pytest.raises(asyncssh.PermissionDenied):
+        async with ep.connect(username="jhuboutpost", key=stranger):
+            pass
+    ep.keys["other"] = ep.keys["other"] + ep.keys["hub"]  # hub's key listed twice
+    with pytest.raises(asyncssh.PermissionDenied):
+        async with ep.connect(username="jhuboutpost", key=ep.hub_key):
+            pass
+    assert "listed for several hubs (hub, other)" in caplog.text
+    async with ep.connect(username="hub", key=ep.hub_key) as conn:  # its own name still works
+        assert (await get_through(conn, ep.target_port)).endswith(b"hello")
+    assert ep.asked == [("hub", "127.0.0.1", ep.target_port)]
+
+
 async def test_password_and_keyboard_interactive_are_not_offered(ep):
     with pytest.raises(asyncssh.PermissionDenied):
         async with ep.connect(client_keys=[], password="secret", kbdint_auth=True):

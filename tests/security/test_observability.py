@@ -40,7 +40,6 @@ async def test_metrics_show_servers_by_hub_flavor_state_and_start_failures_by_re
     assert (await api.call("POST", "/services", hub="hub2", body=start_body("b")))[0] == 200
     refused = [
         (start_body("c", user_options={"flavor": "one"}), 403),  # flavor_full
-        (start_body("d", misc={"environment": {}}), 403),  # override_refused
         (start_body("a", user_options={"flavor": "one"}), 409),  # conflict (name runs)
         ({"name": "../x"}, 400),  # invalid_request
         (start_body("e", misc={"cmd": ["/nonexistent/program"]}), 500),  # spawner_error
@@ -52,13 +51,13 @@ async def test_metrics_show_servers_by_hub_flavor_state_and_start_failures_by_re
     found = await scrape(outpost)
     assert found['outpost_servers{flavor="one",hub="hub1",state="running"}'] == 1
     assert found['outpost_servers{flavor="",hub="hub2",state="running"}'] == 1
-    for reason in ("flavor_full", "override_refused", "conflict", "invalid_request"):
+    for reason in ("flavor_full", "conflict", "invalid_request"):
         assert found[f'outpost_start_failures_total{{hub="hub1",reason="{reason}"}}'] == 1, reason
     assert found['outpost_start_failures_total{hub="hub1",reason="spawner_error"}'] == 1
     assert (
-        found['outpost_http_request_duration_seconds_count{method="POST",route="/services"}'] == 7
+        found['outpost_http_request_duration_seconds_count{method="POST",route="/services"}'] == 6
     )
-    assert found['outpost_http_requests_total{code="403",method="POST",route="/services"}'] == 2
+    assert found['outpost_http_requests_total{code="403",method="POST",route="/services"}'] == 1
 
     # a stop changes the servers gauge at the next scrape
     assert (await api.call("DELETE", "/services/a"))[0] == 200

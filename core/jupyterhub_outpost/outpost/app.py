@@ -9,6 +9,7 @@ SIGINT) stops listening and leaves every server running: the next start recovers
 import asyncio
 import logging
 import os
+import re
 import signal
 import ssl
 import sys
@@ -18,8 +19,20 @@ from jupyterhub.traitlets import Callable, EntryPointType
 from tornado import web
 from tornado.httpserver import HTTPServer
 from tornado.log import LogFormatter
-from traitlets import Bool, Dict, Enum, Float, Integer, List, Unicode, Union, default, observe
-from traitlets.config import Application, catch_config_error
+from traitlets import (
+    Bool,
+    Dict,
+    Enum,
+    Float,
+    Instance,
+    Integer,
+    List,
+    Unicode,
+    Union,
+    default,
+    observe,
+)
+from traitlets.config import Application, Config, catch_config_error
 
 from jupyterhub_outpost import __version__
 
@@ -34,6 +47,7 @@ from .manager import ServiceManager
 from .metrics import Metrics
 from .redaction import SecretRedactor
 from .runner import Runner
+from .server_logs import ServerLogs
 from .store import Store
 
 aliases = {
@@ -116,6 +130,21 @@ class JupyterHubOutpost(Application):
         if change["new"]:
             self.log_datefmt = change["new"]
 
+    extra_log_handlers = List(
+        Instance(logging.Handler),
+        help="""Extra logging handlers of the Outpost's logger (e.g. a SysLogHandler or a
+        handler of a log service). A handler without a formatter gets the log_format. The
+        Outpost's secret masking applies to them too.""",
+    ).tag(config=True)
+
+    server_log_lines = Integer(
+        100,
+        help="""How many of a server's most recent log lines (the Outpost's and its
+        spawner's, secrets masked, each cut at 1000 characters) the Outpost keeps in memory
+        for the "logs" of poll and stop answers, which a hub asks for with
+        ?collect_logs=true (the stock OutpostSpawner's collect_logs options). 0: none.""",
+    ).tag(config=True)
+
     # --- hubs ------------------------------------------------------------------------
     hub_credentials = Union(
         [Dict(), Unicode()],
@@ -151,11 +180,13 @@ class JupyterHubOutpost(Application):
     allow_override = Union(
         [Callable(), Bool()],
         default_value=default_allow_override,
-        help="""May a hub override spawner options with misc in its start request?
-        True, False, or a hook (hub_name, misc) -> bool, which may be a coroutine. It is
-        called only when misc is not empty. Default: refuse every override. A refused
-        start is answered 403 with the reason, and nothing starts. Allowed keys must be
-        configurable options of spawner_class (else 400).""",
+        help="""Which spawner overrides (misc of a start request) a hub may set: False (the
+        default: none), True (all), or a hook (hub_name, misc) -> True, False or the
+        collection of keys it allows; it may be a coroutine and is called only when misc is
+        not empty. Of the allowed keys only configurable options of spawner_class apply.
+        What is not applied is dropped, not refused: the start goes on with this Outpost's
+        configuration, the dropped keys are logged and reported to the hub in the start's
+        progress events (as the original Outpost, which ignores what it does not apply).""",
     ).tag(config=True)
 
     # --- flavors ---------------------------------------------------------------------
@@ -187,6 +218,14 @@ class JupyterHubOutpost(Application):
         custom:outpostflavors:set.""",
     ).tag(config=True)
 
+    send_events = Union(
+        [Callable(), Bool()],
+        default_value=True,
+        help="""Relay the progress events of starting servers to their hub's events URL
+        ($JUPYTERHUB_EVENTS_URL of the start request): True (the default), False, or a hook
+        (hub_name) -> bool (may be a coroutine).""",
+    ).tag(config=True)
+
     runtime_check_interval = Float(
         60.0,
         help="Seconds between two checks for servers past their flavor's runtime.",
@@ -195,11 +234,24 @@ class JupyterHubOutpost(Application):
     # --- SSH endpoint ----------------------------------------------------------------
     ssh_recreate_at_start = Union(
         [Callable(), Bool()],
-        default_value=True,
+        default_value=False,
         help="""At start-up, ask each hub to re-create the tunnels of its running servers
-        (POST {"service": "host:port"} to the server's $JUPYTERHUB_SETUPTUNNEL_URL with
-        the server's API token). True, False, or a hook (service, hub_name) -> bool
-        (may be a coroutine), where service is the server's entry of GET /services.""",
+        (POST {"service": "host:port"} to each server's $JUPYTERHUB_SETUPTUNNEL_URL with the
+        server's API token): True, False (the default), or a hook (outpost, hub_name) ->
+        bool, called once per server (may be a coroutine; outpost is this application).
+        Off by default: a hub without tunnels answers such a request by stopping the
+        server, and our OutpostSpawner's tunnel daemon reconnects by itself. Turn it on for
+        hubs whose stock OutpostSpawner forwards ports itself (ssh_during_startup).""",
+    ).tag(config=True)
+
+    ssh_recreate_at_start_global = Union(
+        [Callable(), Bool()],
+        default_value=False,
+        help="""Tunnel re-creation per hub instead of per server: False (the default), or a
+        hook (outpost, hub_names) -> bool, called once at start-up with the names of the
+        hubs that have running servers here (may be a coroutine). When it returns a true
+        value, the hook has taken care of the tunnels and ssh_recreate_at_start is not
+        consulted; True skips the per-server requests.""",
     ).tag(config=True)
 
     ssh_enabled = Bool(
@@ -235,6 +287,15 @@ class JupyterHubOutpost(Application):
         The SSH user name is the hub name.""",
     ).tag(config=True)
 
+    ssh_shared_usernames = List(
+        Unicode(),
+        default_value=["jhuboutpost"],
+        help="""SSH user names under which any hub may log in with one of its keys (the key
+        tells which hub it is; a key listed for several hubs is refused there). The stock
+        OutpostSpawner logs in as "jhuboutpost" unless configured otherwise. A hub's own
+        name always works. Empty: hubs must log in with their hub name.""",
+    ).tag(config=True)
+
     allowed_forward_targets = List(
         Unicode(),
         default_value=[],
@@ -253,7 +314,19 @@ class JupyterHubOutpost(Application):
         start-up (or with jupyterhub-outpost db-upgrade).""",
     ).tag(config=True)
 
-    # --- HTTP ------------------------------------------------------------------------
+    # --- HTTP ---
+    base_path = Unicode(
+        help="""URL path prefix of the REST API, for an Outpost behind an ingress or reverse
+        proxy that publishes it under a prefix (e.g. "/outpost": hubs then use
+        https://host/outpost/services). The API answers with and without the prefix, so it
+        works whether the proxy strips the prefix or not. Default: $OUTPOST_BASE_PATH (as
+        the original Outpost reads it), else none.""",
+    ).tag(config=True)
+
+    @default("base_path")
+    def _base_path_default(self):
+        return os.environ.get("OUTPOST_BASE_PATH", "")
+
     max_body_size = Integer(
         1024 * 1024,
         help="Largest accepted request body in bytes; a larger one is answered 413.",
@@ -306,9 +379,23 @@ class JupyterHubOutpost(Application):
     credentials = None
     metrics = None
     redactor = None
+    server_logs = None
     http_server = None
     ssh_endpoint = None
     parsed_forward_targets: list = []
+
+    def _load_config(self, cfg, section_names=None, traits=None):
+        """traitlets deep-copies config values, and logging handlers (they hold a lock)
+        cannot be copied: extra_log_handlers is set as given."""
+        section = cfg.get(type(self).__name__) if isinstance(cfg, dict) else None
+        handlers = section.get("extra_log_handlers") if isinstance(section, dict) else None
+        if isinstance(handlers, (list, tuple)):
+            cfg = Config(cfg)
+            cfg[type(self).__name__] = Config(section)
+            del cfg[type(self).__name__]["extra_log_handlers"]
+        super()._load_config(cfg, section_names=section_names, traits=traits)
+        if isinstance(handlers, (list, tuple)):
+            self.extra_log_handlers = list(handlers)
 
     @catch_config_error
     def initialize(self, argv=None):
@@ -379,6 +466,9 @@ class JupyterHubOutpost(Application):
 
     def make_tornado_app(self) -> web.Application:
         routes = handlers.routes() + self.metrics.routes()
+        prefix = self.base_path.strip("/")
+        if prefix:
+            routes += [(f"/{re.escape(prefix)}{path}", handler) for path, handler in routes]
         return web.Application(
             routes,
             outpost=self,
@@ -394,6 +484,16 @@ class JupyterHubOutpost(Application):
         if not any(isinstance(f, ContextFilter) for f in self.log.filters):
             self.log.addFilter(ContextFilter())
         self.redactor = self.redactor or SecretRedactor()
+        for handler in self.extra_log_handlers:
+            if handler.formatter is None:
+                handler.setFormatter(
+                    self._log_formatter_cls(fmt=self.log_format, datefmt=self.log_datefmt)
+                )
+            if handler not in self.log.handlers:
+                self.log.addHandler(handler)
+        if self.server_logs is None:
+            self.server_logs = ServerLogs(self.server_log_lines)
+            self.log.addHandler(self.server_logs)
         # on the logger and on its handlers: records of tornado's loggers, which propagate
         # to this one, pass only the handlers' filters
         for owner in (self.log, *self.log.handlers):
@@ -421,7 +521,12 @@ class JupyterHubOutpost(Application):
         )
         hub_client = HubClient(self.log, ca_file=self.hub_ca_file, timeout=self.hub_request_timeout)
         self.manager = ServiceManager(
-            settings=self, store=self.store, runner=runner, hub_client=hub_client, log=self.log
+            settings=self,
+            store=self.store,
+            runner=runner,
+            hub_client=hub_client,
+            log=self.log,
+            server_logs=self.server_logs,
         )
         self.metrics = Metrics(self)
         self.log.info(
@@ -447,8 +552,7 @@ class JupyterHubOutpost(Application):
 
         if self.ssh_enabled:
             await self.start_ssh_endpoint()
-        if self.ssh_recreate_at_start is not False:
-            self.manager._background(self.manager.recreate_tunnels())
+        self.manager._background(self.manager.recreate_tunnels())
         self._reaper = asyncio.ensure_future(self._reap_loop())
 
     async def start_ssh_endpoint(self) -> None:
@@ -464,6 +568,7 @@ class JupyterHubOutpost(Application):
             authorized_keys=authorized_keys,
             authorize_forward=self.manager.authorize_forward,
             log=self.log,
+            shared_usernames=set(self.ssh_shared_usernames),
         )
         if not self.authorized_keys.get():
             self.log.warning(
@@ -511,6 +616,8 @@ class JupyterHubOutpost(Application):
                 self.log.warning("Some HTTP connections did not close within 10s")
         if self.store is not None:
             await self.store.close()
+        if self.server_logs is not None:
+            self.log.removeHandler(self.server_logs)
 
     async def run(self) -> None:
         stop = asyncio.Event()

@@ -4,7 +4,8 @@ The events go to ``JUPYTERHUB_EVENTS_URL`` (from the start request's env) with t
 server's own API token, one POST per event, in order, until the start future resolves
 (``jupyterhub.utils.iterate_until``, as the hub's progress API does). When the start
 fails, a final event ``{"progress": 100, "failed": True, "message": ...}`` follows.
-A hub that does not answer never slows down or breaks the start.
+A hub that does not answer never slows down or breaks the start. ``send=False`` (the
+admin's ``send_events``) sends nothing.
 """
 
 from jupyterhub.utils import iterate_until
@@ -13,9 +14,9 @@ EVENTS_URL_ENV = "JUPYTERHUB_EVENTS_URL"
 
 
 class EventRelay:
-    def __init__(self, hub_client, env: dict, log):
+    def __init__(self, hub_client, env: dict, log, *, send: bool = True):
         self.client = hub_client
-        self.url = env.get(EVENTS_URL_ENV, "")
+        self.url = env.get(EVENTS_URL_ENV, "") if send else ""
         self.token = env.get("JUPYTERHUB_API_TOKEN", "")
         self.log = log
         self.failures = 0

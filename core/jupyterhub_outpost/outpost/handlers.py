@@ -226,15 +226,22 @@ class ServiceHandler(BaseHandler):
         ):
             raise OutpostError(404, f"No server {name!r} on this Outpost.")
 
+    def collect_logs(self) -> bool:
+        """``?collect_logs=true``: the answer carries the server's last log lines."""
+        return self.get_query_argument("collect_logs", "").lower() in ("true", "1", "yes")
+
     async def get(self, name: str, start_id: str | None = None):
         self._check(name, start_id)
-        self.write_json(await self.manager.poll(self.hub, name, start_id))
+        result = await self.manager.poll(self.hub, name, start_id)
+        if self.collect_logs():
+            result = dict(result, logs=self.manager.server_logs.lines(self.hub, name))
+        self.write_json(result)
 
     async def delete(self, name: str, start_id: str | None = None):
         self._check(name, start_id)
         background = self.is_async()
-        await self.manager.stop(self.hub, name, start_id, background=background)
-        self.write_json({}, 202 if background else 200)
+        lines = await self.manager.stop(self.hub, name, start_id, background=background)
+        self.write_json({"logs": lines} if self.collect_logs() else {}, 202 if background else 200)
 
 
 class FlavorsHandler(BaseHandler):

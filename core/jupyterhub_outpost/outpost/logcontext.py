@@ -54,3 +54,9 @@ class ContextFilter(logging.Filter):
             if text:
                 record.msg = text + str(record.msg)
         return True
+
+
+def current(name: str) -> str | None:
+    """One value (``hub``, ``server``, ``request_id``) of the current request's context."""
+    context = _context.get()
+    return context.get(name) if context else None

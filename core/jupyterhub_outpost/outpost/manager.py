@@ -25,7 +25,8 @@ from .errors import OutpostError
 from .events import EventRelay
 from .hooks import call_hook
 from .models import FAILED, RUNNING, STARTING, STOPPED, Service, utcnow
-from .runner import MiscError, check_misc
+from .overrides import dropped_event, split_overrides
+from .server_logs import ServerLogs
 from .store import AlreadyRunning, FlavorFull
 
 FLAVORS_UPDATE_URL_ENV = "JUPYTERHUB_FLAVORS_UPDATE_URL"
@@ -47,12 +48,13 @@ class Live:
 
 
 class ServiceManager:
-    def __init__(self, *, settings, store, runner, hub_client, log):
+    def __init__(self, *, settings, store, runner, hub_client, log, server_logs=None):
         self.settings = settings  # the JupyterHubOutpost app: options are read live
         self.store = store
         self.runner = runner
         self.hub_client = hub_client
         self.log = log
+        self.server_logs = server_logs or ServerLogs(0)
         self._spawners: dict[int, Live] = {}
         self._running: dict[tuple[str, str], int] = {}  # (hub, name) -> row id
         self._addresses: dict[tuple[str, str], int] = {}  # (hub, address) -> row id
@@ -129,32 +131,24 @@ class ServiceManager:
     async def _save_state(self, row_id: int, spawner) -> None:
         await self.store.update(row_id, state=spawner.get_state())
 
-    # --- start -----------------------------------------------------------------------
-    async def _check_override(self, hub: str, misc: dict) -> None:
-        if not misc:
-            return
-        option = self.settings.allow_override
-        allowed = await call_hook(option, hub, misc) if callable(option) else bool(option)
-        if not allowed:
-            raise OutpostError(
-                403,
-                f"This Outpost does not let hub {hub!r} override spawner options "
-                f"({', '.join(sorted(misc))}). Start without them, or ask the Outpost "
-                "administrator to allow them (c.JupyterHubOutpost.allow_override).",
-                reason="override_refused",
-            )
+    # --- start ---------------------------------------------------------------------
+    async def _overrides(self, hub: str, name: str, misc: dict) -> tuple[dict, list[str]]:
+        """The overrides to apply and the names of those dropped (see overrides.py)."""
         try:
-            check_misc(self.runner.spawner_class, misc)
-        except MiscError as e:
-            raise OutpostError(400, str(e), reason="override_unknown_option") from None
+            applied, dropped = await split_overrides(
+                self.settings.allow_override, hub, misc, self.runner.spawner_class
+            )
+        except Exception as e:
+            self.log.error("c.JupyterHubOutpost.allow_override failed: %s", e)
+            applied, dropped = {}, sorted(misc)
+        return applied, dropped
 
     async def start(self, hub: str, body: dict, *, background: bool) -> dict:
         """Admit, store and start one server; ``{"service": "host:port" or ""}``."""
         name = body["name"]
         env = body.get("env") or {}
         user_options = body.get("user_options") or {}
-        misc = body.get("misc") or {}
-        await self._check_override(hub, misc)
+        misc, dropped = await self._overrides(hub, name, body.get("misc") or {})
         hub_flavors = await self._flavors_for(hub)
         flavor = user_options.get("flavor") or None
         limit = flavor_rules.flavor_limit(hub_flavors, flavor, self.settings.flavors_undefined_max)
@@ -191,6 +185,7 @@ class ServiceManager:
             ) from None
         if env.get(FLAVORS_UPDATE_URL_ENV):
             self._flavor_update_urls[hub] = env[FLAVORS_UPDATE_URL_ENV]
+        self.server_logs.forget(hub, name)  # lines of an earlier start of this name
         self.log.info(
             "Starting server %s for hub %s (flavor %s)",
             name,
@@ -198,6 +193,12 @@ class ServiceManager:
             flavor,
             extra={"hub": hub, "server": name},
         )
+        if dropped:
+            self.log.warning(
+                "Spawner overrides not applied (not allowed by allow_override, or not "
+                "options of the spawner): %s",
+                ", ".join(dropped),
+            )
         try:
             live = self._live(row)
         except Exception as e:
@@ -208,17 +209,28 @@ class ServiceManager:
                 f"This Outpost cannot build its spawner ({type(e).__name__}: {e}); "
                 "the Outpost administrator must fix its configuration.",
             ) from None
-        coro = self._run_start(row, live, body, keep_failed=background)
+        coro = self._run_start(row, live, body, keep_failed=background, dropped=dropped)
         if background:
             self._background(coro)
             return {"service": ""}
         return {"service": await coro}
 
-    async def _run_start(self, row: Service, live: Live, body: dict, *, keep_failed: bool) -> str:
+    async def _send_events(self, hub: str) -> bool:
+        try:
+            return await _decide(self.settings.send_events, hub)
+        except Exception as e:
+            self.log.warning("c.JupyterHubOutpost.send_events failed (no events sent): %s", e)
+            return False
+
+    async def _run_start(
+        self, row: Service, live: Live, body: dict, *, keep_failed: bool, dropped: list[str]
+    ) -> str:
         env = body.get("env") or {}
-        relay = EventRelay(self.hub_client, env, self.log)
+        relay = EventRelay(self.hub_client, env, self.log, send=await self._send_events(row.hub))
         spawner = live.spawner
         began = time.monotonic()
+        if dropped:
+            await relay.send(dropped_event(dropped))
         try:
             async with live.lock:
                 if live.stop_requested:
@@ -277,8 +289,9 @@ class ServiceManager:
             await self._cleanup_failed(row, spawner)
             if keep_failed:
                 await self.store.mark_ended(row.id, status=FAILED, exit_status=1, error=message)
-            else:
+            else:  # the answer carries the error; nothing is left to poll
                 await self.store.remove(row.id)
+                self.server_logs.forget(row.hub, row.name)
             self._background(self.send_flavor_update(row.hub))
             error = OutpostError(500, message, reason=reason)
             error.counted = True  # in outpost_start_failures_total already
@@ -376,12 +389,19 @@ class ServiceManager:
         self._background(self.send_flavor_update(hub))
         return {"status": status}
 
-    async def stop(self, hub: str, name: str, start_id: str | None, *, background: bool) -> None:
+    async def stop(
+        self, hub: str, name: str, start_id: str | None, *, background: bool
+    ) -> list[str]:
+        """Stop one server; returns its last log lines (up to the request, when in the
+        background)."""
         row = await self._row(hub, name, start_id)
         if background:
             self._background(self._stop_logged(row))
-        else:
-            await self._stop(row)
+            return self.server_logs.lines(hub, name)
+        await self._stop(row)
+        lines = self.server_logs.lines(hub, name)
+        self.server_logs.forget(hub, name)
+        return lines
 
     async def _quiet(self, coro) -> None:
         """Run a background start; its failure is already logged and stored."""
@@ -393,6 +413,7 @@ class ServiceManager:
     async def _stop_logged(self, row: Service) -> None:
         try:
             await self._stop(row)
+            self.server_logs.forget(row.hub, row.name)
         except Exception:
             self.log.exception("Stopping %s of hub %s failed", row.name, row.hub)
 
@@ -462,16 +483,29 @@ class ServiceManager:
         return await self.hub_client.post_json(url, document, token, what="flavor usage")
 
     async def recreate_tunnels(self) -> int:
-        """Ask each hub to re-create the tunnel of each running server; returns the count."""
-        option = self.settings.ssh_recreate_at_start
+        """Ask hubs to re-create the tunnels of their running servers (see the options
+        ssh_recreate_at_start_global and ssh_recreate_at_start); returns how many requests
+        were answered 2xx. Hook failures are logged; they never stop the Outpost."""
+        rows = [
+            row
+            for row in await self.store.list_active()
+            if row.status == RUNNING and row.service_address
+        ]
+        if not rows:
+            return 0
+        settings = self.settings
+        try:
+            hubs = sorted({row.hub for row in rows})
+            done = await _decide(settings.ssh_recreate_at_start_global, settings, hubs)
+        except Exception as e:
+            self.log.warning("ssh_recreate_at_start_global failed: %s", e)
+            done = False
+        if done:
+            return 0
         sent = 0
-        for row in await self.store.list_active():
-            if row.status != RUNNING or not row.service_address:
-                continue
+        for row in rows:
             try:
-                wanted = (
-                    await call_hook(option, row.summary(), row.hub) if callable(option) else option
-                )
+                wanted = await _decide(settings.ssh_recreate_at_start, settings, row.hub)
                 env = self.store.secrets(row).get("env", {})
                 url, token = env.get(SETUPTUNNEL_URL_ENV), env.get("JUPYTERHUB_API_TOKEN")
                 if not wanted or not url or not token:
@@ -559,6 +593,11 @@ class ServiceManager:
 
 
 RELAY_GRACE_SECONDS = 5.0
+
+
+async def _decide(option, *args) -> bool:
+    """A Bool option's value, or what its hook returns for ``args``."""
+    return bool(await call_hook(option, *args) if callable(option) else option)
 
 
 async def _finish_relay(task: asyncio.Task) -> None:

@@ -60,7 +60,7 @@ class Metrics:
         self.start_failures = Counter(
             "outpost_start_failures_total",
             "Start requests that did not end in a running server, by hub and reason "
-            "(invalid_request, override_refused, override_unknown_option, flavor_full, "
+            "(invalid_request, flavor_full, "
             "conflict, cancelled, too_large, spawner_error, timeout, database_unavailable)",
             ["hub", "reason"],
             registry=self.registry,
@@ -94,7 +94,12 @@ class Metrics:
             level = self.app.log.error
         # the [req=... hub=... server=...] prefix comes from logcontext.ContextFilter
         level(
-            "%s %s %s %.1fms", status, handler.request.method, handler.request.path, duration * 1000
+            "%s %s %s %.1fms",
+            status,
+            handler.request.method,
+            handler.request.path,
+            duration * 1000,
+            extra={"outpost_access_log": True},  # not a line of the server (server_logs)
         )
 
     async def render(self) -> bytes:

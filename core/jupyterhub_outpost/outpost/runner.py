@@ -46,10 +46,6 @@ LOCAL_ENV_KEYS = frozenset(
 )
 
 
-class MiscError(ValueError):
-    """A hub asked to override an option the spawner class does not have."""
-
-
 class StandInDB:
     """Spawners call ``self.db.commit()`` after changing the server (BatchSpawner,
     KubeSpawner); the Outpost persists state itself, so these are no-ops."""
@@ -122,17 +118,6 @@ def outpost_spawner_class(base: type) -> type:
     _OutpostWrapped.__module__ = base.__module__
     _wrapped_classes[base] = _OutpostWrapped
     return _OutpostWrapped
-
-
-def check_misc(spawner_class: type, misc: dict) -> None:
-    """Raise MiscError unless every misc key is a configurable option of the class."""
-    configurable = set(spawner_class.class_trait_names(config=True))
-    unknown = sorted(set(misc) - configurable)
-    if unknown:
-        raise MiscError(
-            f"{spawner_class.__name__} has no option(s) {', '.join(map(repr, unknown))}; "
-            "misc may only name configurable options of this Outpost's spawner."
-        )
 
 
 class Runner:

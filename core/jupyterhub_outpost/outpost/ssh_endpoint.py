@@ -2,7 +2,9 @@
 
 A hub connects with SSH user = its hub name and one of its public keys (from the
 ``authorized_keys`` callable, read at every login so that a reloaded key file takes
-effect at once). The only thing it may do is open ``direct-tcpip`` channels (``ssh -L``),
+effect at once). Under a *shared* user name (``shared_usernames``, by default
+``jhuboutpost``, which the stock OutpostSpawner uses) any hub may log in: the key decides
+which hub it is, and a key that more than one hub lists is refused. The only thing it may do is open ``direct-tcpip`` channels (``ssh -L``),
 and each one is checked with ``authorize_forward(hub, host, port)`` before the Outpost
 connects to the target. Session channels (shell, exec, subsystem, pty), agent and X11
 forwarding, remote forwards (``tcpip-forward``) and Unix sockets are refused; password and
@@ -101,6 +103,7 @@ class _EndpointServer(asyncssh.SSHServer):
         self._peer = "?"
         self._authenticated = False
         self._unknown_hub = False
+        self._shared_user = ""  # the shared user name logged in with; the key names the hub
 
     # -- connection lifecycle --
     def connection_made(self, conn: asyncssh.SSHServerConnection) -> None:
@@ -133,7 +136,9 @@ class _EndpointServer(asyncssh.SSHServer):
         assert self._conn is not None
         self._hub = username
         keys = self._endpoint._authorized_keys_for(username)
-        if keys is None:
+        if keys is None and username in self._endpoint.shared_usernames:
+            self._hub, self._shared_user = None, username  # validate_public_key decides
+        elif keys is None:
             self._unknown_hub = True
             self._endpoint.log.warning(
                 "SSH login refused: unknown hub %r from %s", username, self._peer
@@ -154,9 +159,26 @@ class _EndpointServer(asyncssh.SSHServer):
     def public_key_auth_supported(self) -> bool:
         return True
 
+    def validate_public_key(self, username: str, key: asyncssh.SSHKey) -> bool:
+        """Only for a shared user name: the hub is the one that lists this key."""
+        if not self._shared_user or username != self._shared_user:
+            return False
+        hubs = self._endpoint._hubs_with_key(key, self._peer.rsplit(":", 1)[0])
+        if len(hubs) > 1:
+            self._endpoint.log.warning(
+                "SSH login as %r from %s refused: the key is listed for several hubs (%s); "
+                "those hubs must log in with their hub name as SSH user",
+                username,
+                self._peer,
+                ", ".join(sorted(hubs)),
+            )
+        self._hub = hubs[0] if len(hubs) == 1 else None
+        return self._hub is not None
+
     def auth_completed(self) -> None:
         self._authenticated = True
-        self._endpoint.log.info("SSH login of hub %s from %s", self._hub, self._peer)
+        shared = f" (as {self._shared_user})" if self._shared_user else ""
+        self._endpoint.log.info("SSH login of hub %s%s from %s", self._hub, shared, self._peer)
 
     # -- what an authenticated hub may do --
     def session_requested(self) -> bool:
@@ -257,6 +279,7 @@ class SSHEndpoint:
         log: logging.Logger,
         login_timeout: float = 30,
         keepalive_interval: float = 30,
+        shared_usernames: frozenset[str] | set[str] = frozenset({"jhuboutpost"}),
     ):
         self.host_key_path = host_key_path
         self.listen_host = listen_host
@@ -266,6 +289,7 @@ class SSHEndpoint:
         self.log = log
         self.login_timeout = login_timeout
         self.keepalive_interval = keepalive_interval
+        self.shared_usernames = frozenset(shared_usernames)
         self.on_forward_opened: Callable[[str, str, int], None] | None = None
         self.on_refusal: Callable[[str, str, str, str], None] | None = None
         self._connections: set[asyncssh.SSHServerConnection] = set()
@@ -314,6 +338,20 @@ class SSHEndpoint:
         if not good:
             return None
         return asyncssh.import_authorized_keys("\n".join(good) + "\n")
+
+    def _hubs_with_key(self, key: asyncssh.SSHKey, peer_host: str) -> list[str]:
+        """The hubs whose authorized keys accept ``key`` from ``peer_host``."""
+        try:
+            hubs = list((self.authorized_keys() or {}).keys())
+        except Exception:
+            self.log.exception("Could not read the hubs' SSH authorized keys")
+            return []
+        found = []
+        for hub in hubs:
+            keys = self._authorized_keys_for(hub)
+            if keys is not None and keys.validate(key, peer_host, peer_host) is not None:
+                found.append(hub)
+        return found
 
     async def start(self) -> None:
         """Listen on ``listen_host:listen_port``."""
