@@ -65,3 +65,17 @@ def run_code(channels_url: str, token: str, code: str, timeout: float = 60) -> s
         raise TimeoutError(f"no answer from the kernel at {channels_url} within {timeout}s")
     finally:
         ws.close()
+
+
+def run_code_through_proxy(hub, user: str, server: str, code: str, timeout: float = 60) -> str:
+    """Start a kernel on ``user``'s server through ``hub``'s proxy (a HubProcess) and run
+    ``code`` over its websocket, as JupyterLab does; returns stdout."""
+    prefix = f"/user/{user}/{server}/" if server else f"/user/{user}/"
+    status, kernel_model = hub.proxy_request("POST", f"{prefix}api/kernels", {"name": "python3"})
+    assert status == 201, (status, kernel_model)
+    url = f"ws://{hub.ip}:{hub.port}{prefix}api/kernels/{kernel_model['id']}/channels"
+    try:
+        return run_code(url, hub.admin_token, code, timeout)
+    finally:
+        hub.proxy_request("DELETE", f"{prefix}api/kernels/{kernel_model['id']}")
+

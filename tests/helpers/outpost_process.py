@@ -314,3 +314,31 @@ def outpost_process_factory():
     yield factory
     for process in made:
         process.close()
+
+
+class NetnsOutpost(OutpostProcess):
+    """An OutpostProcess run inside a topology host and bound to one of its addresses."""
+
+    def __init__(self, host, ip, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.host = host
+        self.ip = ip
+        self.port = host.free_port(ip)
+        self.url = f"http://{ip}:{self.port}"
+
+    def argv(self):
+        argv = super().argv()
+        argv[argv.index("--ip") + 1] = self.ip
+        return self.host.argv(argv)
+
+
+def keygen(path: Path) -> str:
+    """An ed25519 key pair at ``path`` (``jupyterhub-outpost keygen ssh``); returns the
+    public key line."""
+    subprocess.run(
+        [sys.executable, "-m", "jupyterhub_outpost", "keygen", "ssh", "--out", str(path)],
+        check=True,
+        capture_output=True,
+    )
+    return Path(str(path) + ".pub").read_text().strip()
+

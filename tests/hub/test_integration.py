@@ -18,7 +18,6 @@ import asyncio
 import json
 import os
 import signal
-import subprocess
 import sys
 import urllib.request
 import uuid
@@ -31,7 +30,7 @@ from outpost_scenarios import netns
 
 from tests.helpers import kernel
 from tests.helpers.hub_process import HubProcess, process_alive, wait_until
-from tests.helpers.outpost_process import OutpostProcess, basic_auth
+from tests.helpers.outpost_process import NetnsOutpost, basic_auth, keygen
 
 AVAILABLE, REASON = netns.isolation_available()
 if not AVAILABLE:
@@ -43,31 +42,6 @@ HUB_NAME = "hub"
 OTHER_HUB = "otherhub"
 MINI_SINGLEUSER = Path(__file__).resolve().parents[1] / "outpost" / "mini_singleuser.py"
 LAUNCHER = Path(__file__).resolve().parent / "delayed_launcher.py"
-
-
-class NetnsOutpost(OutpostProcess):
-    """H1's OutpostProcess, run inside a topology host and bound to one of its addresses."""
-
-    def __init__(self, host, ip, *args, **kwargs):
-        super().__init__(*args, **kwargs)
-        self.host = host
-        self.ip = ip
-        self.port = host.free_port(ip)
-        self.url = f"http://{ip}:{self.port}"
-
-    def argv(self):
-        argv = super().argv()
-        argv[argv.index("--ip") + 1] = self.ip
-        return self.host.argv(argv)
-
-
-def keygen(path: Path) -> str:
-    subprocess.run(
-        [sys.executable, "-m", "jupyterhub_outpost", "keygen", "ssh", "--out", str(path)],
-        check=True,
-        capture_output=True,
-    )
-    return Path(str(path) + ".pub").read_text().strip()
 
 
 def outpost_config(
@@ -359,16 +333,7 @@ def status_ok(hub: HubProcess, user: str, server: str) -> bool:
 
 
 def run_code(hub: HubProcess, user: str, server: str, code: str, timeout: float = 60) -> str:
-    """Start a kernel through the proxy and run ``code`` over its websocket; returns stdout."""
-    status, kernel_model = hub.proxy_request(
-        "POST", f"{prefix(user, server)}api/kernels", {"name": "python3"}
-    )
-    assert status == 201, (status, kernel_model)
-    url = f"ws://{hub.ip}:{hub.port}{prefix(user, server)}api/kernels/{kernel_model['id']}/channels"
-    try:
-        return kernel.run_code(url, hub.admin_token, code, timeout)
-    finally:
-        hub.proxy_request("DELETE", f"{prefix(user, server)}api/kernels/{kernel_model['id']}")
+    return kernel.run_code_through_proxy(hub, user, server, code, timeout)
 
 
 def remote_flavor_usage(hub: HubProcess, flavor: str) -> int:
