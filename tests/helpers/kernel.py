@@ -78,4 +78,3 @@ def run_code_through_proxy(hub, user: str, server: str, code: str, timeout: floa
         return run_code(url, hub.admin_token, code, timeout)
     finally:
         hub.proxy_request("DELETE", f"{prefix}api/kernels/{kernel_model['id']}")
-

@@ -341,4 +341,3 @@ def keygen(path: Path) -> str:
         capture_output=True,
     )
     return Path(str(path) + ".pub").read_text().strip()
-

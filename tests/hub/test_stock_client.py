@@ -36,7 +36,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
-from jupyterhub_outpost.topology import netns
+from outpost_scenarios import netns
 
 from tests.helpers import kernel
 from tests.helpers.hub_process import HubProcess, wait_until
