@@ -20,7 +20,7 @@ help:
 	@echo "make docker-engine        install Debian's Docker engine and the kind build's packages (root)"
 	@echo "make images               build the images of images/ here (Debian base by debootstrap; needs Docker)"
 	@echo "make e2e-kind             end-to-end tests on kind clusters (needs a Docker engine)"
-	@echo "make lint                 ruff check and format check"
+	@echo "make lint                 ruff check and format check, import contracts (lint-imports)"
 
 deps: deps-system venv runner node
 
@@ -64,11 +64,13 @@ node: $(NODE_PREFIX)/.installed
 
 test: deps
 	$(BIN)/ruff check core scenario-runner tests bench charts/tools
+	$(BIN)/lint-imports --no-cache
 	$(BIN)/pytest -rs $(PYTEST_ARGS)
 
-lint: venv
+lint: venv runner
 	$(BIN)/ruff check core scenario-runner tests bench charts/tools
 	$(BIN)/ruff format --check core scenario-runner tests bench charts/tools
+	$(BIN)/lint-imports --no-cache
 
 format: venv
 	$(BIN)/ruff format core scenario-runner tests bench

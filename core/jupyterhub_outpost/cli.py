@@ -19,7 +19,7 @@ SUBCOMMANDS = {
     "serve": ("jupyterhub_outpost.outpost.app", "main", "run the Outpost REST service (default)"),
     "tunnels": ("jupyterhub_outpost.tunnels.daemon", "main", "run the hub's tunnel daemon"),
     "db-upgrade": (
-        "jupyterhub_outpost.outpost.migrations",
+        "jupyterhub_outpost.outpost.db_upgrade",
         "main",
         "upgrade the Outpost database schema and exit",
     ),

@@ -100,19 +100,19 @@ async def test_server_that_died_while_the_outpost_was_down_is_reported_ended(
 
 
 def test_db_upgrade_subcommand_creates_and_keeps_the_schema(tmp_path, capsys):
-    from jupyterhub_outpost.outpost import migrations
+    from jupyterhub_outpost.outpost import db_upgrade
 
     data = tmp_path / "data"
     argv = ["--data-dir", str(data), "--config", str(tmp_path / "missing.py")]
     with pytest.raises(SystemExit) as exit_info:
-        migrations.main(argv)
+        db_upgrade.main(argv)
     assert exit_info.value.code == 1
     argv[-1] = write_config(tmp_path)
     # once through the real console entry point, once more in-process: idempotent
     command = [sys.executable, "-m", "jupyterhub_outpost", "db-upgrade", *argv]
     result = subprocess.run(command, capture_output=True, text=True, timeout=60)
     assert result.returncode == 0, result.stderr
-    migrations.main(argv)
+    db_upgrade.main(argv)
     db = sqlite3.connect(data / "outpost.sqlite")
     assert db.execute("SELECT version_num FROM alembic_version").fetchall() == [("0001",)]
     assert db.execute("SELECT count(*) FROM outpost_services").fetchone() == (0,)

@@ -21,18 +21,15 @@ Use :func:`outpost_handlers` in jupyterhub_config.py::
 
 from __future__ import annotations
 
-import json
-
-from jupyterhub.apihandlers.base import APIHandler
-from jupyterhub.scopes import has_scope
 from tornado import web
 
 from .addresses import AddressError, parse_service_address, target_allowed
+from .api_handler import OutpostAPIHandler
 from .flavors import flavor_cache, normalize_flavors
+from .orphans import OrphansHandler
 from .outposts import OutpostAPI
 
 FLAVORS_SET_SCOPE = "custom:outpostflavors:set"
-_MAX_BODY = 64 * 1024
 
 
 def flavors_scope() -> dict:
@@ -44,54 +41,7 @@ def flavors_scope() -> dict:
     }
 
 
-class _OutpostAPIHandler(APIHandler):
-    def json_body(self) -> dict:
-        if len(self.request.body or b"") > _MAX_BODY:
-            raise web.HTTPError(413, "Request body too large")
-        try:
-            data = json.loads(self.request.body or b"")
-        except ValueError:
-            raise web.HTTPError(400, "The request body must be JSON") from None
-        if not isinstance(data, dict):
-            raise web.HTTPError(400, "The request body must be a JSON object")
-        return data
-
-    def spawner_settings(self):
-        """A config-only OutpostSpawner: ``c.OutpostSpawner.*`` as the spawners see it."""
-        cached = self.settings.get("_outpost_spawner_settings")
-        if cached is None:
-            from .spawner import OutpostSpawner
-
-            spawner_class = self.settings.get("spawner_class")
-            if not (isinstance(spawner_class, type) and issubclass(spawner_class, OutpostSpawner)):
-                spawner_class = OutpostSpawner
-            cached = spawner_class(config=self.settings.get("config"))
-            self.settings["_outpost_spawner_settings"] = cached
-        return cached
-
-    def outposts(self):
-        """The configured Outposts (``c.OutpostSpawner.outposts``), parsed once per hub."""
-        return self.spawner_settings().get_outposts()
-
-    def require_server_access(self, user_name: str, server_name: str) -> None:
-        """The token must hold access:servers on this server (a server's own token does)."""
-        if not self.current_user:
-            raise web.HTTPError(403, "Missing or invalid credentials.")
-        scope = f"access:servers!server={user_name}/{server_name}"
-        if not has_scope(scope, self.parsed_scopes, db=self.db):
-            raise web.HTTPError(404, "No access to resources or resources not found")
-
-    def outpost_spawner(self, user_name: str, server_name: str):
-        user = self.find_user(user_name)
-        if user is None or server_name not in user.spawners:
-            raise web.HTTPError(404, "No such server")
-        spawner = user.spawners[server_name]
-        if not hasattr(spawner, "add_event") or not hasattr(spawner, "setup_tunnel"):
-            raise web.HTTPError(404, "This server is not run by an OutpostSpawner")
-        return user, spawner
-
-
-class EventsHandler(_OutpostAPIHandler):
+class EventsHandler(OutpostAPIHandler):
     """POST a progress event ``{"progress", "message", "html_message", "failed"}``."""
 
     async def post(self, user_name, server_name):
@@ -110,7 +60,7 @@ class EventsHandler(_OutpostAPIHandler):
         self.set_status(204)
 
 
-class SetupTunnelHandler(_OutpostAPIHandler):
+class SetupTunnelHandler(OutpostAPIHandler):
     """POST ``{"service": "host:port"}``: the server's address for its forward."""
 
     async def post(self, user_name, server_name):
@@ -149,7 +99,7 @@ class SetupTunnelHandler(_OutpostAPIHandler):
         self.write({"status": action})
 
 
-class FlavorsUpdateHandler(_OutpostAPIHandler):
+class FlavorsUpdateHandler(OutpostAPIHandler):
     """POST an Outpost's flavors ``{name: {max, current, ...}}``."""
 
     async def post(self, outpost_name):
@@ -167,7 +117,7 @@ class FlavorsUpdateHandler(_OutpostAPIHandler):
         self.set_status(204)
 
 
-class FlavorsHandler(_OutpostAPIHandler):
+class FlavorsHandler(OutpostAPIHandler):
     """GET ``{outpost: {"display_name", "flavors": {...}}}`` (any authenticated user)."""
 
     async def get(self):
@@ -187,8 +137,6 @@ class FlavorsHandler(_OutpostAPIHandler):
 
 def outpost_handlers() -> list[tuple[str, type]]:
     """The handlers for ``c.JupyterHub.extra_handlers`` (paths are below /hub/)."""
-    from .orphans import OrphansHandler  # it builds on _OutpostAPIHandler
-
     name = r"([^/]+)"
     return [
         (rf"/api/outpost/events/{name}/{name}", EventsHandler),

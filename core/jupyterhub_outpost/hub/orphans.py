@@ -21,9 +21,9 @@ from jupyterhub import orm
 from jupyterhub.scopes import needs_scope
 from tornado import web
 
-from .handlers import _OutpostAPIHandler
+from .api_handler import OutpostAPIHandler
 from .outposts import OutpostAPI, OutpostError
-from .spawner import STATE_KEY
+from .state import STATE_KEY
 
 
 def held_starts(db) -> dict[tuple[str, str, str], str]:
@@ -39,7 +39,7 @@ def held_starts(db) -> dict[tuple[str, str, str], str]:
     return held
 
 
-class OrphansHandler(_OutpostAPIHandler):
+class OrphansHandler(OutpostAPIHandler):
     def api(self, outpost) -> OutpostAPI:
         return OutpostAPI(outpost, timeout=self.spawner_settings().request_timeout)
 
