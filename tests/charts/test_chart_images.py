@@ -33,7 +33,9 @@ def test_chart_default_image_is_the_one_the_dockerfile_documents(name, chart, re
     dockerfile = IMAGES / name / "Dockerfile"
     app_version = load_chart(chart).metadata["appVersion"]
     default = f"{repository(load_chart(chart).values)}:{app_version}"
-    assert f"docker build -f images/{name}/Dockerfile -t {default} <context>" in dockerfile.read_text()
+    assert (
+        f"docker build -f images/{name}/Dockerfile -t {default} <context>" in dockerfile.read_text()
+    )
 
 
 @pytest.mark.parametrize("name", ["outpost", "hub"])
@@ -54,7 +56,9 @@ def test_every_image_starts_from_the_bases_built_here_never_a_public_registry(do
     nothing is pulled from Docker Hub, quay.io, ghcr.io or registry.k8s.io."""
     steps = instructions(dockerfile)
     args = {
-        arg.split("=", 1)[0]: arg.split("=", 1)[1] for op, arg in steps if op == "ARG" and "=" in arg
+        arg.split("=", 1)[0]: arg.split("=", 1)[1]
+        for op, arg in steps
+        if op == "ARG" and "=" in arg
     }
     for op, arg in steps:
         if op != "FROM":

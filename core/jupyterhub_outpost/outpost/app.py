@@ -36,10 +36,11 @@ from traitlets.config import Application, Config, catch_config_error
 
 from jupyterhub_outpost import __version__
 
-from . import handlers, migrations
+from . import flavor_rules, handlers, migrations
 from .credentials import CredentialsError, FileBackedMapping, HubCredentials
 from .crypto import Crypt, CryptError
 from .database import DatabaseConfigError, describe, resolve_db_url
+from .flavors import validate_flavors
 from .hooks import default_allow_override, default_sanitize_start_response
 from .hub_client import HubClient
 from .logcontext import ContextFilter
@@ -191,14 +192,38 @@ class JupyterHubOutpost(Application):
 
     # --- flavors ---------------------------------------------------------------------
     flavors = Union(
-        [Callable(), Dict()],
-        default_value={},
-        help="""Flavors per hub: {name: {"max": int, "weight": int, "display_name": str,
-        "description": str, "runtime": {timedelta keywords, e.g. "hours": 2}}}, or a hook
-        (hub_name) -> that dict (may be a coroutine). "max" is how many servers of the
-        flavor one hub may run at the same time (-1: unlimited); it holds exactly, also
-        under concurrent starts. A server past its "runtime" is stopped by the Outpost.
-        The hub selects a flavor with user_options["flavor"].""",
+        [Callable(), Dict(), Unicode()],
+        help="""Flavors: {name: {"max": int, "maxPerUser": int, "weight": int,
+        "display_name": str, "description": str, "runtime": {timedelta keywords, e.g.
+        "hours": 2}}} for every hub; or the original Outpost's flavor document
+        {"flavors": {...}, "hubs": {...}, "users": {...}} with flavor sets per hub and per
+        user (docs/migrating.md); or the path of a YAML or JSON file holding either (read
+        again when it changes); or a hook (hub_name) -> either (may be a coroutine).
+        "max" is how many servers of the flavor one hub may run at the same time (-1:
+        unlimited), "maxPerUser" how many one user may; both hold exactly, also under
+        concurrent starts. A server past its "runtime" is stopped by the Outpost. The hub
+        selects a flavor with user_options["flavor"]. Default: $OUTPOST_FLAVORS_PATH (the
+        original's variable) when set, else no flavors.""",
+    ).tag(config=True)
+
+    @default("flavors")
+    def _flavors_default(self):
+        return os.environ.get("OUTPOST_FLAVORS_PATH", "") or {}
+
+    global_max_per_user = Integer(
+        -1,
+        help="""How many servers one user of a hub may run on this Outpost at the same time,
+        whatever their flavors (-1: unlimited). Users are told apart by the hub's
+        JUPYTERHUB_USER.""",
+    ).tag(config=True)
+
+    update_user_authentication = Callable(
+        default_value=None,
+        allow_none=True,
+        help="""Hook (authentication) -> dict (may be a coroutine): changes what a hub sent
+        about a user (the "authentication" of a start request or of POST /userflavors, e.g.
+        {"name", "groups"}) before it is matched against the users: sets of the flavor
+        document, e.g. to lower-case names. It gets a copy.""",
     ).tag(config=True)
 
     flavors_undefined_max = Integer(
@@ -454,9 +479,9 @@ class JupyterHubOutpost(Application):
             self.parsed_forward_targets = parse_targets(self.allowed_forward_targets)
         except ForwardTargetError as e:
             raise StartupError(f"c.JupyterHubOutpost.allowed_forward_targets: {e}") from None
-        if isinstance(self.flavors, dict):
-            from .flavors import validate_flavors
-
+        if isinstance(self.flavors, str) and self.flavors and not os.path.exists(self.flavors):
+            raise StartupError(f"c.JupyterHubOutpost.flavors: file {self.flavors} does not exist.")
+        if isinstance(self.flavors, dict) and not flavor_rules.is_document(self.flavors):
             try:
                 validate_flavors(self.flavors, "(every hub)")
             except ValueError as e:

@@ -1,34 +1,72 @@
 """Flavors: per-hub limits on how many servers of a kind may run, and for how long.
 
-A flavor is ``{"max": int, "weight": int, "display_name": str, "description": str,
-"runtime": {timedelta kwargs}}``. ``max`` < 0 is unlimited. A start without a flavor, or
-with a flavor the hub does not have, is limited by ``flavors_undefined_max``.
+A flavor is ``{"max": int, "maxPerUser": int, "weight": int, "display_name": str,
+"description": str, "runtime": {timedelta kwargs}}`` (other keys are kept, as the original
+Outpost keeps them). ``max`` < 0 is unlimited; ``maxPerUser`` (default unlimited) limits one
+user's servers of the flavor. A start without a flavor, or with a flavor the hub does not
+have, is limited by ``flavors_undefined_max``.
+
+The ``flavors`` option is a dict ``{flavor name: flavor}`` (every hub), the original's
+document with ``hubs:`` and ``users:`` sets (``flavor_rules.py``), the path of a YAML or JSON
+file holding either (read again when it changes), or a hook (hub_name) -> either.
 """
 
 from datetime import datetime, timedelta
 
+from . import flavor_rules
+from .credentials import FileBackedMapping
 from .hooks import call_hook
 
-FLAVOR_FIELDS = ("max", "weight", "display_name", "description", "runtime")
 
+class FlavorSource:
+    """The configured flavors of each hub and user (see the module docstring)."""
 
-async def flavors_for_hub(flavors_option, hub: str) -> dict:
-    """The configured flavors of one hub (the option is a dict or a hook(hub_name))."""
-    if callable(flavors_option):
-        value = await call_hook(flavors_option, hub)
-    else:
-        value = flavors_option
-    if value is not None and not isinstance(value, dict):
-        raise ValueError(f"The flavors of hub {hub!r} must be a dict, not {type(value).__name__}.")
-    value = dict(value or {})
-    validate_flavors(value, hub)
-    return value
+    def __init__(self, option):
+        self.option = option
+        self._file = FileBackedMapping(option, "flavors") if isinstance(option, str) else None
+
+    async def _value(self, hub: str):
+        if self._file is not None:
+            value = self._file.get()
+        elif callable(self.option):
+            value = await call_hook(self.option, hub)
+        else:
+            value = self.option
+        if value is not None and not isinstance(value, dict):
+            raise ValueError(
+                f"The flavors of hub {hub!r} must be a dict, not {type(value).__name__}."
+            )
+        return value or {}
+
+    async def for_hub(self, hub: str) -> dict:
+        value = await self._value(hub)
+        flavors = flavor_rules.hub_flavors(value, hub) if flavor_rules.is_document(value) else value
+        validate_flavors(flavors, hub)
+        return dict(flavors)
+
+    async def for_user(self, hub: str, authentication: dict | None) -> tuple[dict, bool, set]:
+        """``(flavors, forbidden, configured)``: the user's flavors, whether its user set
+        forbids every flavor, and the names of all configured flavors."""
+        value = await self._value(hub)
+        if not flavor_rules.is_document(value):
+            validate_flavors(value, hub)
+            return dict(value), False, set(value)
+        flavors, forbidden = flavor_rules.user_flavors(value, hub, authentication)
+        validate_flavors(flavors, hub)
+        return flavors, forbidden, set(value["flavors"])
 
 
 def flavor_limit(flavors: dict, flavor: str | None, undefined_max: int) -> int:
     if flavor is not None and flavor in flavors:
         return int(flavors[flavor].get("max", -1))
     return int(undefined_max)
+
+
+def user_limit(flavors: dict, flavor: str | None) -> int:
+    """How many servers of ``flavor`` one user may run (-1: unlimited)."""
+    if flavor is not None and flavor in flavors:
+        return int(flavors[flavor].get("maxPerUser", -1))
+    return -1
 
 
 def runtime_of(flavors: dict, flavor: str | None) -> timedelta | None:
@@ -60,6 +98,8 @@ def usage_document(flavors: dict, usage: dict) -> dict:
             "description": str(flavor.get("description", "")),
             "runtime": flavor.get("runtime") or None,
         }
+        if "maxPerUser" in flavor:
+            entry["maxPerUser"] = int(flavor["maxPerUser"])
         doc[name] = entry
     return doc
 
@@ -69,12 +109,11 @@ def validate_flavors(flavors: dict, hub: str) -> None:
     for name, flavor in flavors.items():
         if not isinstance(flavor, dict):
             raise ValueError(f"Flavor {name!r} of hub {hub!r} must be a dict.")
-        unknown = set(flavor) - set(FLAVOR_FIELDS)
-        if unknown:
-            raise ValueError(
-                f"Flavor {name!r} of hub {hub!r} has unknown keys {sorted(unknown)}; "
-                f"allowed: {', '.join(FLAVOR_FIELDS)}."
-            )
+        for key in ("max", "maxPerUser", "weight"):
+            if key in flavor and (
+                isinstance(flavor[key], bool) or not isinstance(flavor[key], int)
+            ):
+                raise ValueError(f"Flavor {name!r} of hub {hub!r}: {key} must be an integer.")
         runtime = flavor.get("runtime")
         if runtime and not isinstance(runtime, (int, float)):
             try:

@@ -252,6 +252,20 @@ class FlavorsHandler(BaseHandler):
         self.write_json(await self.manager.flavors(self.hub))
 
 
+class UserFlavorsHandler(BaseHandler):
+    """POST /userflavors: the flavors of one user of this hub (body: what the hub knows of
+    the user, e.g. {"name", "groups"}), as the original Outpost answers it."""
+
+    def prepare(self):
+        self.authenticate()
+
+    async def post(self):
+        if len(self.request.body) > self.outpost.max_body_size:
+            raise OutpostError(413, "The request body is larger than this Outpost accepts.")
+        authentication = parse_json_body(self.request.body)
+        self.write_json(await self.manager.user_flavors(self.hub, authentication))
+
+
 class NotFoundHandler(BaseHandler):
     def prepare(self):
         raise OutpostError(
@@ -267,4 +281,5 @@ def routes() -> list:
         (r"/services/([^/]+)/?", ServiceHandler),
         (r"/services/([^/]+)/([^/]+)/?", ServiceHandler),
         (r"/flavors/?", FlavorsHandler),
+        (r"/userflavors/?", UserFlavorsHandler),
     ]

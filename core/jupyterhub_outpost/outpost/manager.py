@@ -15,6 +15,7 @@ unreachable database are answered exactly as before; the index only saves the lo
 """
 
 import asyncio
+import copy
 import time
 from dataclasses import dataclass, field
 
@@ -59,6 +60,7 @@ class ServiceManager:
         self._running: dict[tuple[str, str], int] = {}  # (hub, name) -> row id
         self._addresses: dict[tuple[str, str], int] = {}  # (hub, address) -> row id
         self._flavor_update_urls: dict[str, str] = {}
+        self._flavor_source_cache: flavor_rules.FlavorSource | None = None
         self._tasks: set[asyncio.Task] = set()
 
     # --- helpers ---------------------------------------------------------------------
@@ -149,8 +151,8 @@ class ServiceManager:
         env = body.get("env") or {}
         user_options = body.get("user_options") or {}
         misc, dropped = await self._overrides(hub, name, body.get("misc") or {})
-        hub_flavors = await self._flavors_for(hub)
         flavor = user_options.get("flavor") or None
+        hub_flavors = await self._admit_flavor(hub, flavor, body.get("authentication"))
         limit = flavor_rules.flavor_limit(hub_flavors, flavor, self.settings.flavors_undefined_max)
         try:
             row = await self.store.reserve(
@@ -168,6 +170,8 @@ class ServiceManager:
                     "internal_trust_bundles": body.get("internal_trust_bundles") or {},
                 },
                 runtime_deadline=flavor_rules.deadline(hub_flavors, flavor, utcnow()),
+                user_limit=flavor_rules.user_limit(hub_flavors, flavor),
+                global_user_limit=self.settings.global_max_per_user,
             )
         except AlreadyRunning:
             raise OutpostError(
@@ -177,9 +181,14 @@ class ServiceManager:
             ) from None
         except FlavorFull as e:
             what = f"flavor {e.flavor!r}" if e.flavor else "servers without a known flavor"
+            if e.per_user:
+                what = f"{what} per user" if e.flavor else "servers per user on this Outpost"
+                whose = f"user {env.get('JUPYTERHUB_USER', '')!r} of hub {hub!r}"
+            else:
+                whose = f"hub {hub!r}"
             raise OutpostError(
                 403,
-                f"The limit for {what} is reached ({e.limit} running for hub {hub!r}). "
+                f"The limit for {what} is reached ({e.limit} running for {whose}). "
                 "Stop another server of this flavor or choose another flavor.",
                 reason="flavor_full",
             ) from None
@@ -449,20 +458,69 @@ class ServiceManager:
     async def list(self, hub: str) -> list[dict]:
         return [row.summary() for row in await self.store.list_hub(hub)]
 
+    def _flavor_source(self) -> flavor_rules.FlavorSource:
+        option = self.settings.flavors
+        if self._flavor_source_cache is None or self._flavor_source_cache.option is not option:
+            self._flavor_source_cache = flavor_rules.FlavorSource(option)
+        return self._flavor_source_cache
+
+    def _flavor_config_error(self, e: Exception) -> OutpostError:
+        self.log.error("Flavor configuration error: %s", e)
+        return OutpostError(
+            500,
+            f"This Outpost's flavor configuration is invalid ({e}); tell its administrator.",
+        )
+
     async def _flavors_for(self, hub: str) -> dict:
         try:
-            return await flavor_rules.flavors_for_hub(self.settings.flavors, hub)
+            return await self._flavor_source().for_hub(hub)
         except ValueError as e:
-            self.log.error("Flavor configuration error: %s", e)
+            raise self._flavor_config_error(e) from None
+
+    async def _user_flavors(self, hub: str, authentication) -> tuple[dict, bool, set]:
+        """The flavors of one user of ``hub`` (see FlavorSource.for_user)."""
+        hook = self.settings.update_user_authentication
+        try:
+            if authentication and hook is not None:
+                authentication = await call_hook(hook, copy.deepcopy(authentication))
+                if not isinstance(authentication, dict):
+                    raise ValueError("update_user_authentication must return a dict")
+            return await self._flavor_source().for_user(hub, authentication)
+        except ValueError as e:
+            raise self._flavor_config_error(e) from None
+
+    async def _admit_flavor(self, hub: str, flavor: str | None, authentication) -> dict:
+        """The user's flavors, or a 403 when its user set forbids every flavor or does not
+        include the chosen one."""
+        flavors, forbidden, configured = await self._user_flavors(hub, authentication)
+        if forbidden:
             raise OutpostError(
-                500,
-                f"This Outpost's flavor configuration is invalid ({e}); tell its administrator.",
-            ) from None
+                403,
+                "Your user may not start servers on this Outpost (its flavor configuration "
+                "forbids every flavor for you).",
+                reason="flavor_forbidden",
+            )
+        if flavor is not None and flavor in configured and flavor not in flavors:
+            raise OutpostError(
+                403,
+                f"Flavor {flavor!r} is not available to your user on this Outpost; choose "
+                f"one of: {', '.join(sorted(flavors)) or 'none'}.",
+                reason="flavor_forbidden",
+            )
+        return flavors
 
     async def flavors(self, hub: str) -> dict:
         hub_flavors = await self._flavors_for(hub)
         usage = await self.store.usage(hub)
         return flavor_rules.usage_document(hub_flavors, usage)
+
+    async def user_flavors(self, hub: str, authentication: dict) -> dict:
+        """POST /userflavors: the flavors of the user ``authentication`` describes, with
+        the hub's current usage; {} for a user forbidden every flavor."""
+        flavors, forbidden, _ = await self._user_flavors(hub, authentication)
+        if forbidden:
+            return {}
+        return flavor_rules.usage_document(flavors, await self.store.usage(hub))
 
     # --- outbound --------------------------------------------------------------------
     async def send_flavor_update(self, hub: str) -> bool:

@@ -60,7 +60,7 @@ class Metrics:
         self.start_failures = Counter(
             "outpost_start_failures_total",
             "Start requests that did not end in a running server, by hub and reason "
-            "(invalid_request, flavor_full, "
+            "(invalid_request, flavor_full, flavor_forbidden, "
             "conflict, cancelled, too_large, spawner_error, timeout, database_unavailable)",
             ["hub", "reason"],
             registry=self.registry,
@@ -119,6 +119,7 @@ def _route_of(handler) -> str:
         "ServicesHandler": "/services",
         "ServiceHandler": "/services/{name}",
         "FlavorsHandler": "/flavors",
+        "UserFlavorsHandler": "/userflavors",
         "MetricsHandler": "/metrics",
     }.get(name, "other")
 

@@ -33,12 +33,15 @@ class AlreadyRunning(Exception):
 
 
 class FlavorFull(Exception):
-    """Starting one more server of the flavor would exceed its max."""
+    """Starting one more server would exceed a limit: the flavor's max for the hub
+    (``per_user`` False), the flavor's maxPerUser or the global_max_per_user (``per_user``
+    True; ``flavor`` None for the latter)."""
 
-    def __init__(self, flavor: str | None, limit: int):
+    def __init__(self, flavor: str | None, limit: int, per_user: bool = False):
         self.flavor = flavor
         self.limit = limit
-        super().__init__(flavor, limit)
+        self.per_user = per_user
+        super().__init__(flavor, limit, per_user)
 
 
 class Store:
@@ -74,11 +77,15 @@ class Store:
         misc: dict,
         secrets: dict,
         runtime_deadline: datetime | None,
+        user_limit: int = -1,
+        global_user_limit: int = -1,
     ) -> Service:
         """Insert a STARTING row, or raise AlreadyRunning / FlavorFull leaving no trace.
 
         A STOPPED or FAILED row of the same name is replaced (the hub starts it again).
-        ``limit`` < 0 means unlimited.
+        ``limit`` is the hub's max of the flavor, ``user_limit`` the flavor's max for one
+        user (``user_name``), ``global_user_limit`` that user's max over all flavors; < 0
+        means unlimited.
         """
         async with self._hub_locks[hub], self.sessions() as session, session.begin():
             if self._is_postgres:
@@ -92,16 +99,22 @@ class Store:
                     raise AlreadyRunning(name)
                 await session.delete(existing)
                 await session.flush()
-            if limit >= 0:
+            same_flavor = Service.flavor.is_(None) if flavor is None else Service.flavor == flavor
+            same_user = Service.user_name == user_name
+            for bound, where, full in (
+                (limit, [same_flavor], FlavorFull(flavor, limit)),
+                (user_limit, [same_flavor, same_user], FlavorFull(flavor, user_limit, True)),
+                (global_user_limit, [same_user], FlavorFull(None, global_user_limit, True)),
+            ):
+                if bound < 0:
+                    continue
                 current = await session.scalar(
                     select(func.count(Service.id)).where(
-                        Service.hub == hub,
-                        Service.status.in_(ACTIVE),
-                        Service.flavor.is_(None) if flavor is None else Service.flavor == flavor,
+                        Service.hub == hub, Service.status.in_(ACTIVE), *where
                     )
                 )
-                if current >= limit:
-                    raise FlavorFull(flavor, limit)
+                if current >= bound:
+                    raise full
             row = Service(
                 hub=hub,
                 name=name,
