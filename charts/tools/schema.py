@@ -23,7 +23,12 @@ from pathlib import Path
 import yaml
 
 ROOT = Path(__file__).resolve().parents[2]
-CHARTS = [ROOT / "charts" / "jupyterhub-outpost", ROOT / "charts" / "hub-addons"]
+CHARTS = [
+    ROOT / "charts" / "jupyterhub-outpost",
+    ROOT / "charts" / "hub-addons",
+    # the scenario runner's zero-to-jupyterhub stand-in (test tooling)
+    ROOT / "scenario-runner" / "charts" / "jupyterhub",
+]
 DOCS = ROOT / "docs" / "charts.md"
 
 

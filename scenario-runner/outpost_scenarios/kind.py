@@ -3,7 +3,9 @@
 ``jupyterhub-outpost topology up scenarios/<name> --mode kind`` (``make scenario-<name>
 MODE=kind``) and the kind e2e (tests/e2e/kind) both use this module:
 
-- a hub cluster ``<name>-hub`` (zero-to-jupyterhub with the hub image, hub-addons, and
+- a hub cluster ``<name>-hub`` (the hub with the hub image, installed with this
+  package's zero-to-jupyterhub stand-in ``scenario-runner/charts/jupyterhub`` since z2jh's
+  chart cannot be fetched here; hub-addons; and
   for remote-local the local Outpost) and an Outpost cluster ``<name>-remote``
   (jupyterhub-outpost with KubeSpawner), created from the kind configs next to this file;
 - both images built from images/ and loaded into the clusters;
@@ -49,8 +51,8 @@ HUB_CONFIG = HERE / "kind-hub.yaml"
 REMOTE_CONFIG = HERE / "kind-outpost.yaml"
 OUTPOST_IMAGE = "ghcr.io/jupyterhub-outpost/outpost:kind"
 HUB_IMAGE = "ghcr.io/jupyterhub-outpost/hub:kind"
-Z2JH_REPO = "https://hub.jupyter.org/helm-chart/"
-Z2JH_VERSION = os.environ.get("Z2JH_VERSION", "4.0.0")
+# Takes zero-to-jupyterhub's values (docs/charts.md, "The kind scenarios' hub").
+HUB_CHART = ROOT / "scenario-runner" / "charts" / "jupyterhub"
 HUB_NS = "jhub"
 OUTPOST_NS = "outpost"
 SCENARIOS = ["one-remote", "remote-local", "external-tunnel", "delayed-tunnel"]
@@ -355,9 +357,9 @@ def addons_values(
 
 
 def z2jh_values(scenario: str, addons_z2jh_values: dict, service_type: str, e2e_token: str) -> dict:
-    """zero-to-jupyterhub's values: the scenario's jupyterhub.yaml, then what hub-addons
-    rendered (as a second -f file), then an admin service token (for the e2e test and
-    for waiting on the hub API)."""
+    """The hub chart's values (zero-to-jupyterhub's keys): the scenario's jupyterhub.yaml,
+    then what hub-addons rendered (as a second -f file), then an admin service token (for
+    the e2e test and for waiting on the hub API)."""
     return merge(
         scenario_values(scenario, "jupyterhub.yaml"),
         addons_z2jh_values,
@@ -449,7 +451,7 @@ def deploy(scenario: str, hub: Cluster, remote: Cluster, lbs: LoadBalancers) -> 
             "outpost-local",
         )
 
-    # 2. hub-addons, then zero-to-jupyterhub with the values hub-addons renders.
+    # 2. hub-addons, then the hub chart with the z2jh values hub-addons renders.
     def addons(hub_api_url: str) -> dict:
         return addons_values(
             scenario, keys, api=api, ssh=ssh, hub_api_url=hub_api_url, local_password=local_password
@@ -461,14 +463,7 @@ def deploy(scenario: str, hub: Cluster, remote: Cluster, lbs: LoadBalancers) -> 
     )
     rendered = yaml.safe_load(configmap["data"]["z2jh-values.yaml"])
     values = z2jh_values(scenario, rendered, service_type, e2e_token)
-    hub.install(
-        "jupyterhub",
-        "jupyterhub",
-        values,
-        HUB_NS,
-        chart_repo_url=Z2JH_REPO,
-        chart_version=Z2JH_VERSION,
-    )
+    hub.install("jupyterhub", HUB_CHART, values, HUB_NS)
     proxy_host, proxy_port = hub.service_address(HUB_NS, "proxy-public")
     hub_url = f"http://{proxy_host}:{proxy_port}"
 
@@ -563,7 +558,7 @@ def up(scenario_path: str) -> int:
         say(f"creating the clusters {hub.name} and {remote.name}")
         hub.create([HUB_IMAGE, OUTPOST_IMAGE])
         remote.create([OUTPOST_IMAGE])
-        say(f"installing {scenario} (this pulls images and the zero-to-jupyterhub chart)")
+        say(f"installing {scenario} (this pulls the user server images)")
         client = deploy(scenario, hub, remote, lbs)
         say(f"{scenario} is up on kind ({hub.name}, {remote.name})")
         say(f"open {client.url}/hub/")

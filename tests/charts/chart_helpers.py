@@ -32,6 +32,8 @@ ROOT = Path(__file__).resolve().parents[2]
 CHARTS = ROOT / "charts"
 OUTPOST = CHARTS / "jupyterhub-outpost"
 ADDONS = CHARTS / "hub-addons"
+# the scenario runner's zero-to-jupyterhub stand-in (test tooling, not a product chart)
+JUPYTERHUB = ROOT / "scenario-runner" / "charts" / "jupyterhub"
 SCENARIOS = ROOT / "scenarios"
 KUBE_VERSION = "1.30.0"
 

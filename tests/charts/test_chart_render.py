@@ -44,7 +44,7 @@ def scenario_files() -> list[tuple[str, object]]:
         elif path.name == "hub-addons.yaml":
             chart = ADDONS
         else:
-            continue  # jupyterhub.yaml: zero-to-jupyterhub's values, see test_z2jh_values_*
+            continue  # jupyterhub.yaml: z2jh values, with hub-addons' in test_chart_jupyterhub
         cases.append((f"{scenario}/{path.name}", (chart, values_file(path))))
     return cases
 

@@ -7,7 +7,7 @@ import json
 import subprocess
 import sys
 
-from tests.charts.chart_helpers import ADDONS, OUTPOST, ROOT, load_chart
+from tests.charts.chart_helpers import ADDONS, JUPYTERHUB, OUTPOST, ROOT, load_chart
 
 # charts/tools/schema.py is a script, not a package module (and "charts" is also this
 # test package's name): load it from its path.
@@ -56,7 +56,7 @@ def test_the_checker_finds_missing_descriptions_and_key_mismatches():
 
 
 def test_helm_sees_the_generated_json_schema():
-    for chart in (OUTPOST, ADDONS):
+    for chart in (OUTPOST, ADDONS, JUPYTERHUB):
         shipped = json.loads((chart / "values.schema.json").read_text())
         assert load_chart(chart).schema == shipped
         load_chart(chart).validate_schema({})  # the defaults are valid

@@ -14,8 +14,6 @@ from outpost_scenarios.kind import (  # noqa: F401 (re-exported)
     OUTPOST_NS,
     REMOTE_CONFIG,
     ROOT,
-    Z2JH_REPO,
-    Z2JH_VERSION,
     Hub,
     Keys,
     LoadBalancers,
