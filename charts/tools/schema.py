@@ -7,7 +7,8 @@ This tool
 - checks that the schema is documented (a description on every key, and
   ``additionalProperties: false`` on every object the chart defines) and that its keys
   and ``values.yaml`` agree in both directions,
-- writes the values reference of every chart into ``docs/charts.md`` between markers.
+- writes the values reference of every chart into its page (``docs/charts.md``, for the
+  kind scenarios' hub chart ``docs/kind.md``) between markers.
 
     python charts/tools/schema.py generate   # rewrite the JSON schemas and the docs
     python charts/tools/schema.py check      # exit 1 when anything is stale or missing
@@ -23,13 +24,14 @@ from pathlib import Path
 import yaml
 
 ROOT = Path(__file__).resolve().parents[2]
-CHARTS = [
-    ROOT / "charts" / "jupyterhub-outpost",
-    ROOT / "charts" / "hub-addons",
-    # the scenario runner's zero-to-jupyterhub stand-in (test tooling)
-    ROOT / "scenario-runner" / "charts" / "jupyterhub",
-]
 DOCS = ROOT / "docs" / "charts.md"
+# chart -> the page that holds its values reference
+CHARTS = {
+    ROOT / "charts" / "jupyterhub-outpost": DOCS,
+    ROOT / "charts" / "hub-addons": DOCS,
+    # the scenario runner's zero-to-jupyterhub stand-in (test tooling)
+    ROOT / "scenario-runner" / "charts" / "jupyterhub": ROOT / "docs" / "kind.md",
+}
 
 
 def load_schema(chart: Path) -> dict:
@@ -136,11 +138,12 @@ def _markers(chart: Path) -> tuple[str, str]:
     )
 
 
-def render_docs(text: str) -> str:
-    for chart in CHARTS:
+def render_docs(docs: Path, text: str) -> str:
+    """``text`` of the page ``docs`` with the references of its charts rewritten."""
+    for chart in (chart for chart, page in CHARTS.items() if page == docs):
         begin, end = _markers(chart)
         if begin not in text or end not in text:
-            raise SystemExit(f"{DOCS}: markers for {chart.name} are missing")
+            raise SystemExit(f"{docs}: markers for {chart.name} are missing")
         head, rest = text.split(begin, 1)
         _, tail = rest.split(end, 1)
         text = head + begin + reference_markdown(chart) + end + tail
@@ -150,7 +153,8 @@ def render_docs(text: str) -> str:
 def generate() -> None:
     for chart in CHARTS:
         (chart / "values.schema.json").write_text(render_json(load_schema(chart)))
-    DOCS.write_text(render_docs(DOCS.read_text()))
+    for docs in set(CHARTS.values()):
+        docs.write_text(render_docs(docs, docs.read_text()))
 
 
 def problems() -> list[str]:
@@ -164,10 +168,12 @@ def problems() -> list[str]:
             found.append(
                 f"{chart.name}: values.schema.json is stale (run charts/tools/schema.py generate)"
             )
-    if not DOCS.exists() or DOCS.read_text() != render_docs(DOCS.read_text()):
-        found.append(
-            "docs/charts.md: values reference is stale (run charts/tools/schema.py generate)"
-        )
+    for docs in sorted(set(CHARTS.values())):
+        if not docs.exists() or docs.read_text() != render_docs(docs, docs.read_text()):
+            found.append(
+                f"{docs.relative_to(ROOT)}: values reference is stale "
+                "(run charts/tools/schema.py generate)"
+            )
     return found
 
 
