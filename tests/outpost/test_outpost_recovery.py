@@ -114,7 +114,7 @@ def test_db_upgrade_subcommand_creates_and_keeps_the_schema(tmp_path, capsys):
     assert result.returncode == 0, result.stderr
     db_upgrade.main(argv)
     db = sqlite3.connect(data / "outpost.sqlite")
-    assert db.execute("SELECT version_num FROM alembic_version").fetchall() == [("0001",)]
+    assert db.execute("SELECT version_num FROM alembic_version").fetchall() == [("0002",)]
     assert db.execute("SELECT count(*) FROM outpost_services").fetchone() == (0,)
 
 

@@ -1,7 +1,8 @@
 """Flavors: per-hub limits on how many servers of a kind may run, and for how long.
 
 A flavor is ``{"max": int, "maxPerUser": int, "weight": int, "display_name": str,
-"description": str, "runtime": {timedelta kwargs}}`` (other keys are kept, as the original
+"description": str, "runtime": {timedelta kwargs}, "credits": {"billing_value": int,
+"billing_interval": seconds}}`` (other keys are kept, as the original
 Outpost keeps them). ``max`` < 0 is unlimited; ``maxPerUser`` (default unlimited) limits one
 user's servers of the flavor. A start without a flavor, or with a flavor the hub does not
 have, is limited by ``flavors_undefined_max``.
@@ -69,6 +70,14 @@ def user_limit(flavors: dict, flavor: str | None) -> int:
     return -1
 
 
+def billing(flavors: dict, flavor: str | None) -> tuple[int, int] | None:
+    """``(billing_value, billing_interval)`` of a flavor with ``credits``, else None."""
+    credits = (flavors.get(flavor) or {}).get("credits") if flavor else None
+    if not credits:
+        return None
+    return int(credits.get("billing_value", 0)), int(credits.get("billing_interval", 600))
+
+
 def runtime_of(flavors: dict, flavor: str | None) -> timedelta | None:
     """The flavor's runtime as a timedelta; None when unlimited or unknown."""
     if flavor is None or flavor not in flavors:
@@ -114,6 +123,18 @@ def validate_flavors(flavors: dict, hub: str) -> None:
                 isinstance(flavor[key], bool) or not isinstance(flavor[key], int)
             ):
                 raise ValueError(f"Flavor {name!r} of hub {hub!r}: {key} must be an integer.")
+        credits = flavor.get("credits")
+        if credits is not None and not (
+            isinstance(credits, dict)
+            and all(
+                isinstance(credits.get(key, 1), int) and credits.get(key, 1) >= 0
+                for key in ("billing_value", "billing_interval")
+            )
+        ):
+            raise ValueError(
+                f"Flavor {name!r} of hub {hub!r}: credits must be {{billing_value: int, "
+                "billing_interval: seconds}}."
+            )
         runtime = flavor.get("runtime")
         if runtime and not isinstance(runtime, (int, float)):
             try:

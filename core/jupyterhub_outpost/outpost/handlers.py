@@ -81,6 +81,12 @@ class BaseHandler(web.RequestHandler):
         self.log_context["hub"] = hub
         return hub
 
+    def user_body(self) -> dict:
+        """The JSON object a hub sent about one of its users (POST /userflavors, /usercredits)."""
+        if len(self.request.body) > self.outpost.max_body_size:
+            raise OutpostError(413, "The request body is larger than this Outpost accepts.")
+        return parse_json_body(self.request.body)
+
     def is_async(self) -> bool:
         return self.request.headers.get("execution-type", "").strip().lower() == "async"
 
@@ -260,10 +266,28 @@ class UserFlavorsHandler(BaseHandler):
         self.authenticate()
 
     async def post(self):
-        if len(self.request.body) > self.outpost.max_body_size:
-            raise OutpostError(413, "The request body is larger than this Outpost accepts.")
-        authentication = parse_json_body(self.request.body)
-        self.write_json(await self.manager.user_flavors(self.hub, authentication))
+        self.write_json(await self.manager.user_flavors(self.hub, self.user_body()))
+
+
+class CreditsHandler(BaseHandler):
+    """GET /credits/: this hub's flavor credit values and billed server starts."""
+
+    def prepare(self):
+        self.authenticate()
+
+    async def get(self):
+        self.write_json(await self.manager.credits(self.hub))
+
+
+class UserCreditsHandler(BaseHandler):
+    """POST /usercredits: the same for one user (body as for /userflavors; the user is its
+    "name")."""
+
+    def prepare(self):
+        self.authenticate()
+
+    async def post(self):
+        self.write_json(await self.manager.credits(self.hub, self.user_body()))
 
 
 class NotFoundHandler(BaseHandler):
@@ -282,4 +306,6 @@ def routes() -> list:
         (r"/services/([^/]+)/([^/]+)/?", ServiceHandler),
         (r"/flavors/?", FlavorsHandler),
         (r"/userflavors/?", UserFlavorsHandler),
+        (r"/credits/?", CreditsHandler),
+        (r"/usercredits/?", UserCreditsHandler),
     ]

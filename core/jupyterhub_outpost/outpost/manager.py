@@ -218,7 +218,10 @@ class ServiceManager:
                 f"This Outpost cannot build its spawner ({type(e).__name__}: {e}); "
                 "the Outpost administrator must fix its configuration.",
             ) from None
-        coro = self._run_start(row, live, body, keep_failed=background, dropped=dropped)
+        billing = flavor_rules.billing(hub_flavors, flavor)
+        coro = self._run_start(
+            row, live, body, keep_failed=background, dropped=dropped, billing=billing
+        )
         if background:
             self._background(coro)
             return {"service": ""}
@@ -232,7 +235,14 @@ class ServiceManager:
             return False
 
     async def _run_start(
-        self, row: Service, live: Live, body: dict, *, keep_failed: bool, dropped: list[str]
+        self,
+        row: Service,
+        live: Live,
+        body: dict,
+        *,
+        keep_failed: bool,
+        dropped: list[str],
+        billing: tuple[int, int] | None = None,
     ) -> str:
         env = body.get("env") or {}
         relay = EventRelay(self.hub_client, env, self.log, send=await self._send_events(row.hub))
@@ -275,6 +285,8 @@ class ServiceManager:
                     state=spawner.get_state(),
                 )
                 self._index_running(row.id, row.hub, row.name, address)
+                if billing:
+                    await self.store.start_billing(row, *billing)
             self._observe_start(row.hub, "started", began)
             self.log.info("Server %s of hub %s runs at %r", row.name, row.hub, address)
             self._background(self.send_flavor_update(row.hub))
@@ -391,6 +403,7 @@ class ServiceManager:
         await self.store.update(
             row.id, state=state, status=STOPPED, exit_status=int(status), error=None
         )
+        await self.store.end_billing(row)
         return int(status)
 
     def _ended_now(self, hub: str, name: str, status: int) -> dict:
@@ -444,6 +457,7 @@ class ServiceManager:
                     500,
                     f"{message}; it is still listed, try again or ask the Outpost administrator.",
                 ) from None
+            await self.store.end_billing(row)
             if remove:
                 await self.store.remove(row.id)
             else:
@@ -513,6 +527,25 @@ class ServiceManager:
         hub_flavors = await self._flavors_for(hub)
         usage = await self.store.usage(hub)
         return flavor_rules.usage_document(hub_flavors, usage)
+
+    async def credits(self, hub: str, authentication: dict | None = None) -> dict:
+        """GET /credits/ (the hub's) and POST /usercredits (one user's): the credit values
+        of the flavors (``credits: {billing_value, billing_interval}``) and the billed
+        server starts with the credits each used so far."""
+        if authentication is None:
+            flavors, user = await self._flavors_for(hub), None
+        else:
+            flavors, forbidden, _ = await self._user_flavors(hub, authentication)
+            flavors = {} if forbidden else flavors
+            user = str(authentication.get("name") or authentication.get("username") or "")
+        now = utcnow()
+        values = {}
+        for name in flavors:
+            billing = flavor_rules.billing(flavors, name)
+            if billing:
+                values[name] = {"billing_value": billing[0], "billing_interval": billing[1]}
+        records = await self.store.credit_records(hub, user)
+        return {"flavors": values, "servers": [record.summary(now) for record in records]}
 
     async def user_flavors(self, hub: str, authentication: dict) -> dict:
         """POST /userflavors: the flavors of the user ``authentication`` describes, with
@@ -611,6 +644,7 @@ class ServiceManager:
         else:
             self._forget(row.id)
             await self.store.mark_ended(row.id, status=STOPPED, exit_status=int(status))
+            await self.store.end_billing(row)
             self.log.info("Server %s of hub %s ended while the Outpost was down", row.name, row.hub)
 
     async def reap_expired(self) -> int:

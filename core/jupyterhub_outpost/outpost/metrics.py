@@ -120,6 +120,8 @@ def _route_of(handler) -> str:
         "ServiceHandler": "/services/{name}",
         "FlavorsHandler": "/flavors",
         "UserFlavorsHandler": "/userflavors",
+        "CreditsHandler": "/credits",
+        "UserCreditsHandler": "/usercredits",
         "MetricsHandler": "/metrics",
     }.get(name, "other")
 

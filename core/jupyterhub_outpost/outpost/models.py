@@ -9,7 +9,7 @@ A schema change needs a new alembic revision in ``alembic/versions/``.
 
 from datetime import datetime, timezone
 
-from sqlalchemy import JSON, DateTime, Integer, String, Text, UniqueConstraint
+from sqlalchemy import JSON, DateTime, Index, Integer, String, Text, UniqueConstraint
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 # row status values
@@ -64,6 +64,44 @@ class Service(Base):
             "created": _iso(self.created_at),
             "started": _iso(self.started_at),
             "runtime_deadline": _iso(self.runtime_deadline),
+        }
+
+
+class CreditRecord(Base):
+    """One billed server start: the flavor's credit values when it started, and when it
+    ran (kept after the server is gone, so that a user's consumption can be read back)."""
+
+    __tablename__ = "outpost_credits"
+    __table_args__ = (Index("ix_outpost_credits_hub_user", "hub", "user_name"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    hub: Mapped[str] = mapped_column(String(63))
+    user_name: Mapped[str] = mapped_column(String(255))
+    name: Mapped[str] = mapped_column(String(63))
+    start_id: Mapped[str] = mapped_column(String(63))
+    flavor: Mapped[str | None] = mapped_column(String(63), nullable=True)
+    billing_value: Mapped[int] = mapped_column(Integer)
+    billing_interval: Mapped[int] = mapped_column(Integer)
+    started_at: Mapped[datetime] = mapped_column(DateTime)
+    ended_at: Mapped[datetime | None] = mapped_column(DateTime, nullable=True)
+
+    def credits_used(self, now: datetime) -> int:
+        """billing_value for every started billing_interval of its run time."""
+        seconds = ((self.ended_at or now) - self.started_at).total_seconds()
+        intervals = -(-int(max(seconds, 0)) // max(self.billing_interval, 1))  # ceil
+        return self.billing_value * max(intervals, 1)
+
+    def summary(self, now: datetime) -> dict:
+        return {
+            "user": self.user_name,
+            "name": self.name,
+            "start_id": self.start_id,
+            "flavor": self.flavor,
+            "billing_value": self.billing_value,
+            "billing_interval": self.billing_interval,
+            "started": _iso(self.started_at),
+            "ended": _iso(self.ended_at),
+            "credits": self.credits_used(now),
         }
 
 

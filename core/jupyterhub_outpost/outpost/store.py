@@ -17,7 +17,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import async_sessionmaker, create_async_engine
 
 from .crypto import Crypt
-from .models import ACTIVE, FAILED, STOPPED, Service, utcnow
+from .models import ACTIVE, FAILED, STOPPED, CreditRecord, Service, utcnow
 
 
 def _sqlite_pragmas(dbapi_connection, _record) -> None:
@@ -231,6 +231,42 @@ class Store:
                 row.state_enc = self.crypt.encrypt(self.crypt.decrypt(row.state_enc) or {})
                 count += 1
         return count
+
+    # --- credits ---------------------------------------------------------------------
+    async def start_billing(self, row: Service, value: int, interval: int) -> None:
+        async with self.sessions() as session, session.begin():
+            session.add(
+                CreditRecord(
+                    hub=row.hub,
+                    user_name=row.user_name,
+                    name=row.name,
+                    start_id=row.start_id,
+                    flavor=row.flavor,
+                    billing_value=value,
+                    billing_interval=interval,
+                    started_at=utcnow(),
+                )
+            )
+
+    async def end_billing(self, row) -> None:
+        """The server of ``row`` ended: its open credit record (if any) ends now."""
+        async with self.sessions() as session, session.begin():
+            for record in await session.scalars(
+                select(CreditRecord).where(
+                    CreditRecord.hub == row.hub,
+                    CreditRecord.name == row.name,
+                    CreditRecord.start_id == row.start_id,
+                    CreditRecord.ended_at.is_(None),
+                )
+            ):
+                record.ended_at = utcnow()
+
+    async def credit_records(self, hub: str, user: str | None = None) -> list[CreditRecord]:
+        query = select(CreditRecord).where(CreditRecord.hub == hub)
+        if user is not None:
+            query = query.where(CreditRecord.user_name == user)
+        async with self.sessions() as session:
+            return list(await session.scalars(query.order_by(CreditRecord.id)))
 
     # --- decrypted views -------------------------------------------------------------
     def secrets(self, row: Service) -> dict:
