@@ -229,22 +229,7 @@ class ImageBuilder:
         wheels.mkdir()
         requirements = list(image.requirements)
         if image.with_this_package:
-            env = {**os.environ, "SOURCE_DATE_EPOCH": self._source_date_epoch()}
-            run(
-                [
-                    sys.executable,
-                    "-m",
-                    "pip",
-                    "wheel",
-                    "--quiet",
-                    "--no-deps",
-                    "--wheel-dir",
-                    str(wheels),
-                    str(self.root),
-                ],
-                env=env,
-                what="building this package's wheel",
-            )
+            self._own_wheel(wheels)
             [own] = wheels.glob("jupyterhub_outpost-*.whl")
             # a direct reference: PyPI has an unrelated package of the same name
             requirements = [
@@ -281,6 +266,32 @@ class ImageBuilder:
             tmp.rename(cached)
         for wheel in cached.iterdir():
             shutil.copy2(wheel, wheels)
+
+    def _own_wheel(self, wheels: Path) -> None:
+        """This package's wheel, built from a clean copy of the checkout (setuptools would
+        reuse a stale build/ in the checkout) with the last commit's time in its zip
+        entries, so that the same code gives the same wheel and Docker's cache holds."""
+        env = {**os.environ, "SOURCE_DATE_EPOCH": self._source_date_epoch()}
+        ignore = shutil.ignore_patterns("__pycache__", "*.pyc", "*.egg-info")
+        with tempfile.TemporaryDirectory(prefix="outpost-src-") as src:
+            for name in ("pyproject.toml", "README.md"):
+                shutil.copy2(self.root / name, src)
+            shutil.copytree(self.root / "core", Path(src) / "core", ignore=ignore)
+            run(
+                [
+                    sys.executable,
+                    "-m",
+                    "pip",
+                    "wheel",
+                    "--quiet",
+                    "--no-deps",
+                    "--wheel-dir",
+                    str(wheels),
+                    src,
+                ],
+                env=env,
+                what="building this package's wheel",
+            )
 
     def _source_date_epoch(self) -> str:
         try:

@@ -1,0 +1,75 @@
+"""Session fixtures of the kind scenario tests: the clusters every scenario module shares.
+
+``kind_clusters`` builds (or finds) the node image, kind and kubectl
+(outpost_scenarios.kindbuild) and the images of images/ (outpost_scenarios.images), then
+creates one hub cluster and one Outpost cluster with MetalLB and loads every image the
+scenarios run. Each scenario module installs its releases on them and removes them at
+its end (``scenario_fixture``), so the clusters are made once per run.
+
+``OUTPOST_KIND_KEEP=1`` keeps the clusters after the run (for looking around with the
+kubeconfigs under the run's tmp dir; ``jupyterhub-outpost kind`` can delete them).
+What the run measured goes to ``RUN`` and, at the end, to docs/kind-e2e.md (conftest).
+"""
+
+from __future__ import annotations
+
+import os
+import time
+
+import pytest
+from outpost_scenarios import kind
+from outpost_scenarios.kindbuild import cluster as kindcluster
+
+from .kind_user import KindScenario
+
+HUB_CLUSTER = "outpost-e2e-hub"
+REMOTE_CLUSTER = "outpost-e2e-remote"
+
+#: what this run measured (seconds, versions), written to docs/kind-e2e.md at the end
+RUN: dict = {"steps": {}, "scenarios": {}}
+
+
+def timed(step: str, fn):
+    start = time.monotonic()
+    result = fn()
+    RUN["steps"][step] = round(time.monotonic() - start, 1)
+    return result
+
+
+@pytest.fixture(scope="session")
+def kind_clusters(tmp_path_factory):
+    """(hub cluster, Outpost cluster), with every image the scenarios run loaded."""
+    tools = timed("node image, kind and kubectl", lambda: kindcluster.ensure_node_image())
+    images = timed("images of images/", kind.build_images)
+    RUN["node_image"] = tools.image
+    RUN["images"] = images
+    workdir = tmp_path_factory.mktemp("kind")
+    hub = kind.Cluster(HUB_CLUSTER, kind.HUB_CONFIG, tools, workdir)
+    remote = kind.Cluster(REMOTE_CLUSTER, kind.REMOTE_CONFIG, tools, workdir)
+    hub_images, remote_images = kind.images_for(images, "remote-local")  # the superset
+    try:
+        timed("hub cluster created, images loaded", lambda: hub.create(hub_images))
+        timed("Outpost cluster created, images loaded", lambda: remote.create(remote_images))
+        yield hub, remote
+    finally:
+        if not os.environ.get("OUTPOST_KIND_KEEP"):
+            kind.down_clusters(hub, remote)
+
+
+def scenario_fixture(name: str, *sites):
+    """A module-scoped :class:`KindScenario`: the scenario installed on the session's
+    clusters, removed at the end of the module."""
+
+    @pytest.fixture(scope="module")
+    def scenario(kind_clusters):
+        hub, remote = kind_clusters
+        sc = KindScenario(name, hub, remote, sites)
+        RUN["scenarios"][name] = {"deploy_seconds": round(sc.deploy_seconds, 1)}
+        try:
+            yield sc
+        finally:
+            started = time.monotonic()
+            sc.remove()
+            RUN["scenarios"][name]["teardown_seconds"] = round(time.monotonic() - started, 1)
+
+    return scenario
