@@ -39,7 +39,14 @@ def timed(step: str, fn):
 @pytest.fixture(scope="session")
 def kind_clusters(tmp_path_factory):
     """(hub cluster, Outpost cluster), with every image the scenarios run loaded."""
-    tools = timed("node image, kind and kubectl", lambda: kindcluster.ensure_node_image())
+    said: list[str] = []
+
+    def say(message: str) -> None:
+        said.append(message)
+        print(f"kind | {message}", flush=True)
+
+    tools = timed("node image, kind and kubectl", lambda: kindcluster.ensure_node_image(say))
+    RUN["cold"] = any(m.startswith("node image") and m.endswith(" built") for m in said)
     images = timed("images of images/", kind.build_images)
     RUN["node_image"] = tools.image
     RUN["images"] = images
