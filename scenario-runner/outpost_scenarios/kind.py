@@ -28,7 +28,6 @@ import sys
 import time
 from pathlib import Path
 
-from .kindbuild import cluster as kindcluster
 from .kindbuild.commands import BuildError, run
 from .source import source_root
 
@@ -46,6 +45,14 @@ HELM_MISSING = (
 
 class KindError(RuntimeError):
     """Something kind mode needs is missing or a step failed."""
+
+
+def kindcluster():
+    """kindbuild's cluster module (imported when a cluster is driven: the node image build
+    and its Go recipes are not needed to render values)."""
+    from .kindbuild import cluster
+
+    return cluster
 
 
 def helm_python():
@@ -79,11 +86,11 @@ class Cluster:
         self.kubeconfig_path = (workdir or source_root() / "run" / "kind") / name / "kubeconfig"
 
     def exists(self) -> bool:
-        return self.name in kindcluster.clusters(self.tools)
+        return self.name in kindcluster().clusters(self.tools)
 
     def create(self, images: list[str]) -> None:
         """Create the cluster (or reuse one of this name) and load the images into it."""
-        kindcluster.create_cluster(
+        kindcluster().create_cluster(
             self.name, self.config, tools=self.tools, kubeconfig=self.kubeconfig_path
         )
         for image in images:
@@ -94,7 +101,7 @@ class Cluster:
             )
 
     def delete(self) -> None:
-        kindcluster.delete_cluster(self.name, tools=self.tools)
+        kindcluster().delete_cluster(self.name, tools=self.tools)
 
     def kubectl(self, *args: str, timeout: float = 900) -> str:
         return run(
@@ -230,7 +237,7 @@ def up(scenario_path: str) -> int:
     hub = remote = None
     try:
         say("the node image, kind and kubectl (built here on the first run: long)")
-        tools = kindcluster.ensure_node_image(say)
+        tools = kindcluster().ensure_node_image(say)
         say("the images of images/ (make images)")
         images = build_images(say)
         hub, remote = clusters_for(scenario, tools)
@@ -287,7 +294,7 @@ def down(scenario_path: str) -> int:
     """topology down --mode kind: delete the scenario's clusters."""
     try:
         scenario = scenario_name(scenario_path)
-        tools = kindcluster.ensure_node_image(say)
+        tools = kindcluster().ensure_node_image(say)
     except (KindError, BuildError, FileNotFoundError) as e:
         print(f"topology down --mode kind: {e}", file=sys.stderr)
         return 2

@@ -31,6 +31,7 @@ import helm_python
 import pytest
 import yaml
 from outpost_scenarios import kind as kind_mode
+from outpost_scenarios import kind_deploy
 
 from tests.charts.chart_helpers import (
     ADDONS,
@@ -194,14 +195,14 @@ def load_hub_configs(hubs: dict[str, list[dict]], root: Path) -> dict[str, dict]
 
 @pytest.fixture(scope="module")
 def keys():
-    return kind_mode.Keys.generate()
+    return kind_deploy.Keys.generate()
 
 
 def scenario_releases(scenario: str, keys) -> tuple[list[dict], list[dict], dict]:
     """(hub-addons objects, jupyterhub objects, the values of jupyterhub) as kind mode
     installs them: the z2jh values are read from hub-addons' rendered ConfigMap."""
     local = "local-pw" if scenario == "remote-local" else None
-    addons_values = kind_mode.addons_values(
+    addons_values = kind_deploy.addons_values(
         scenario,
         keys,
         api=("172.18.0.10", 8080),
@@ -212,7 +213,7 @@ def scenario_releases(scenario: str, keys) -> tuple[list[dict], list[dict], dict
     addons, _ = render(ADDONS, addons_values, name="hub-addons", namespace=NAMESPACE)
     configmap = one(addons, "ConfigMap", "hub-addons-hub-config")
     z2jh = yaml.safe_load(configmap["data"]["z2jh-values.yaml"])
-    values = kind_mode.z2jh_values(scenario, z2jh, "LoadBalancer", "e2e-token")
+    values = kind_deploy.z2jh_values(scenario, z2jh, "e2e-token")
     return addons, render_hub(values), values
 
 
@@ -262,7 +263,7 @@ def test_hub_addons_volumes_and_sidecar_land_in_the_hub_pod(scenario, releases):
     hub_mounts = {m["mountPath"] for m in container(spec, "hub")["volumeMounts"]}
     assert {"/etc/outpost-hub/secrets", "/etc/outpost-hub/config"} <= hub_mounts
     names = [c["name"] for c in spec["containers"]]
-    addons_config = kind_mode.scenario_values(scenario, "hub-addons.yaml")
+    addons_config = kind_deploy.scenario_values(scenario, "hub-addons.yaml")
     if addons_config["tunnel"]["mode"] == "sidecar":
         assert names == ["outpost-tunnels", "hub"]
         tunnels = container(spec, "outpost-tunnels")

@@ -10,7 +10,8 @@ from __future__ import annotations
 
 import pytest
 import yaml
-from outpost_scenarios import kind as kind_mode
+from outpost_scenarios import kind_deploy as kind_mode
+from outpost_scenarios.source import source_root
 
 from tests.charts.chart_helpers import ADDONS, OUTPOST, one, render, secret_text, validate
 
@@ -32,13 +33,14 @@ def test_merge_follows_helm_values_files():
     assert base == {"a": {"b": 1, "c": [1, 2]}, "d": 1}  # not modified
 
 
-@pytest.mark.parametrize("service_type", ["LoadBalancer", "NodePort"])
 @pytest.mark.parametrize("scenario", SCENARIOS)
-def test_each_scenarios_releases_render_valid(scenario, service_type, keys):
-    values = kind_mode.outpost_values(scenario, keys, service_type)
+def test_each_scenarios_releases_render_valid(scenario, keys):
+    values = kind_mode.outpost_values(scenario, keys)
     objects, _ = render(OUTPOST, values, name="outpost", namespace=kind_mode.OUTPOST_NS)
     validate(objects)
-    assert one(objects, "Service", "outpost-jupyterhub-outpost-ssh")["spec"]["type"] == service_type
+    # MetalLB gives these an address on the kind network, reachable from the hub cluster
+    ssh = one(objects, "Service", "outpost-jupyterhub-outpost-ssh")
+    assert ssh["spec"]["type"] == "LoadBalancer"
     secret = one(objects, "Secret")
     assert secret_text(secret, "ssh_host_ed25519_key") == keys.host_private
     assert yaml.safe_load(secret_text(secret, "ssh_authorized_keys.yaml")) == {
@@ -57,7 +59,7 @@ def test_each_scenarios_releases_render_valid(scenario, service_type, keys):
         # the hub-addons scenario file points at this release's Service
         service = one(objects, "Service")["metadata"]["name"]
         addons_file = yaml.safe_load(
-            (kind_mode.ROOT / "scenarios" / scenario / "kind" / "hub-addons.yaml").read_text()
+            (source_root() / "scenarios" / scenario / "kind" / "hub-addons.yaml").read_text()
         )
         assert addons_file["outposts"]["local"]["url"] == f"http://{service}.outpost-local.svc:8080"
 
@@ -77,7 +79,7 @@ def test_each_scenarios_releases_render_valid(scenario, service_type, keys):
     assert secret_text(secret, "outpost-remote-host-key") == keys.host_public
     assert secret_text(secret, "outpost-remote-password") == keys.password
     z2jh = kind_mode.z2jh_values(
-        scenario, yaml.safe_load(configmap["data"]["z2jh-values.yaml"]), service_type, "t"
+        scenario, yaml.safe_load(configmap["data"]["z2jh-values.yaml"]), "t"
     )
     assert z2jh["hub"]["image"] == {
         "name": "ghcr.io/jupyterhub-outpost/hub",

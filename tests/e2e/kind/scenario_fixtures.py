@@ -18,7 +18,6 @@ import time
 
 import pytest
 from outpost_scenarios import kind
-from outpost_scenarios.kindbuild import cluster as kindcluster
 
 from .kind_user import KindScenario
 
@@ -45,7 +44,7 @@ def kind_clusters(tmp_path_factory):
         said.append(message)
         print(f"kind | {message}", flush=True)
 
-    tools = timed("node image, kind and kubectl", lambda: kindcluster.ensure_node_image(say))
+    tools = timed("node image, kind and kubectl", lambda: kind.kindcluster().ensure_node_image(say))
     RUN["cold"] = any(m.startswith("node image") and m.endswith(" built") for m in said)
     images = timed("images of images/", kind.build_images)
     RUN["node_image"] = tools.image
