@@ -19,7 +19,6 @@ import logging
 import os
 import shutil
 import signal
-import subprocess
 import sys
 
 from . import netns, rundir
@@ -29,25 +28,18 @@ from .services import ServiceError
 from .spec import SpecError, load
 
 EXIT_USAGE = 2
-DOCKER_SOCKET = "/var/run/docker.sock"
 
 
-def docker_problem() -> str | None:
-    """None when a Docker engine answers here, else why not (for --mode kind)."""
-    docker = shutil.which("docker")
-    if docker is None:
-        return "no 'docker' command on PATH"
-    try:
-        proc = subprocess.run(
-            [docker, "info", "--format", "{{.ServerVersion}}"],
-            capture_output=True,
-            text=True,
-            timeout=15,
-        )
-    except subprocess.TimeoutExpired:
-        return "'docker info' did not answer within 15s"
-    if proc.returncode != 0:
-        return f"'docker info' failed: {proc.stderr.strip() or proc.returncode}"
+def kind_engine_problem() -> str | None:
+    """None when kind mode can use or start the project's Docker engine, else why not."""
+    from .kindbuild.engine import INSTALL_HINT, Engine
+
+    if Engine().answers():
+        return None
+    if os.geteuid() != 0:
+        return "starting the project's Docker engine (dockerd) needs root"
+    if not (shutil.which("dockerd") or shutil.which("dockerd", path="/usr/sbin")):
+        return f"dockerd is not installed: {INSTALL_HINT}"
     return None
 
 
@@ -226,13 +218,12 @@ def main(argv: list[str] | None = None) -> None:
     if args.command == "exec":
         exec_in_host(find_run_dir(args), args.host, command)
     if args.mode == "kind":
-        problem = docker_problem()
+        problem = kind_engine_problem()
         if problem:
             print(
                 "topology up --mode kind: kind runs Kubernetes inside Docker containers, and "
-                f"there is no Docker engine here ({problem}). Install and start Docker "
-                f"(the daemon must answer on {DOCKER_SOCKET}), or use --mode local, which "
-                "needs only root and 'ip netns'.",
+                f"the project's Docker engine cannot run here ({problem}). Or use --mode "
+                "local, which needs only root and 'ip netns'.",
                 file=sys.stderr,
             )
             sys.exit(EXIT_USAGE)

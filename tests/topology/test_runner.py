@@ -224,19 +224,16 @@ def test_up_refuses_a_run_dir_in_use(tmp_path):
         proc.communicate(timeout=60)
 
 
-def test_kind_mode_refuses_without_docker(tmp_path):
-    env = dict(os.environ, PATH=str(tmp_path))  # no docker on this PATH
-    result = subprocess.run(
-        [sys.executable, "-m", "jupyterhub_outpost", "topology", "up", EXAMPLE, "--mode", "kind"],
-        capture_output=True,
-        text=True,
-        env=env,
-        timeout=60,
-    )
-    assert result.returncode == 2
-    assert "there is no Docker engine here (no 'docker' command on PATH)" in result.stderr
-    assert "--mode local" in result.stderr
-    assert not os.path.exists(os.path.join("run", "example"))
+def test_kind_mode_says_why_the_docker_engine_cannot_run(monkeypatch):
+    from outpost_scenarios import cli
+    from outpost_scenarios.kindbuild.engine import Engine
+
+    monkeypatch.setattr(Engine, "answers", lambda self: False)
+    monkeypatch.setattr(cli.os, "geteuid", lambda: 1000)
+    assert cli.kind_engine_problem() == "starting the project's Docker engine (dockerd) needs root"
+    monkeypatch.setattr(cli.os, "geteuid", lambda: 0)
+    monkeypatch.setattr(cli.shutil, "which", lambda name, path=None: None)
+    assert "dockerd is not installed: run `make docker-engine` as root" in cli.kind_engine_problem()
 
 
 async def test_loopback_fallback_brings_the_example_up_without_isolation(tmp_path, monkeypatch):
