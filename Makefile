@@ -1,10 +1,12 @@
 # Every target installs what it needs: a fresh clone needs only `make demo` or `make test`.
 SHELL := /bin/bash
 PYTHON ?= python3
-VENV := $(CURDIR)/.venv
+# Paths relative to the checkout (recipes run there): make cannot handle targets whose
+# path has a space, and the checkout may live in one. PATH gets them absolute.
+VENV := .venv
 BIN := $(VENV)/bin
 NODE_PREFIX := $(VENV)/node
-export PATH := $(BIN):$(NODE_PREFIX)/node_modules/.bin:$(PATH)
+export PATH := $(CURDIR)/$(BIN):$(CURDIR)/$(NODE_PREFIX)/node_modules/.bin:$(PATH)
 # pytest selection and extra options, e.g. `make test PYTEST_ARGS="-k flavor -x"`
 PYTEST_ARGS ?=
 MODE ?= local

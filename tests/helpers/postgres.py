@@ -99,9 +99,10 @@ class PostgresServer:
             argv = ["runuser", "-u", "postgres", "--", *argv]
         return argv
 
-    def _run(self, tool: str, *args: str, **kwargs) -> subprocess.CompletedProcess:
+    def _run(self, tool: str, *args: str) -> subprocess.CompletedProcess:
+        # cwd: the server's own directory; the postgres user may not enter the checkout
         return subprocess.run(
-            self._argv(tool, *args), check=True, capture_output=True, text=True, **kwargs
+            self._argv(tool, *args), check=True, capture_output=True, text=True, cwd=self.tmp
         )
 
     def start(self) -> PostgresServer:

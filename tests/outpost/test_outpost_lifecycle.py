@@ -54,6 +54,7 @@ async def test_real_server_started_polled_stopped_on_sqlite(outpost):
 
 
 @pytest.mark.postgres
+@pytest.mark.other_user  # the fixture runs PostgreSQL as the postgres user
 async def test_real_server_started_polled_stopped_on_postgresql(
     make_outpost, postgres_server, tmp_path
 ):
@@ -185,12 +186,23 @@ def _local_user_reason():
     return None
 
 
-async def test_local_process_spawner_runs_the_server_as_the_existing_system_user(
-    make_outpost, tmp_path
-):
-    from tests.helpers.outpost_process import process_alive
+@pytest.fixture
+def mini_singleuser_for_nobody():
+    """mini_singleuser.py where ``nobody`` can read it: the checkout, and pytest's tmp_path
+    (under /tmp/pytest-of-root, mode 0700), may be private to root."""
+    from tests.helpers.other_users import shared_copy
 
     from .support import MINI_SINGLEUSER
+
+    with shared_copy(MINI_SINGLEUSER) as copy:
+        yield str(copy)
+
+
+@pytest.mark.other_user
+async def test_local_process_spawner_runs_the_server_as_the_existing_system_user(
+    make_outpost, tmp_path, mini_singleuser_for_nobody
+):
+    from tests.helpers.outpost_process import process_alive
 
     reason = _local_user_reason()
     if reason:
@@ -198,7 +210,7 @@ async def test_local_process_spawner_runs_the_server_as_the_existing_system_user
         pytest.skip(reason)
     c = local_spawner_config(tmp_path)
     c.JupyterHubOutpost.spawner_class = "jupyterhub.spawner.LocalProcessSpawner"
-    c.LocalProcessSpawner.cmd = ["/usr/bin/python3", MINI_SINGLEUSER]
+    c.LocalProcessSpawner.cmd = ["/usr/bin/python3", mini_singleuser_for_nobody]
     c.LocalProcessSpawner.interrupt_timeout = 3
     outpost = await make_outpost(c)
     code, data = await outpost.api.call("POST", "/services", body=start_body("sys", user="nobody"))
