@@ -43,6 +43,7 @@ from tests.charts.chart_helpers import (
     secret_text,
     validate,
 )
+from tests.charts.pod_files import Container, container, materialize, pod
 
 NAMESPACE = "jhub"
 PROBE = Path(__file__).with_name("hub_config_probe.py")
@@ -62,94 +63,16 @@ def render_hub(values: dict, **kwargs) -> list[dict]:
     return objects
 
 
-def pod(objects: list[dict], name: str) -> tuple[dict, dict]:
-    """(labels, spec) of the pod of a Deployment."""
-    template = one(objects, "Deployment", name)["spec"]["template"]
-    return template["metadata"]["labels"], template["spec"]
-
-
-def container(spec: dict, name: str) -> dict:
-    [found] = [c for c in spec["containers"] if c["name"] == name]
-    return found
-
-
 def selects(selector: dict, labels: dict) -> bool:
     return selector["matchLabels"].items() <= labels.items()
 
 
-# --- the hub container's files and environment, as Kubernetes would make them -----------
-
-
-def volume_files(volume: dict, objects: list[dict]) -> dict[str, str] | None:
-    """{path: text} of a configMap or secret volume (None for other volume types)."""
-    if "configMap" in volume:
-        source, ref = one(objects, "ConfigMap", volume["configMap"]["name"]), volume["configMap"]
-        data = source["data"]
-    elif "secret" in volume:
-        ref = volume["secret"]
-        source = one(objects, "Secret", ref["secretName"])
-        data = {key: secret_text(source, key) for key in source["data"]}
-    else:
-        return None
-    if "items" in ref:
-        return {item["path"]: data[item["key"]] for item in ref["items"]}
-    return dict(data)
-
-
-def materialize_hub(objects: list[dict], root: Path) -> tuple[Path, dict[str, str]]:
-    """Write what the hub container sees under ``root`` (its volume mounts at
-    root/<mountPath>) and return (its config file, its environment).
-
-    Absolute paths of the mounts that appear quoted in the files (hub-addons' snippet
-    and extraConfig line) are rebased onto ``root``. The environment has the container's
-    env (values, the namespace, Secret keys) and the ``<SERVICE>_SERVICE_HOST/PORT``
-    variables Kubernetes sets for the rendered Services.
-    """
-    _, spec = pod(objects, "hub")
-    hub = container(spec, "hub")
-    volumes = {v["name"]: v for v in spec["volumes"]}
-    written = []
-    for mount in hub["volumeMounts"]:
-        target = root / mount["mountPath"].lstrip("/")
-        files = volume_files(volumes[mount["name"]], objects)
-        if files is None:
-            target.mkdir(parents=True, exist_ok=True)
-        elif "subPath" in mount:
-            target.parent.mkdir(parents=True, exist_ok=True)
-            target.write_text(files[mount["subPath"]])
-            written.append(target)
-        else:
-            target.mkdir(parents=True, exist_ok=True)
-            for name, text in files.items():
-                (target / name).write_text(text)
-                written.append(target / name)
-    for path in written:
-        text = path.read_text()
-        for mount in hub["volumeMounts"]:
-            text = text.replace(f'"{mount["mountPath"]}', f'"{root}{mount["mountPath"]}')
-        path.write_text(text)
-
-    env = {}
-    for service in find(objects, "Service"):
-        prefix = service["metadata"]["name"].upper().replace("-", "_")
-        env[f"{prefix}_SERVICE_HOST"] = service["metadata"]["name"]
-        env[f"{prefix}_SERVICE_PORT"] = str(service["spec"]["ports"][0]["port"])
-    for var in hub["env"]:
-        if "value" in var:
-            env[var["name"]] = var["value"]
-        elif "fieldRef" in var["valueFrom"]:
-            assert var["valueFrom"]["fieldRef"]["fieldPath"] == "metadata.namespace"
-            env[var["name"]] = NAMESPACE
-        else:
-            ref = var["valueFrom"]["secretKeyRef"]
-            env[var["name"]] = secret_text(one(objects, "Secret", ref["name"]), ref["key"])
-    config = root / "usr/local/etc/jupyterhub/jupyterhub_config.py"
-    assert hub["args"][:3] == [
-        "jupyterhub",
-        "--config",
-        "/usr/local/etc/jupyterhub/jupyterhub_config.py",
-    ]
-    return config, env
+def materialize_hub(objects: list[dict], root: Path) -> Container:
+    """The hub container with its files under ``root``; its argv names the config file."""
+    hub = materialize(objects, "hub", "hub", root, NAMESPACE)
+    assert hub.argv[:2] == ["jupyterhub", "--config"]
+    assert hub.argv[2] == str(hub.path("/usr/local/etc/jupyterhub/jupyterhub_config.py"))
+    return hub
 
 
 def load_hub_configs(hubs: dict[str, list[dict]], root: Path) -> dict[str, dict]:
@@ -163,12 +86,12 @@ def load_hub_configs(hubs: dict[str, list[dict]], root: Path) -> dict[str, dict]
     jobs = []
     for name, objects in hubs.items():
         home = root / name
-        config, env = materialize_hub(objects, home)
+        hub = materialize_hub(objects, home)
         jobs.append(
             {
-                "config": str(config),
-                "env": {**base, "HOME": str(home), **env},
-                "cwd": str(home),
+                "config": hub.argv[2],
+                "env": {**base, "HOME": str(home), **hub.env},
+                "cwd": str(hub.cwd),
                 "report": str(home / "report.json"),
                 "log": str(home / "output.log"),
             }
