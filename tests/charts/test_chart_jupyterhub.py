@@ -342,7 +342,8 @@ def test_the_proxy_api_and_token_are_the_proxy_pods(sample):
         "key": "hub.config.ConfigurableHTTPProxy.auth_token",
     }
     # ... and the proxy routes to the hub Service and exposes the API port the Service targets
-    args = container(spec, "chp")["args"]
+    args = container(spec, "chp")["command"]
+    assert args[0] == "configurable-http-proxy"
     assert "--default-target=http://hub:8081" in args and "--api-port=8001" in args
     assert "--error-target=http://hub:8081/jh/hub/error" in args
     assert service["spec"]["ports"][0]["targetPort"] == "api"

@@ -5,8 +5,9 @@ Both are started with the argv, files and environment of the rendered hub and pr
 cluster network. What Kubernetes would add is done by the test: the Services' names
 resolve to the pods' addresses (cluster DNS: a hosts file per namespace in
 /etc/netns/<namespace>/, which ``ip netns exec`` mounts over /etc/hosts; removed after the
-test), the proxy image's entrypoint (configurable-http-proxy) goes before its args, and
-the kubelet's readiness probes are the rendered ones, sent to the pods' addresses.
+test), the images' programs are found on PATH (the test environment's jupyterhub and
+configurable-http-proxy from npm), and the kubelet's readiness probes are the rendered
+ones, sent to the pods' addresses.
 
 Proven: both pods become ready, the hub finds the proxy's API with the token both got from
 the Secret ``hub``, and ``/hub/api`` answers through the proxy's public port with a
@@ -114,16 +115,13 @@ async def test_hub_and_proxy_pods_become_ready_and_the_hub_api_answers_through_t
     hub = materialize(objects, "hub", "hub", tmp_path / "hub", NAMESPACE, addresses)
     proxy = materialize(objects, "proxy", "chp", tmp_path / "proxy", NAMESPACE, addresses)
 
-    path = f"{VENV_BIN}:{os.environ['PATH']}"
+    path = f"{VENV_BIN}:{CHP.parent}:{os.environ['PATH']}"
     processes = {}
-    for name, host, argv, c in (
-        ("proxy", proxy_host, [str(CHP), *proxy.argv], proxy),
-        ("hub", hub_host, hub.argv, hub),
-    ):
+    for name, host, c in (("proxy", proxy_host, proxy), ("hub", hub_host, hub)):
         log = tmp_path / f"{name}.log"
         with open(log, "w") as out:
             process = await host.create_subprocess_exec(
-                *argv,
+                *c.argv,
                 env={"PATH": path, "HOME": str(c.root), **c.env},
                 cwd=c.cwd,
                 stdout=out,
