@@ -348,7 +348,25 @@ class ImageBuilder:
             "configurable-http-proxy",
             lambda: self._record("configurable-http-proxy", self.chp_image()),
         )
+        self.prune_build_stages()
         return self.report
+
+    def prune_build_stages(self) -> None:
+        """Remove build stages older than a day: the newest ones are the layer cache the
+        next build reuses, older ones only hold superseded wheelhouses."""
+        run(
+            [
+                self.docker,
+                "image",
+                "prune",
+                "--force",
+                "--filter",
+                "label=org.jupyterhub-outpost.build-stage=true",
+                "--filter",
+                "until=24h",
+            ],
+            what="removing the build stages' images",
+        )
 
     def _record(self, name: str, ref: str) -> None:
         self.report.images[name] = ref
