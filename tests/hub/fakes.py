@@ -35,6 +35,7 @@ class FakeOutpost:
             "small": {"max": 5, "current": 1, "weight": 10, "display_name": "Small"},
             "big": {"max": 1, "current": 1, "weight": 5, "display_name": "Big"},
         }
+        self.user_flavors: dict | None = None  # POST /userflavors (None: as GET /flavors)
         self.running: dict[str, str] = {}
         self.rows: dict[str, dict] = {}  # GET /services entries of asynchronous starts
         self.server: HTTPServer | None = None
@@ -44,8 +45,9 @@ class FakeOutpost:
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port}"
 
-    def requests_of(self, method: str) -> list[dict]:
-        return [r for r in self.requests if r["method"] == method]
+    def requests_of(self, method: str, path: str = "/services") -> list[dict]:
+        """The requests of ``method`` to ``path`` or below it."""
+        return [r for r in self.requests if r["method"] == method and r["path"].startswith(path)]
 
     def app(self) -> web.Application:
         fake = self
@@ -123,11 +125,20 @@ class FakeOutpost:
             def get(self):
                 self.finish(fake.flavors)
 
+        class UserFlavors(Base):
+            def post(self):
+                if fake.user_flavors == "404":  # an Outpost without per-user flavors
+                    self.set_status(404)
+                    self.finish({"message": "no such endpoint"})
+                    return
+                self.finish(fake.flavors if fake.user_flavors is None else fake.user_flavors)
+
         return web.Application(
             [
                 (r"/services", Services),
                 (r"/services/([^/]+)/([^/]+)", Service),
                 (r"/flavors", Flavors),
+                (r"/userflavors", UserFlavors),
             ]
         )
 

@@ -21,7 +21,18 @@ async def test_start_sends_wire_contract_body_and_targets_forward(
     post = fake_outpost.requests_of("POST")[0]
     body = post["body"]
     assert post["path"] == "/services"
-    assert set(body) == {"name", "env", "user_options", "misc", "certs", "internal_trust_bundles"}
+    assert set(body) == {
+        "name",
+        "env",
+        "user_options",
+        "misc",
+        "certs",
+        "internal_trust_bundles",
+        "authentication",
+    }
+    # the Outpost's per-user flavor rules see the user, in the start and the flavor choice
+    assert body["authentication"] == {"name": "alice", "groups": []}
+    assert fake_outpost.requests_of("POST", "/userflavors")[0]["body"] == body["authentication"]
     assert body["name"] == make_service_name(spawner.user.id, "lab1")
     assert body["user_options"]["start_id"] == spawner.start_id
     assert body["user_options"]["flavor"] == "small"
@@ -600,3 +611,61 @@ async def _until(predicate, interval=0.01):
     while not predicate():
         await asyncio.sleep(delay)
         delay = min(delay * 2, 0.5)
+
+
+# ------------------------------------------------- per-user flavors and request_kwargs
+async def test_options_form_and_flavor_choice_use_the_users_flavors(
+    make_spawner, fake_outpost, fake_tunnels
+):
+    fake_outpost.user_flavors = {
+        "gpu": {"max": 2, "current": 0, "weight": 1, "display_name": "GPU"}
+    }
+    spawner = make_spawner("uf", user_options={"outpost": "remote"})
+    html = await spawner._render_options_form()
+    assert 'value="gpu"' in html and 'value="small"' not in html
+    await spawner.start()
+    body = fake_outpost.requests_of("POST")[0]["body"]
+    assert body["user_options"]["flavor"] == "gpu"  # the user's, not the hub-wide "small"
+
+
+async def test_outpost_authentication_hook_decides_what_the_outpost_matches(
+    make_spawner, fake_outpost, fake_tunnels
+):
+    async def authentication(spawner):
+        return {"name": spawner.user.name.upper(), "groups": ["staff"]}
+
+    spawner = make_spawner("ua", outpost_authentication=authentication)
+    await spawner.start()
+    expected = {"name": "ALICE", "groups": ["staff"]}
+    assert fake_outpost.requests_of("POST", "/userflavors")[0]["body"] == expected
+    assert fake_outpost.requests_of("POST")[0]["body"]["authentication"] == expected
+
+
+async def test_outpost_without_userflavors_falls_back_to_its_flavors(
+    make_spawner, fake_outpost, fake_tunnels
+):
+    fake_outpost.user_flavors = "404"
+    spawner = make_spawner("nf", user_options={"outpost": "remote"})
+    assert 'value="small"' in await spawner._render_options_form()
+    await spawner.start()
+    assert fake_outpost.requests_of("POST")[0]["body"]["user_options"]["flavor"] == "small"
+
+
+async def test_request_kwargs_reach_every_request_but_cannot_turn_off_tls(
+    make_spawner, fake_outpost, fake_tunnels, caplog
+):
+    spawner = make_spawner(
+        "rk",
+        request_kwargs=lambda spawner, user_options: {
+            "user_agent": "site-hub/1.0",
+            "validate_cert": False,
+        },
+    )
+    await spawner.start()
+    await spawner.poll()
+    await spawner.stop()
+    assert {r["headers"].get("User-Agent") for r in fake_outpost.requests} == {"site-hub/1.0"}
+    assert "ignoring validate_cert" in caplog.text
+    from jupyterhub_outpost.hub.outposts import checked_request_kwargs
+
+    assert checked_request_kwargs({"validate_cert": False, "ca_certs": "/x"}) == {"ca_certs": "/x"}

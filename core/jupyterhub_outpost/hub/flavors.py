@@ -16,7 +16,15 @@ from .outposts import OutpostAPI, OutpostError
 
 log = logging.getLogger("jupyterhub_outpost.hub.flavors")
 
-_FLAVOR_FIELDS = {"max", "current", "weight", "display_name", "description", "runtime"}
+_FLAVOR_FIELDS = {
+    "max",
+    "maxPerUser",
+    "current",
+    "weight",
+    "display_name",
+    "description",
+    "runtime",
+}
 
 
 def normalize_flavors(data: Any) -> dict[str, dict]:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import base64
 import json
+import logging
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -18,6 +19,8 @@ from typing import Any
 from urllib.parse import quote, urlparse
 
 from tornado.httpclient import AsyncHTTPClient, HTTPClientError, HTTPRequest
+
+log = logging.getLogger("jupyterhub_outpost.hub.outposts")
 
 OUTPOST_NAME_RE = re.compile(r"^[A-Za-z0-9_-]{1,63}$")
 
@@ -221,6 +224,24 @@ def _error_message(body: bytes, status: int, what: str) -> str:
     return f"{what} failed with HTTP {status}"
 
 
+# HTTPRequest options c.OutpostSpawner.request_kwargs may not set: TLS verification stays
+# on (give the Outpost's "ca_certs" for a private CA), and the API's own arguments
+_FIXED_REQUEST_KWARGS = {"validate_cert", "url", "method", "headers", "body"}
+
+
+def checked_request_kwargs(kwargs: dict | None) -> dict:
+    """``request_kwargs`` without the options this client keeps to itself."""
+    kwargs = dict(kwargs or {})
+    refused = sorted(set(kwargs) & _FIXED_REQUEST_KWARGS)
+    if refused:
+        log.warning(
+            "c.OutpostSpawner.request_kwargs: ignoring %s (TLS verification stays on; set the "
+            "Outpost's ca_certs for a private CA)",
+            ", ".join(refused),
+        )
+    return {k: v for k, v in kwargs.items() if k not in _FIXED_REQUEST_KWARGS}
+
+
 class OutpostAPI:
     """Async client of one Outpost's REST API (the wire contract in ARCHITECTURE.md)."""
 
@@ -231,10 +252,12 @@ class OutpostAPI:
         timeout: float = 30,
         extra_headers: dict | None = None,
         services_url: str | None = None,
+        request_kwargs: dict | None = None,
     ):
         self.outpost = outpost
         self.timeout = timeout
         self.extra_headers = dict(extra_headers or {})
+        self.request_kwargs = checked_request_kwargs(request_kwargs)
         self.services_url = (services_url or f"{outpost.url}/services").rstrip("/")
 
     async def request(
@@ -254,16 +277,22 @@ class OutpostAPI:
         hdrs.update(self.extra_headers)
         hdrs.update(headers or {})
         t = timeout or self.timeout
+        options = {
+            "connect_timeout": min(t, 20),
+            "request_timeout": t,
+            "ca_certs": self.outpost.ca_certs,
+            "follow_redirects": False,
+        }
+        options.update(self.request_kwargs)
+        if timeout:  # a per-call timeout (start, flavors) wins over request_kwargs
+            options["request_timeout"] = t
         req = HTTPRequest(
             url,
             method=method,
             headers=hdrs,
             body=json.dumps(body) if body is not None else None,
-            connect_timeout=min(t, 20),
-            request_timeout=t,
-            ca_certs=self.outpost.ca_certs,
             validate_cert=True,
-            follow_redirects=False,
+            **options,
         )
         what = what or f"{method} {urlparse(url).path}"
         try:
@@ -357,6 +386,22 @@ class OutpostAPI:
                 return False
             raise
         return True
+
+    async def user_flavors(self, authentication: dict) -> dict:
+        """POST /userflavors: the flavors of one user (the Outpost's per-user rules)."""
+        _, data = await self.request(
+            "POST",
+            f"{self.outpost.url}/userflavors",
+            authentication,
+            what="the user flavors request",
+            timeout=min(self.timeout, 10),
+        )
+        if not isinstance(data, dict):
+            raise OutpostError(
+                f"Outpost {self.outpost.name!r} answered the user flavors request without a "
+                "JSON object"
+            )
+        return data
 
     async def flavors(self) -> dict:
         _, data = await self.request(

@@ -39,10 +39,10 @@ import asyncio
 from jupyterhub.spawner import Spawner
 from traitlets import Callable, Dict, Float, Unicode, Union, default
 
-from .flavors import flavor_cache
+from .flavors import flavor_cache, normalize_flavors
 from .hooks import resolve_hook
 from .options_form import options_from_form, render_options_form
-from .outposts import Outpost, OutpostAPI, OutpostConfigError, parse_outposts
+from .outposts import Outpost, OutpostAPI, OutpostConfigError, OutpostError, parse_outposts
 from .poll_and_stop import PollAndStopMixin
 from .progress import ProgressMixin
 from .spawn_error import OutpostSpawnError
@@ -113,6 +113,26 @@ class OutpostSpawner(
         Authorization header). ``request_headers(spawner, user_options)``; may be a coroutine.""",
     ).tag(config=True)
 
+    request_kwargs = Union(
+        [Dict(), Callable()],
+        default_value={},
+        help="""Extra keyword arguments of every request to the Outpost (tornado's HTTPRequest,
+        e.g. {"request_timeout": 60, "connect_timeout": 10, "client_cert": ...}), as the
+        stock OutpostSpawner has them. ``request_kwargs(spawner, user_options)``; may be a
+        coroutine. TLS verification cannot be turned off here (give the Outpost's
+        ``ca_certs``).""",
+    ).tag(config=True)
+
+    outpost_authentication = Callable(
+        default_value=None,
+        allow_none=True,
+        help="""What the Outposts learn about the user for their per-user flavor rules
+        (``users:`` of their flavor document): ``outpost_authentication(spawner)`` -> dict,
+        may be a coroutine. Sent with each start request and in POST /userflavors for the
+        options form and the flavor choice. Default: ``{"name": user name, "groups":
+        [group names]}``.""",
+    ).tag(config=True)
+
     def __init__(self, **kwargs):
         super().__init__(**kwargs)
         self._events: list[dict] = []
@@ -157,9 +177,30 @@ class OutpostSpawner(
         user_options = self.user_options if user_options is None else user_options
         url = await resolve_hook(self.request_url, self, user_options) if self.request_url else ""
         headers = await resolve_hook(self.request_headers, self, user_options) or {}
+        kwargs = await resolve_hook(self.request_kwargs, self, user_options) or {}
         return OutpostAPI(
-            outpost, timeout=self.request_timeout, extra_headers=headers, services_url=url or None
+            outpost,
+            timeout=self.request_timeout,
+            extra_headers=headers,
+            services_url=url or None,
+            request_kwargs=kwargs,
         )
+
+    async def get_authentication(self) -> dict:
+        """What the Outposts' per-user flavor rules match (see outpost_authentication)."""
+        if self.outpost_authentication is not None:
+            return dict(await resolve_hook(self.outpost_authentication, self) or {})
+        groups = getattr(self.user, "groups", None) or []
+        return {"name": self.user.name, "groups": sorted(getattr(g, "name", g) for g in groups)}
+
+    async def flavors_for_user(self, api: OutpostAPI) -> dict[str, dict]:
+        """This user's flavors on one Outpost (POST /userflavors); the Outpost's flavors for
+        every user when it does not answer that (e.g. an older Outpost)."""
+        try:
+            return normalize_flavors(await api.user_flavors(await self.get_authentication()))
+        except (OutpostError, ValueError) as e:
+            self.log.debug("No user flavors from Outpost %s (%s)", api.outpost.name, e)
+            return await flavor_cache.get(api, ttl=self.flavors_cache_ttl)
 
     # ------------------------------------------------------------------ options form
     @default("options_form")
@@ -171,9 +212,7 @@ class OutpostSpawner(
         if not outposts:
             return ""
         apis = [await self.get_api(outpost, {}) for outpost in outposts.values()]
-        results = await asyncio.gather(
-            *(flavor_cache.get(api, ttl=self.flavors_cache_ttl) for api in apis)
-        )
+        results = await asyncio.gather(*(self.flavors_for_user(api) for api in apis))
         return render_options_form(outposts, dict(zip(outposts, results, strict=True)))
 
     @default("apply_user_options")

@@ -24,7 +24,7 @@ from traitlets import Any as AnyTrait
 from traitlets import Bool, Callable, Dict, Float, HasTraits, Union
 
 from .addresses import AddressError, parse_service_address
-from .flavors import flavor_cache, flavor_is_full, sorted_flavors
+from .flavors import flavor_is_full, sorted_flavors
 from .hooks import resolve_hook
 from .outposts import Outpost, OutpostAPI, OutpostError
 from .spawn_error import OutpostSpawnError
@@ -173,15 +173,14 @@ class StartRequestMixin(HasTraits):
             "misc": dict(misc),
             "certs": {},
             "internal_trust_bundles": {},
+            "authentication": await self.get_authentication(),
         }
         if self.internal_ssl:
             body["certs"], body["internal_trust_bundles"] = await self._read_certs()
         return body
 
     async def _choose_flavor(self, outpost: Outpost, user_options: dict) -> str | None:
-        flavors = await flavor_cache.get(
-            await self.get_api(outpost, user_options), ttl=self.flavors_cache_ttl
-        )
+        flavors = await self.flavors_for_user(await self.get_api(outpost, user_options))
         flavor = user_options.get("flavor")
         if isinstance(flavor, list):
             flavor = flavor[0] if flavor else None
