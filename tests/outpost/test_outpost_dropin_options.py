@@ -94,3 +94,36 @@ async def test_base_path_serves_the_api_under_the_prefix_and_without_it(make_out
     assert (await prefixed.call("DELETE", "/services/bp"))[0] == 200
     code, data = await Api(outpost.url + "/other", outpost.api.hubs).call("GET", "/services")
     assert code == 404
+
+
+async def test_poll_requires_state_answers_running_for_a_server_without_state(
+    make_outpost, tmp_path
+):
+    import os
+    import signal
+
+    from jupyterhub.spawner import SimpleLocalProcessSpawner
+
+    from tests.helpers.outpost_process import process_alive
+
+    from .support import fetch_server, local_spawner_config, server_answers
+
+    class NoStateSpawner(SimpleLocalProcessSpawner):
+        def get_state(self):
+            return {}
+
+    for required, expected in ((True, None), (False, "ended")):
+        config = local_spawner_config(tmp_path)
+        config.JupyterHubOutpost.spawner_class = NoStateSpawner
+        config.NoStateSpawner.cmd = config.SimpleLocalProcessSpawner.cmd
+        outpost = await make_outpost(config, poll_requires_state=required)
+        code, data = await outpost.api.call("POST", "/services", body=start_body("ns"))
+        assert code == 200, data
+        await wait_for(lambda a=data["service"]: server_answers(a), "server answers")
+        pid = (await fetch_server(data["service"]))["pid"]
+        os.kill(pid, signal.SIGTERM)
+        await wait_for(lambda p=pid: not process_alive(p), "server gone")
+        code, polled = await outpost.api.call("GET", "/services/ns")
+        status = polled["status"]
+        assert (status if status is None else "ended") == expected, (required, polled)
+        await outpost.app.stop_outpost()

@@ -251,6 +251,15 @@ class JupyterHubOutpost(Application):
         (hub_name) -> bool (may be a coroutine).""",
     ).tag(config=True)
 
+    poll_requires_state = Bool(
+        False,
+        help="""True: a poll of a server whose spawner stored no state answers "running"
+        without asking the spawner, as the original Outpost answers polls before a start
+        stored its state (a spawner that keeps nothing in its state cannot tell after a
+        restart whether its server still runs). False (the default): the spawner is asked.
+        Starting servers always answer "running".""",
+    ).tag(config=True)
+
     runtime_check_interval = Float(
         60.0,
         help="Seconds between two checks for servers past their flavor's runtime.",

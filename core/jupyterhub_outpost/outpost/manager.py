@@ -393,6 +393,8 @@ class ServiceManager:
 
     async def _poll_running(self, row, live: Live) -> int | None:
         """Poll a RUNNING row's spawner (caller holds ``live.lock``); store what changed."""
+        if self.settings.poll_requires_state and not self._stored_state(live, row):
+            return None  # nothing to poll by (the original Outpost's answer: running)
         status = await self.runner.poll(live.spawner)
         state = live.spawner.get_state()
         if status is None:
