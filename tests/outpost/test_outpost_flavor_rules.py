@@ -189,3 +189,17 @@ async def test_per_user_limits_hold_exactly_under_concurrent_starts(
     # another hub's users are counted apart
     body = start_body("other", user="u1", user_options={"flavor": "small"})
     assert (await outpost.api.call("POST", "/services", hub="hub2", body=body))[0] == 200
+
+
+async def test_the_users_authentication_is_neither_stored_nor_logged(
+    make_outpost, flavors_file, caplog
+):
+    caplog.set_level("DEBUG")
+    outpost = await make_outpost(flavors=str(flavors_file))
+    token = "access-token-of-ann-0123456789"
+    body = user_body("t", "ann@staff.org", "minimal", access_token=token)
+    assert (await outpost.api.call("POST", "/services", body=body))[0] == 200
+    (row,) = await outpost.app.store.list_hub("hub1")
+    stored = repr((row.user_options, row.misc, outpost.app.store.secrets(row), row.summary()))
+    assert token not in stored and "ann@staff.org" not in repr(row.misc)
+    assert token not in caplog.text
