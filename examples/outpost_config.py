@@ -30,12 +30,13 @@ c.JupyterHubOutpost.log_format = (
 
 # --- Admin hooks (plain functions or coroutines) ----------------------------------------
 async def allow_override(jupyterhub_name, misc):
-    """Hubs may only choose among allowed images; 'trustedhub' may override anything."""
+    """'trustedhub' may override anything; other hubs only choose among allowed images.
+    Keys that are not allowed are dropped (and named to the hub), never a failed start."""
     if jupyterhub_name == "trustedhub":
         return True
-    if list(misc.keys()) != ["image"]:
-        return False
-    return misc.get("image", "None") in ["allowed_image1", "allowed_image2"]
+    if misc.get("image", "None") in ["allowed_image1", "allowed_image2"]:
+        return {"image"}
+    return False
 
 
 c.JupyterHubOutpost.allow_override = allow_override
@@ -51,8 +52,9 @@ def sanitize_start_response(spawner, original_response):
 
 c.JupyterHubOutpost.sanitize_start_response = sanitize_start_response
 
-# Ask the hubs to re-create their tunnels when this Outpost restarts (default True).
-c.JupyterHubOutpost.ssh_recreate_at_start = True
+# Ask the hubs to re-create their tunnels when this Outpost restarts (default False): for
+# hubs whose stock OutpostSpawner forwards ports itself; our OutpostSpawner does not need it.
+c.JupyterHubOutpost.ssh_recreate_at_start = lambda outpost, hub_name: hub_name != "ourhub"
 
 
 # --- Flavors: per-hub limits --------------------------------------------------------------
