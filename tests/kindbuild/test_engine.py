@@ -1,8 +1,10 @@
 """The project's Docker engine lifecycle, on a private dockerd of its own.
 
-Each test starts a second dockerd (own socket, data root and exec root, ``--bridge=none``)
-so that the shared engine others use is never stopped; it runs in the host's network
-namespace with ``--iptables=false`` like the shared one, so it changes no firewall rule.
+Each test starts a second dockerd (own socket, data root and exec root, and a default bridge
+of its own that the test creates) so that the shared engine others use is never stopped; it
+runs in the host's network namespace with ``--iptables=false`` like the shared one, so it
+changes no firewall rule. Not ``--bridge=none``: with it dockerd deletes the interface
+``docker0``, which belongs to the shared engine.
 Needs root, Debian's docker.io (dockerd, runc), a docker CLI and gcc (for a static test
 program); skips with the reason otherwise.
 """
@@ -35,7 +37,16 @@ pytestmark = pytest.mark.skipif(_missing() is not None, reason=str(_missing()))
 
 
 @pytest.fixture
-def private_engine(tmp_path):
+def own_bridge():
+    """A bridge for the private dockerd's default network (never docker0)."""
+    name = f"obt{os.getpid() % 100000}"
+    subprocess.run(["ip", "link", "add", name, "type", "bridge"], check=True)
+    yield name
+    subprocess.run(["ip", "link", "delete", name], check=False)
+
+
+@pytest.fixture
+def private_engine(tmp_path, own_bridge):
     # unix socket paths are limited to 107 bytes: keep the exec root short
     short = Path(f"/run/outpost-engine-test-{os.getpid()}")
     engine = Engine(
@@ -43,7 +54,7 @@ def private_engine(tmp_path):
         data_root=tmp_path / "data",
         exec_root=short / "exec",
         log=tmp_path / "dockerd.log",
-        bridge="none",
+        bridge=own_bridge,
     )
     yield engine
     engine.stop()
@@ -71,6 +82,7 @@ def docker(engine: Engine, *args: str) -> subprocess.CompletedProcess:
 def test_engine_starts_runs_privileged_containers_through_the_wrapper_and_stops(
     private_engine, true_image
 ):
+    docker0 = Path("/sys/class/net/docker0").exists()
     assert not private_engine.answers()
 
     assert private_engine.start() is True
@@ -94,9 +106,10 @@ def test_engine_starts_runs_privileged_containers_through_the_wrapper_and_stops(
     assert private_engine.stop() is True
     assert not private_engine.answers()
     assert private_engine.stop() is False
+    assert Path("/sys/class/net/docker0").exists() == docker0  # the shared engine's bridge
 
 
-def test_a_dockerd_that_cannot_start_is_reported_with_its_log(tmp_path):
+def test_a_dockerd_that_cannot_start_is_reported_with_its_log(tmp_path, own_bridge):
     not_a_directory = tmp_path / "file"
     not_a_directory.write_text("")
     short = Path(f"/run/outpost-engine-test-{os.getpid()}-bad")
@@ -105,7 +118,7 @@ def test_a_dockerd_that_cannot_start_is_reported_with_its_log(tmp_path):
         data_root=not_a_directory,
         exec_root=short / "exec",
         log=tmp_path / "dockerd.log",
-        bridge="none",
+        bridge=own_bridge,
     )
     try:
         with pytest.raises(EngineError, match="dockerd exited with code") as failure:

@@ -57,7 +57,8 @@ class Engine:
     wrapper: Path = WRAPPER
     # the dockerd program (default: the one on PATH, else /usr/sbin/dockerd)
     dockerd: str | None = None
-    # ``--bridge`` for containers started without a network ("none": no docker0)
+    # ``--bridge``: an existing bridge for the default network instead of docker0 (not
+    # "none": dockerd then deletes docker0, which another engine may be using)
     bridge: str | None = None
     start_timeout: float = 120
 
