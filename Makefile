@@ -10,7 +10,8 @@ export PATH := $(CURDIR)/$(BIN):$(CURDIR)/$(NODE_PREFIX)/node_modules/.bin:$(PAT
 # pytest selection and extra options, e.g. `make test PYTEST_ARGS="-k flavor -x"`
 PYTEST_ARGS ?=
 MODE ?= local
-DEBIAN_PACKAGES := openssh-server openssh-client iproute2 iptables postgresql-15 procps
+DEBIAN_PACKAGES := openssh-server openssh-client iproute2 iptables postgresql-15 procps \
+  slurmctld slurmd slurm-client munge
 
 .PHONY: help deps deps-system venv runner node test lint format demo bench docker-engine images e2e-kind clean
 
@@ -26,18 +27,25 @@ help:
 
 deps: deps-system venv runner node
 
+# apt-get install $$missing, with a policy-rc.d (unless one exists) that keeps the packages
+# from starting their services: the tests and the scenario runner start their own sshd,
+# PostgreSQL, munged, slurmctld, slurmd and dockerd.
+define apt_install
+policy=/usr/sbin/policy-rc.d; added=""; \
+if [ ! -e $$policy ]; then printf '#!/bin/sh\nexit 101\n' > $$policy && chmod 755 $$policy && added=1; fi; \
+echo "installing Debian packages:$$missing"; \
+apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing >/dev/null; \
+code=$$?; if [ -n "$$added" ]; then rm -f $$policy; fi; exit $$code
+endef
+
 # Debian packages (sshd for the OpenSSH baseline and the Ansible hosts, PostgreSQL for tests,
-# iptables for the topology's rules next to Docker's: docs/topology.md).
+# iptables for the topology's rules next to Docker's: docs/topology.md; Slurm and MUNGE for
+# the delayed-tunnel scenario's cluster: docs/scenarios.md).
 deps-system:
 	@missing=""; for p in $(DEBIAN_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
-	if [ -n "$$missing" ]; then \
-	  if [ "$$(id -u)" = 0 ]; then \
-	    echo "installing Debian packages:$$missing"; \
-	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing >/dev/null; \
-	  else \
-	    echo "missing Debian packages:$$missing (run as root, or: sudo apt-get install$$missing)"; \
-	  fi; \
-	fi
+	if [ -z "$$missing" ]; then exit 0; fi; \
+	if [ "$$(id -u)" != 0 ]; then echo "missing Debian packages:$$missing (run as root, or: sudo apt-get install$$missing)"; exit 0; fi; \
+	$(apt_install)
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -107,11 +115,7 @@ docker-engine:
 	if dpkg -s docker-ce >/dev/null 2>&1; then \
 	  echo "docker.io conflicts with the installed docker-ce (Docker Inc.'s engine); remove it (apt-get remove docker-ce docker-ce-cli) and run make docker-engine again"; exit 1; \
 	fi; \
-	policy=/usr/sbin/policy-rc.d; added=""; \
-	if [ ! -e $$policy ]; then printf '#!/bin/sh\nexit 101\n' > $$policy && chmod 755 $$policy && added=1; fi; \
-	echo "installing Debian packages:$$missing"; \
-	apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing >/dev/null; \
-	code=$$?; if [ -n "$$added" ]; then rm -f $$policy; fi; exit $$code
+	$(apt_install)
 
 e2e-kind: deps
 	$(BIN)/pytest tests/e2e/kind tests/ansible/kind $(PYTEST_ARGS)

@@ -6,10 +6,10 @@ forwards packets, so the way out is this process on a host that is on both netwo
 Outpost/login host). It offers two things:
 
 - TCP relays, ``--relay PORT=HOST:PORT``: connections to ``--ip:PORT`` are passed on to
-  ``HOST:PORT``. With ``minibatch serve --job-env-replace http://HUB=http://LOGIN:PORT``
-  the jobs' ``JUPYTERHUB_API_URL``, activity and setuptunnel URLs point at the relay, so
-  ``jupyterhub-singleuser`` (which checks the hub API before it listens) and
-  ``report_address`` reach the hub.
+  ``HOST:PORT``. With the hub's ``outposts[NAME]["hub_api_url"]`` set to
+  ``http://LOGIN:PORT/hub/api`` the jobs' ``JUPYTERHUB_API_URL``, activity and setuptunnel
+  URLs point at the relay, so ``jupyterhub-singleuser`` (which checks the hub API before it
+  listens) and ``report_address`` reach the hub.
 - An HTTP forward proxy on ``--port`` (for ``http_proxy=``): plain-HTTP proxy requests
   (absolute URLs; no CONNECT, no TLS, one request per connection) to the targets in
   ``--allow`` (``HOST:PORT``; none given: any), 403 for anything else. ``report_address``

@@ -73,6 +73,7 @@ PREFIX_RE = re.compile(r"^jot[0-9a-f]{5}$")
 #: subnets are picked from 10.231.N.0/24 (N from 1 to 254)
 SUBNET_POOL = ipaddress.ip_network("10.231.0.0/16")
 CLONE_NEWNET = 0x40000000
+CLONE_NEWUTS = 0x04000000
 IFNAMSIZ = 15
 
 T = TypeVar("T")
@@ -111,10 +112,15 @@ def isolation_available() -> tuple[bool, str]:
 _libc = None
 
 
-def _setns(path: str) -> None:
+def _load_libc() -> ctypes.CDLL:
     global _libc
     if _libc is None:
         _libc = ctypes.CDLL(None, use_errno=True)
+    return _libc
+
+
+def _setns(path: str) -> None:
+    _load_libc()
     fd = os.open(path, os.O_RDONLY)
     try:
         if _libc.setns(fd, CLONE_NEWNET) != 0:
@@ -122,6 +128,26 @@ def _setns(path: str) -> None:
             raise NetnsError(f"setns({path}) failed: {os.strerror(err)}")
     finally:
         os.close(fd)
+
+
+def child_setup(*, netns: str | None = None, hostname: str | None = None) -> Callable[[], None]:
+    """A ``preexec_fn`` that moves the child into network namespace ``netns`` (by setns,
+    keeping this machine's mounts) and/or gives it its own UTS namespace named ``hostname``.
+
+    A hostname of its own lets daemons that check who they are by name (slurmctld compares
+    it with ``SlurmctldHost``) see the host they run on, as on a real machine."""
+    libc = _load_libc()  # before the fork: the child only makes system calls
+    raw = (hostname or "").encode()
+    path = f"/run/netns/{netns}" if netns else None
+
+    def enter() -> None:
+        if path is not None:
+            _setns(path)
+        if raw and (libc.unshare(CLONE_NEWUTS) != 0 or libc.sethostname(raw, len(raw)) != 0):
+            err = ctypes.get_errno()
+            raise OSError(err, f"cannot take the hostname {hostname!r}: {os.strerror(err)}")
+
+    return enter
 
 
 def call_in_netns(ns: str | None, func: Callable[[], T]) -> T:
@@ -439,10 +465,24 @@ class Host:
         """``subprocess.run`` inside this host (blocking: use :meth:`arun` in async code)."""
         return subprocess.run(self.argv(argv), **kwargs)
 
-    async def create_subprocess_exec(self, *argv: str, **kwargs: Any) -> asyncio.subprocess.Process:
-        """``asyncio.create_subprocess_exec`` inside this host (own session); ended at close."""
+    async def create_subprocess_exec(
+        self, *argv: str, named: bool = False, host_cgroups: bool = False, **kwargs: Any
+    ) -> asyncio.subprocess.Process:
+        """``asyncio.create_subprocess_exec`` inside this host (own session); ended at close.
+
+        ``named``: the process (and what it starts) sees this host's name as its hostname
+        (a UTS namespace of its own; needs root, else the machine's hostname stays).
+        ``host_cgroups``: enter the namespace without ``ip netns exec``, which remounts
+        ``/sys`` for the namespace and so hides the cgroup file system (slurmd needs it)."""
         kwargs.setdefault("start_new_session", True)
-        proc = await asyncio.create_subprocess_exec(*self.argv(argv), **kwargs)
+        root = os.geteuid() == 0
+        direct = host_cgroups and self.netns is not None
+        if direct or (named and root):
+            kwargs["preexec_fn"] = child_setup(
+                netns=self.netns if direct else None, hostname=self.name if named and root else None
+            )
+        full = [str(a) for a in argv] if direct else self.argv(argv)
+        proc = await asyncio.create_subprocess_exec(*full, **kwargs)
         self.lab._track(proc.pid)
         return proc
 

@@ -1,4 +1,4 @@
-"""Start a server on a batch node and tell the hub (and minibatch) where it listens.
+"""Start a server on a batch node and tell the hub where it listens.
 
 Delayed tunneling: the Outpost cannot know where a batch job's server will listen, so the
 job reports it itself once the server accepts connections::
@@ -6,16 +6,16 @@ job reports it itself once the server accepts connections::
     python -m outpost_scenarios.report_address [--ip IP] [--port N] -- jupyterhub-singleuser [ARGS]
     python -m outpost_scenarios.report_address --service HOST:PORT     # report only
 
-Wrapper mode picks a free port on ``--ip`` (default ``$MINIBATCH_HOST``, the compute host's
-address), rewrites ``JUPYTERHUB_SERVICE_URL`` to ``http://IP:PORT/...`` (which
+Wrapper mode picks a free port on ``--ip`` (default: this node's address towards the hub,
+the one it uses to reach the setuptunnel URL's host), rewrites ``JUPYTERHUB_SERVICE_URL`` to ``http://IP:PORT/...`` (which
 ``jupyterhub-singleuser`` listens on), replaces ``{ip}`` and ``{port}`` in the command's
 arguments, starts the command (no shell), waits until ``IP:PORT`` accepts TCP connections,
 and then POSTs ``{"service": "IP:PORT"}`` with ``Authorization: token $JUPYTERHUB_API_TOKEN``
 to ``$JUPYTERHUB_SETUPTUNNEL_URL`` (retrying with backoff while the hub is unreachable or
 answers 5xx; through ``$http_proxy`` when set, as on sites whose nodes reach out only through
-a proxy), and to ``$MINIBATCH_REPORT_URL`` with ``$MINIBATCH_JOB_TOKEN`` (directly) when
-those are set. It then waits for the command, passes SIGTERM/SIGINT on, and exits with its code. If
-the server never listens, or the hub refuses the report, it ends the command and exits 1.
+a proxy). It then waits for the command, passes SIGTERM/SIGINT on, and exits with its code. If
+the server never listens, or the hub refuses the report, it ends the command and exits 1: the
+batch job ends, and the hub, which checks the Outpost while it waits, fails the start.
 """
 
 from __future__ import annotations
@@ -49,8 +49,8 @@ class ReportRefused(RuntimeError):
     """The receiver answered with a 4xx: retrying will not help."""
 
 
-def post_json(url: str, token: str, body: dict, timeout: float = 10, *, proxy: bool = True) -> int:
-    """POST JSON; ``proxy=False`` ignores ``http_proxy`` (minibatch runs on this very host)."""
+def post_json(url: str, token: str, body: dict, timeout: float = 10) -> int:
+    """POST JSON (through ``http_proxy`` when set); the answer's status."""
     if not str(url).startswith(("http://", "https://")):
         raise ValueError(f"only http(s) URLs are used, not {url!r}")
     req = urllib.request.Request(  # noqa: S310 - scheme checked above
@@ -60,12 +60,7 @@ def post_json(url: str, token: str, body: dict, timeout: float = 10, *, proxy: b
         headers={"Authorization": f"token {token}", "Content-Type": "application/json"},
     )
     try:
-        opener = (
-            urllib.request.build_opener()
-            if proxy
-            else urllib.request.build_opener(urllib.request.ProxyHandler({}))
-        )
-        with opener.open(req, timeout=timeout) as resp:  # noqa: S310 - scheme checked above
+        with urllib.request.urlopen(req, timeout=timeout) as resp:  # noqa: S310 - scheme checked
             return resp.status
     except urllib.error.HTTPError as e:
         if 400 <= e.code < 500 and e.code != 429:
@@ -74,14 +69,12 @@ def post_json(url: str, token: str, body: dict, timeout: float = 10, *, proxy: b
         return e.code
 
 
-async def report(url: str, token: str, service: str, timeout: float, *, proxy: bool = True) -> None:
+async def report(url: str, token: str, service: str, timeout: float) -> None:
     """POST ``{"service": service}`` until a 2xx answer (backoff), or raise."""
 
     async def once() -> bool:
         try:
-            status = await asyncio.to_thread(
-                post_json, url, token, {"service": service}, proxy=proxy
-            )
+            status = await asyncio.to_thread(post_json, url, token, {"service": service})
         except (urllib.error.URLError, OSError) as e:
             say(f"{url} not reachable yet ({e}); retrying")
             return False
@@ -98,21 +91,23 @@ async def report(url: str, token: str, service: str, timeout: float, *, proxy: b
     )
 
 
-async def report_everywhere(service: str, timeout: float) -> None:
-    env = os.environ
-    targets = []
-    if env.get("JUPYTERHUB_SETUPTUNNEL_URL"):
-        # through http_proxy when the site has one (the hub is outside the site)
-        targets.append(
-            (env["JUPYTERHUB_SETUPTUNNEL_URL"], env.get("JUPYTERHUB_API_TOKEN", ""), True)
-        )
-    if env.get("MINIBATCH_REPORT_URL"):
-        targets.append((env["MINIBATCH_REPORT_URL"], env.get("MINIBATCH_JOB_TOKEN", ""), False))
-    if not targets:
-        say("neither JUPYTERHUB_SETUPTUNNEL_URL nor MINIBATCH_REPORT_URL is set: nobody to tell")
-    for url, token, proxy in targets:
-        await report(url, token, service, timeout, proxy=proxy)
-        say(f"reported {service} to {url}")
+async def report_to_hub(service: str, timeout: float) -> None:
+    url = os.environ.get("JUPYTERHUB_SETUPTUNNEL_URL")
+    if not url:
+        raise ReportRefused("JUPYTERHUB_SETUPTUNNEL_URL is not set: nobody to tell")
+    await report(url, os.environ.get("JUPYTERHUB_API_TOKEN", ""), service, timeout)
+    say(f"reported {service} to {url}")
+
+
+def address_towards_hub() -> str:
+    """The address of this node on the network it reaches the hub (its relay) through: a
+    UDP socket "connected" to the setuptunnel URL's host (no packet is sent)."""
+    host = urlsplit(os.environ.get("JUPYTERHUB_SETUPTUNNEL_URL", "")).hostname
+    if not host:
+        return "127.0.0.1"
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        s.connect((host, 9))
+        return s.getsockname()[0]
 
 
 async def can_connect(ip: str, port: int) -> bool:
@@ -127,7 +122,7 @@ async def can_connect(ip: str, port: int) -> bool:
 
 
 async def wrap(args: argparse.Namespace, command: list[str]) -> int:
-    ip = args.ip or os.environ.get("MINIBATCH_HOST") or "127.0.0.1"
+    ip = args.ip or address_towards_hub()
     port = args.port or free_port(ip)
     env = dict(os.environ)
     service_url = env.get("JUPYTERHUB_SERVICE_URL")
@@ -154,7 +149,7 @@ async def wrap(args: argparse.Namespace, command: list[str]) -> int:
             max_wait=1,
             timeout=args.timeout,
         )
-        await report_everywhere(service, args.timeout)
+        await report_to_hub(service, args.timeout)
     except (RuntimeError, ReportRefused, asyncio.TimeoutError, TimeoutError) as e:
         say(str(e))
         if proc.returncode is None:
@@ -179,7 +174,9 @@ def main(argv: list[str] | None = None) -> None:
         prog="python -m outpost_scenarios.report_address",
         description="Start a server and report its address to the hub (delayed tunneling).",
     )
-    p.add_argument("--ip", help="address the server listens on (default $MINIBATCH_HOST)")
+    p.add_argument(
+        "--ip", help="address the server listens on (default: this node's address towards the hub)"
+    )
     p.add_argument("--port", type=int, help="port (default: a free one)")
     p.add_argument("--service", help="only report this HOST:PORT and exit")
     p.add_argument(
@@ -188,7 +185,7 @@ def main(argv: list[str] | None = None) -> None:
     args = p.parse_args(argv)
     if args.service:
         try:
-            asyncio.run(report_everywhere(args.service, args.timeout))
+            asyncio.run(report_to_hub(args.service, args.timeout))
         except (ReportRefused, asyncio.TimeoutError, TimeoutError) as e:
             sys.exit(f"report_address: {e}")
         return

@@ -237,6 +237,7 @@ class Topology:
             restart=svc.restart,
             stop_signal=svc.stop_signal,
             stop_timeout=svc.stop_timeout,
+            host_cgroups=svc.host_cgroups,
             on_change=self._write_state,
         )
 

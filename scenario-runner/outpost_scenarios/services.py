@@ -126,6 +126,7 @@ class Service:
         restart: str = "no",
         stop_signal: str = "SIGTERM",
         stop_timeout: float = 10.0,
+        host_cgroups: bool = False,
         on_change: Callable[[], None] | None = None,
     ):
         self.name = name
@@ -142,6 +143,7 @@ class Service:
             signal.Signals[stop_signal] if isinstance(stop_signal, str) else stop_signal
         )
         self.stop_timeout = stop_timeout
+        self.host_cgroups = host_cgroups
         self.on_change = on_change or (lambda: None)
         self.proc: asyncio.subprocess.Process | None = None
         self.restarts = 0
@@ -192,6 +194,8 @@ class Service:
         try:
             self.proc = await self.host.create_subprocess_exec(
                 *self.argv,
+                named=True,
+                host_cgroups=self.host_cgroups,
                 env=self.env,
                 cwd=self.cwd,
                 stdin=asyncio.subprocess.DEVNULL,

@@ -85,6 +85,7 @@ class ServiceSpec:
     restart: str = "no"
     stop_signal: str = "SIGTERM"
     stop_timeout: float = 10.0
+    host_cgroups: bool = False
 
 
 @dataclass
@@ -304,6 +305,7 @@ def _parse_service(key: str, value: Any, where: str, hosts: Mapping[str, HostSpe
             "restart",
             "stop_signal",
             "stop_timeout",
+            "host_cgroups",
         },
         where,
     )
@@ -364,6 +366,7 @@ def _parse_service(key: str, value: Any, where: str, hosts: Mapping[str, HostSpe
         restart=restart,
         stop_signal=str(value.get("stop_signal", "SIGTERM")),
         stop_timeout=float(value.get("stop_timeout", 10)),
+        host_cgroups=bool(value.get("host_cgroups", False)),
     )
 
 

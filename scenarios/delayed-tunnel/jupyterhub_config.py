@@ -36,6 +36,7 @@ if importlib.util.find_spec("jupyterlab"):
     c.Spawner.default_url = "/lab"  # JupyterLab where installed (servers share this venv)
 c.Spawner.start_timeout = 180
 c.Spawner.http_timeout = 120  # a server on a busy 2-core machine starts slowly
+c.Spawner.poll_interval = 10  # notice a server whose batch job died within seconds
 
 # --- the OutpostSpawner ------------------------------------------------------------------
 c.JupyterHub.spawner_class = "outpost"
@@ -56,6 +57,9 @@ c.OutpostSpawner.outposts = {
         },
         # the addresses a job may report (the Outpost's allowed_forward_targets agree)
         "setuptunnel_targets": ["{host:node1.ip}/32:1024-65535"],
+        # the hub's API as the site sees it: its jobs reach the hub only through the
+        # site's egress relay on the login host
+        "hub_api_url": "http://{host:login.ip.site}:{port:egress.hub}/hub/api",
     },
 }
 c.OutpostSpawner.tunnel_api_url = "http://{host:hub.ip}:{port:hub.tunnels}"

@@ -38,7 +38,7 @@ class OutpostInfo:
     host: str  # the topology host it runs on
     secret: str  # the secret holding the hub's password there
     flavor: str
-    message: str  # a progress message its spawner sends
+    message: str  # a progress message the user sees during a start on it
     tunnelled: bool = True  # False: the proxy reaches its servers directly
 
 

@@ -1,13 +1,13 @@
-"""scenarios/delayed-tunnel in local mode: the Outpost submits each server as a minibatch
-job on a compute host; the job starts later and reports its own address to the hub's
-setuptunnel URL, through the site's egress relay."""
+"""scenarios/delayed-tunnel in local mode: a real Slurm cluster (munged and slurmctld on the
+management host, slurmd on the compute host), the Outpost on the login host submitting each
+server as a Slurm job. The job starts when Slurm schedules it and reports its own address
+to the hub's setuptunnel URL, through the site's egress relay."""
 
 import os
 import re
 import signal
-import subprocess
-import sys
 import threading
+from pathlib import Path
 
 import pytest
 
@@ -28,7 +28,9 @@ HPC = OutpostInfo(
     host="login",
     secret="outpost_password",
     flavor="batch",
-    message="Cluster job running",
+    # the hub's own event once the Outpost answered "" (Slurm's "Pending in queue..." is
+    # relayed only when the job waits; see the queue test)
+    message="waiting for the server to report its address",
 )
 INFO = ScenarioInfo(
     name="delayed-tunnel", outposts=(HPC,), tunnel_host="hub", tunnel_port=("hub", "tunnels")
@@ -37,38 +39,74 @@ scenario = scenario_fixture(INFO)
 kernel_server = kernel_server_fixture()
 
 
-def jobs(scenario, user: str = "") -> list[str]:
-    """minibatch's status line of every pending or running job (of ``user``'s servers)."""
+def slurm(scenario, *argv: str, stdin: str = "") -> str:
+    """A Slurm client command on the login host, as the Outpost runs them."""
     topo = scenario.topo
-    env = dict(
-        os.environ,
-        MINIBATCH_SERVER=f"http://{topo.host('node1').ip}:{topo.port('minibatch', 'api')}",
-        MINIBATCH_TOKEN_FILE=topo.path("secrets/minibatch"),
-    )
-    argv = topo.host("login").argv([sys.executable, "-m", "outpost_scenarios.minibatch", "list"])
-    out = subprocess.run(argv, env=env, capture_output=True, text=True, timeout=30, check=True)
+    env = dict(os.environ, SLURM_CONF=topo.path("files/slurm/slurm.conf"))
+
+    async def run():
+        proc = await topo.host("login").create_subprocess_exec(
+            *argv, stdin=-1, stdout=-1, stderr=-1, env=env
+        )
+        out, err = await proc.communicate(stdin.encode())
+        assert proc.returncode == 0, f"{argv}: {err.decode()}"
+        return out.decode().strip()
+
+    return scenario.call(run(), timeout=60)
+
+
+def jobs(scenario, user: str = "") -> list[str]:
+    """``ID STATE REASON`` of every pending or running job of ``user``'s servers."""
+    out = slurm(scenario, "squeue", "-h", "-t", "PD,R", "-o", "%i %T %r %j")
     return [
-        line
-        for line in out.stdout.splitlines()
-        if re.search(r"state=(PENDING|RUNNING)", line) and f"name=jupyterhub-{user}" in line
+        line.rsplit(" ", 1)[0]
+        for line in out.splitlines()
+        if line.endswith(f" jupyterhub-{user}") or (not user and " jupyterhub-" in line)
     ]
 
 
-@pytest.fixture(scope="module")
-def never_reporting_start(scenario):
-    """carol's start of a job that never reports its address, begun in the background as
-    soon as the scenario is up (it takes minibatch's address timeout, 45 s, to fail)."""
+def job_state(scenario, job: str) -> str:
+    return re.search(r"JobState=(\S+)", slurm(scenario, "scontrol", "show", "job", job)).group(1)
+
+
+def block_the_node(scenario) -> str:
+    """A job that takes every CPU of node1 still free; its id, once it runs."""
+    node = slurm(scenario, "scontrol", "show", "node", "node1")
+    cpus = {k: int(v) for k, v in re.findall(r"\b(CPUAlloc|CPUTot)=(\d+)", node)}
+    idle = cpus["CPUTot"] - cpus["CPUAlloc"]
+    assert idle > 0, "node1 is full already"
+    job = slurm(
+        scenario,
+        "sbatch",
+        "--parsable",
+        f"--cpus-per-task={idle}",
+        "--job-name=blocker",
+        "--output=/dev/null",
+        stdin="#!/bin/sh\nsleep 900\n",
+    )
+    try:
+        wait_until(lambda: job_state(scenario, job) == "RUNNING", 60, f"blocker {job} runs")
+    except TimeoutError:
+        queue = slurm(scenario, "squeue", "-o", "%i %T %r %C %j")
+        raise AssertionError(f"blocker {job} for {idle} CPUs did not run:\n{queue}") from None
+    return job
+
+
+def start_in_background(
+    scenario, user: str, server: str, **options
+) -> tuple[threading.Thread, dict]:
+    """Ask the hub to start ``user``'s ``server`` and follow its progress in a thread."""
     hub, result = scenario.hub, {}
 
     def run():
         try:
-            hub.create_user("carol")
+            hub.create_user(user)
             result["answer"] = hub.api(
                 "POST",
-                "/users/carol/servers/never",
-                {"outpost": "hpc", "flavor": "batch", "e2e_fault": "never-report"},
+                f"/users/{user}/servers/{server}",
+                {"outpost": "hpc", "flavor": "batch", **options},
             )
-            result["events"] = hub.progress_events("carol", "never", timeout=150)
+            result["events"] = hub.progress_events(user, server, timeout=240)
         except Exception as e:  # reported by the test
             result["error"] = repr(e)
 
@@ -77,24 +115,45 @@ def never_reporting_start(scenario):
     return thread, result
 
 
+def job_processes(scenario, job: str) -> list[int]:
+    """The processes of Slurm job ``job`` on node1 (they carry SLURM_JOB_ID)."""
+    mark = f"SLURM_JOB_ID={job}".encode()
+    pids = []
+    for pid in scenario.service_pids():
+        try:
+            if mark in Path(f"/proc/{pid}/environ").read_bytes().split(b"\0"):
+                pids.append(pid)
+        except OSError:  # ended meanwhile
+            pass
+    return pids
+
+
+@pytest.fixture(scope="module")
+def never_listening_start(scenario):
+    """carol's start of a job whose server never listens, begun in the background as soon as
+    the scenario is up: report_address gives up after 15 s and the job ends."""
+    return start_in_background(scenario, "carol", "never", e2e_fault="never-listens")
+
+
 def test_two_users_start_named_servers_at_once_progress_data_path_and_clean_stop(
-    scenario, never_reporting_start, kernel_server
+    scenario, never_listening_start, kernel_server
 ):
-    # carol's never-reporting job and kernel_server (for the faults below) run alongside
+    # carol's failing job and kernel_server (for the faults below) run alongside
     two_users_at_once(scenario)
     # each address came from the job itself, through the site's relay
-    lines = scenario.log_tail(2000)
+    lines = scenario.log_tail(3000)
     for user, server in (("alice", "lab"), ("bob", "lab2")):
         assert f"POST /hub/api/outpost/setuptunnel/{user}/{server} " in lines, user
-    assert "report_address: reported" in lines
     assert "egress_proxy: relay" in lines
+    job_logs = "".join(p.read_text() for p in Path(scenario.topo.path("homes/bob")).glob("*.log"))
+    assert "report_address: reported" in job_logs
 
 
-def test_job_that_never_reports_fails_the_start_clearly_and_leaves_no_job(
-    scenario, never_reporting_start
+def test_job_that_dies_before_it_reports_fails_the_start_clearly_and_leaves_no_job(
+    scenario, never_listening_start
 ):
-    thread, result = never_reporting_start
-    thread.join(180)
+    thread, result = never_listening_start
+    thread.join(240)
     assert not thread.is_alive(), "carol's start neither failed nor succeeded"
     assert "error" not in result, result
     status, body = result["answer"]
@@ -102,12 +161,92 @@ def test_job_that_never_reports_fails_the_start_clearly_and_leaves_no_job(
     events = result["events"]
     assert events[-1].get("failed"), events
     message = events[-1]["message"]
-    assert "no address reported within 45s" in message, message
+    assert "ended (exit status 1) before it reported its address" in message, message
     wait_until(
         lambda: scenario.hub.server_model("carol", "never") is None, 60, "the failed server gone"
     )
-    wait_until(lambda: jobs(scenario, "carol") == [], 30, "no job of carol's left in minibatch")
+    assert jobs(scenario, "carol") == []
     assert not [s for s in scenario.outpost_services(HPC) if s["name"].endswith("-never")]
+
+
+def test_start_waits_in_the_queue_while_the_node_is_full_and_runs_when_it_frees(scenario):
+    blocker = block_the_node(scenario)
+    try:
+        thread, result = start_in_background(scenario, "dave", "queued")
+        wait_until(
+            lambda: [j for j in jobs(scenario, "dave") if j.endswith("PENDING Resources")],
+            60,
+            "dave's job waiting for node1's CPUs",
+        )
+        assert thread.is_alive() and scenario.hub.server_model("dave", "queued")["pending"]
+    finally:
+        slurm(scenario, "scancel", blocker)
+    thread.join(240)
+    assert "error" not in result, result
+    messages = [e.get("message", "") for e in result["events"]]
+    assert "Pending in queue..." in messages, messages
+    assert result["events"][-1].get("ready"), result["events"]
+    scenario.hub.stop_server("dave", "queued", timeout=90)
+    wait_until(lambda: jobs(scenario, "dave") == [], 60, "dave's job ended")
+
+
+def test_start_stopped_while_its_job_is_pending_leaves_no_job_and_no_server(scenario):
+    blocker = block_the_node(scenario)
+    try:
+        thread, result = start_in_background(scenario, "erin", "waiting")
+        wait_until(lambda: jobs(scenario, "erin"), 60, "erin's job in the queue")
+        (line,) = jobs(scenario, "erin")
+        job, state = line.split()[:2]
+        assert state == "PENDING"
+        status, body = scenario.hub.api("DELETE", "/users/erin/servers/waiting")
+        assert status in (202, 204), body
+        thread.join(120)
+        assert not thread.is_alive() and "error" not in result, result
+        wait_until(lambda: job_state(scenario, job) == "CANCELLED", 60, f"job {job} cancelled")
+        assert "RunTime=00:00:00" in slurm(scenario, "scontrol", "show", "job", job)
+        wait_until(
+            lambda: scenario.hub.server_model("erin", "waiting") is None, 60, "no server at the hub"
+        )
+        assert not [s for s in scenario.outpost_services(HPC) if s["name"].endswith("-waiting")]
+        assert not [k for k in scenario.forwards() if k.endswith("-waiting")]
+    finally:
+        slurm(scenario, "scancel", blocker)
+
+
+def test_server_whose_job_dies_is_stopped_at_the_hub_and_leaves_nothing(scenario):
+    scenario.hub.create_user("frank")
+    events = scenario.hub.start_server(
+        "frank", "doomed", {"outpost": "hpc", "flavor": "batch"}, timeout=180
+    )
+    assert events[-1].get("ready"), events
+    (line,) = jobs(scenario, "frank")
+    job = line.split()[0]
+    pids = job_processes(scenario, job)
+    assert pids
+    for pid in pids:  # the job dies: its batch script, srun and the server are killed
+        os.kill(pid, signal.SIGKILL)
+    wait_until(lambda: job_state(scenario, job) == "FAILED", 60, f"job {job} failed")
+    # the hub's poll (every 10 s here) asks the Outpost, which asks Slurm
+    wait_until(
+        lambda: not (scenario.hub.server_model("frank", "doomed") or {}).get("ready"),
+        90,
+        "the hub to see the server gone",
+    )
+    wait_until(
+        lambda: not [k for k in scenario.forwards() if k.endswith("-doomed")], 60, "forward removed"
+    )
+    wait_until(
+        lambda: (
+            not [
+                s
+                for s in scenario.outpost_services(HPC)
+                if s["name"].endswith("-doomed") and s.get("status") == "running"
+            ]
+        ),
+        60,
+        "the Outpost to see the server ended",
+    )
+    scenario.hub.api("DELETE", "/users/frank/servers/doomed")
 
 
 def test_killed_outpost_restarts_and_server_answers_again_with_same_kernel(scenario, kernel_server):
@@ -122,6 +261,6 @@ def test_server_that_survived_the_faults_stops_clean(kernel_server):
     kernel_server.stop()
 
 
-def test_down_leaves_no_process_namespace_veth_or_bridge(scenario):
-    wait_until(lambda: jobs(scenario) == [], 30, "no job left in minibatch")
+def test_down_leaves_no_job_process_namespace_veth_or_bridge(scenario):
+    wait_until(lambda: jobs(scenario) == [], 60, "no job left in Slurm")
     down_leaves_nothing(scenario)

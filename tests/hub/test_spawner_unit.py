@@ -9,6 +9,7 @@ import pytest
 from jupyterhub.spawner import SpawnException
 from jupyterhub.utils import format_exception
 from jupyterhub_outpost.hub.addresses import ServiceAddress
+from jupyterhub_outpost.hub.poll_and_stop import PollAndStopMixin
 from jupyterhub_outpost.hub.spawner import STATE_KEY, STATE_VERSION, make_service_name
 
 
@@ -118,11 +119,48 @@ async def test_delayed_tunneling_waits_for_setuptunnel(make_spawner, fake_outpos
         _until(lambda: spawner._setuptunnel is not None and fake_outpost.running), 10
     )
     assert not task.done()
+    await asyncio.wait_for(_until(lambda: spawner._events), 10)
+    assert spawner._events[-1]["message"] == "Remote: waiting for the server to report its address"
     assert await spawner.setup_tunnel(ServiceAddress("10.1.2.3", 9000)) == "started"
     url = await asyncio.wait_for(task, 10)
     fwd = fake_tunnels.forwards[spawner.forward_key]
     assert (fwd["target_host"], fwd["target_port"]) == ("10.1.2.3", 9000)
     assert url.endswith(f":{fwd['local_port']}")
+
+
+async def test_delayed_start_fails_at_once_when_the_server_ends_before_it_reports(
+    make_spawner, fake_outpost, fake_tunnels
+):
+    fake_outpost.start_answer = {"service": ""}
+    spawner = make_spawner("x", delayed_start_check_interval=0.2)
+    task = asyncio.ensure_future(spawner.start())
+    await asyncio.wait_for(
+        _until(lambda: spawner._setuptunnel is not None and fake_outpost.running), 10
+    )
+    assert not task.done()
+    fake_outpost.status = 1  # the batch job died before its server reported
+    with pytest.raises(SpawnException) as info:
+        await asyncio.wait_for(task, 10)
+    assert "ended (exit status 1) before it reported its address" in str(
+        info.value.jupyterhub_message
+    )
+    assert fake_outpost.running == {}  # stopped there
+    assert fake_tunnels.forwards == {}
+
+
+async def test_delayed_start_fails_when_the_outpost_forgets_the_server(
+    make_spawner, fake_outpost, fake_tunnels
+):
+    fake_outpost.start_answer = {"service": ""}
+    spawner = make_spawner("x", delayed_start_check_interval=0.2)
+    task = asyncio.ensure_future(spawner.start())
+    await asyncio.wait_for(
+        _until(lambda: spawner._setuptunnel is not None and fake_outpost.running), 10
+    )
+    fake_outpost.status = "404"
+    with pytest.raises(SpawnException) as info:
+        await asyncio.wait_for(task, 10)
+    assert "no longer knows the server" in str(info.value.jupyterhub_message)
 
 
 async def test_setuptunnel_moves_only_servers_that_reported_their_own_address(
@@ -264,6 +302,20 @@ async def test_poll_unknown_server_reports_stopped_and_removes_forward(
     fake_outpost.running.clear()
     assert await spawner.poll() == 0
     assert fake_tunnels.forwards == {}
+
+
+async def test_poll_of_a_server_that_ended_removes_its_record_at_the_outpost(
+    make_spawner, fake_outpost, fake_tunnels
+):
+    spawner = make_spawner("x")
+    await spawner.start()
+    fake_outpost.status = 137  # it ended by itself (its batch job was killed)
+    assert await spawner.poll() == 137
+    deletes = fake_outpost.requests_of("DELETE")
+    assert [r["path"] for r in deletes] == [f"/services/{spawner.service_name}/{spawner.start_id}"]
+    assert fake_outpost.running == {}
+    assert fake_tunnels.forwards == {}
+    assert not PollAndStopMixin._retries  # removed at once: nothing left to retry
 
 
 async def test_poll_keeps_running_while_outpost_unreachable(

@@ -7,7 +7,7 @@ import logging
 import pytest
 from jupyterhub.spawner import SimpleLocalProcessSpawner
 from jupyterhub_outpost.outpost.redaction import MASK, SecretRedactor, secret_values
-from outpost_scenarios.minibatch_spawner import MiniBatchSpawner
+from outpost_scenarios.slurm_spawner import LabSlurmSpawner
 
 from tests.outpost.support import local_spawner_config, start_body
 
@@ -56,11 +56,13 @@ def secret_body(name: str) -> dict:
 
 
 async def test_batchspawner_logging_the_servers_environment_at_debug_shows_no_token(
-    make_outpost, tmp_path, log_of
+    make_outpost, tmp_path, log_of, monkeypatch
 ):
     c = local_spawner_config(tmp_path)
-    c.JupyterHubOutpost.spawner_class = MiniBatchSpawner
-    c.MiniBatchSpawner.minibatch_server = "http://127.0.0.1:1"  # nothing listens: submit fails
+    c.JupyterHubOutpost.spawner_class = LabSlurmSpawner
+    c.LabSlurmSpawner.homes_dir = str(tmp_path / "homes")
+    # no cluster: sbatch finds no slurm.conf and the submission fails (after the log)
+    monkeypatch.setenv("SLURM_CONF", str(tmp_path / "no-slurm.conf"))
     outpost = await make_outpost(c)
     log = log_of(outpost)
     code, answer = await outpost.api.call("POST", "/services", body=secret_body("batch"))

@@ -141,3 +141,14 @@ def test_cleanup_removes_only_the_names_a_lab_gives():
         assert leftovers(lab.prefix)["netns"] == []
     finally:
         subprocess.run(["ip", "link", "delete", stranger], check=True)
+
+
+@pytest.mark.netns
+async def test_a_named_process_sees_its_hosts_name_and_the_machine_keeps_its_own(lab):
+    _, _, node = three_hosts(lab)
+    proc = await node.create_subprocess_exec("hostname", named=True, stdout=subprocess.PIPE)
+    named = (await proc.communicate())[0].decode().strip()
+    proc = await node.create_subprocess_exec("hostname", stdout=subprocess.PIPE)
+    unnamed = (await proc.communicate())[0].decode().strip()
+    assert named == "node"
+    assert unnamed == os.uname().nodename != "node"

@@ -70,7 +70,9 @@ class PollAndStopMixin(HasTraits):
             )
             return None if self.request_failed_poll_keep_running else 0
         if status is not None:
-            await self._cleanup_local()
+            # it ended by itself (e.g. its batch job died): JupyterHub calls no stop() for
+            # that, so remove its record at the Outpost here too
+            await self._cleanup(api, outpost)
             return int(status) if isinstance(status, int) else 0
         if not outpost.direct and self.service_address is not None:
             try:
@@ -97,6 +99,9 @@ class PollAndStopMixin(HasTraits):
             try:
                 await api.stop(self.service_name, self.start_id)
             except OutpostError as e:
+                if e.status == 404:  # nothing of it left there
+                    self.log.info("%s was gone at Outpost %s", self._log_name, api.outpost.name)
+                    return await self._cleanup_local()
                 self.log.error(
                     "Stopping %s on Outpost %s failed: %s; retrying in the background for %ss",
                     self._log_name,

@@ -61,6 +61,14 @@ class StartRequestMixin(HasTraits):
         through the tunnel) is unchanged.""",
     ).tag(config=True)
 
+    delayed_start_check_interval = Float(
+        10,
+        help="""Delayed tunneling: while a start waits for the server to report its address,
+        ask the Outpost this often (seconds) whether the server still runs. One that ended
+        (a batch job that died before it reported) fails the start at once instead of after
+        ``start_timeout``. 0: do not ask.""",
+    ).tag(config=True)
+
     # hooks are compatible with jupyterhub-outpostspawner: same names, same arguments; a
     # value, a function or a coroutine
     start_async = Union(
@@ -287,7 +295,10 @@ class StartRequestMixin(HasTraits):
                 self.log.info(
                     "%s: waiting for the server's address (delayed tunneling)", self._log_name
                 )
-                self.service_address = await self._setuptunnel
+                self.add_event(
+                    {"message": f"{outpost.label}: waiting for the server to report its address"}
+                )
+                self.service_address = await self._wait_for_reported_address(api, outpost)
                 self.address_source = "setuptunnel"
             self.target_url = await self.connect(outpost)
             return self.target_url
@@ -307,6 +318,39 @@ class StartRequestMixin(HasTraits):
             self._starting = False
             if self._setuptunnel is not None and not self._setuptunnel.done():
                 self._setuptunnel.cancel()
+
+    async def _wait_for_reported_address(self, api: OutpostAPI, outpost: Outpost):
+        """Delayed tunneling: wait for the server's own setuptunnel report. Meanwhile ask the
+        Outpost every ``delayed_start_check_interval`` seconds whether the server still runs,
+        so that a batch job that ends before it reports fails the start at once."""
+        while True:
+            done, _ = await asyncio.wait(
+                {self._setuptunnel}, timeout=self.delayed_start_check_interval or None
+            )
+            if done:
+                return self._setuptunnel.result()
+            try:
+                status = await api.status(self.service_name, self.start_id)
+            except OutpostError as e:
+                if e.status != 404:
+                    self.log.warning(
+                        "Checking %s on Outpost %s failed: %s; still waiting for its address",
+                        self._log_name,
+                        outpost.name,
+                        e.message,
+                    )
+                    continue
+                raise OutpostSpawnError(
+                    f"{outpost.label} no longer knows the server, which never reported its "
+                    "address.",
+                    reason="outpost",
+                ) from None
+            if status is not None:
+                raise OutpostSpawnError(
+                    f"The server on {outpost.label} ended (exit status {status}) before it "
+                    "reported its address.",
+                    reason="outpost",
+                )
 
     async def _wait_async_start(self, api: OutpostAPI) -> dict:
         """An asynchronous start was accepted (202): follow it in GET /services until it runs
