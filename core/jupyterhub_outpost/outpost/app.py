@@ -1,5 +1,8 @@
 """The Outpost application: options, start-up and shutdown of ``jupyterhub-outpost serve``.
 
+The SSH endpoint's options and its start live in ssh_settings.py (a mixin of the
+application; its options are ``c.JupyterHubOutpost.*`` too).
+
 Start-up order: data directory, encryption keys, database schema (alembic), recovery of
 every server the store holds as active, the REST API, the SSH endpoint, then in the
 background the tunnel re-creation requests and the runtime reaper. A shutdown (SIGTERM,
@@ -40,6 +43,7 @@ from . import flavor_rules, handlers, migrations
 from .credentials import CredentialsError, FileBackedMapping, HubCredentials
 from .crypto import Crypt, CryptError
 from .database import DatabaseConfigError, describe, resolve_db_url
+from .errors import StartupError
 from .flavors import validate_flavors
 from .hooks import default_allow_override, default_sanitize_start_response
 from .hub_client import HubClient
@@ -49,6 +53,7 @@ from .metrics import Metrics
 from .redaction import SecretRedactor
 from .runner import Runner
 from .server_logs import ServerLogs
+from .ssh_settings import SSHEndpointSettings
 from .store import Store
 
 aliases = {
@@ -60,11 +65,7 @@ aliases = {
 }
 
 
-class StartupError(Exception):
-    """A configuration problem the operator must fix; printed without a traceback."""
-
-
-class JupyterHubOutpost(Application):
+class JupyterHubOutpost(SSHEndpointSettings, Application):
     """Runs a JupyterHub Spawner on this system on behalf of remote hubs."""
 
     name = "jupyterhub-outpost"
@@ -263,79 +264,6 @@ class JupyterHubOutpost(Application):
     runtime_check_interval = Float(
         60.0,
         help="Seconds between two checks for servers past their flavor's runtime.",
-    ).tag(config=True)
-
-    # --- SSH endpoint ----------------------------------------------------------------
-    ssh_recreate_at_start = Union(
-        [Callable(), Bool()],
-        default_value=False,
-        help="""At start-up, ask each hub to re-create the tunnels of its running servers
-        (POST {"service": "host:port"} to each server's $JUPYTERHUB_SETUPTUNNEL_URL with the
-        server's API token): True, False (the default), or a hook (outpost, hub_name) ->
-        bool, called once per server (may be a coroutine; outpost is this application).
-        Off by default: a hub without tunnels answers such a request by stopping the
-        server, and our OutpostSpawner's tunnel daemon reconnects by itself. Turn it on for
-        hubs whose stock OutpostSpawner forwards ports itself (ssh_during_startup).""",
-    ).tag(config=True)
-
-    ssh_recreate_at_start_global = Union(
-        [Callable(), Bool()],
-        default_value=False,
-        help="""Tunnel re-creation per hub instead of per server: False (the default), or a
-        hook (outpost, hub_names) -> bool, called once at start-up with the names of the
-        hubs that have running servers here (may be a coroutine). When it returns a true
-        value, the hook has taken care of the tunnels and ssh_recreate_at_start is not
-        consulted; True skips the per-server requests.""",
-    ).tag(config=True)
-
-    ssh_enabled = Bool(
-        True,
-        help="""Run the SSH endpoint through which hubs reach the servers (port forwards
-        only: no shell, exec, agent or X11).""",
-    ).tag(config=True)
-
-    ssh_ip = Unicode(help="Address the SSH endpoint listens on. Default: the same as ip.").tag(
-        config=True
-    )
-
-    @default("ssh_ip")
-    def _ssh_ip_default(self):
-        return self.ip
-
-    ssh_port = Integer(8022, help="Port of the SSH endpoint.").tag(config=True)
-
-    ssh_host_key_file = Unicode(
-        help="""The SSH endpoint's host key (ed25519). Created once with mode 0600 when
-        missing; keep it, hubs pin it. Default: <data_dir>/ssh_host_ed25519_key.""",
-    ).tag(config=True)
-
-    @default("ssh_host_key_file")
-    def _ssh_host_key_file_default(self):
-        return os.path.join(self.data_dir, "ssh_host_ed25519_key")
-
-    ssh_authorized_keys = Union(
-        [Dict(), Unicode()],
-        default_value={},
-        help="""The hubs' SSH public keys: {hub name: [OpenSSH public key lines]}, or the
-        path of a YAML or JSON file holding that mapping (read again when it changes).
-        The SSH user name is the hub name.""",
-    ).tag(config=True)
-
-    ssh_shared_usernames = List(
-        Unicode(),
-        default_value=["jhuboutpost"],
-        help="""SSH user names under which any hub may log in with one of its keys (the key
-        tells which hub it is; a key listed for several hubs is refused there). The stock
-        OutpostSpawner logs in as "jhuboutpost" unless configured otherwise. A hub's own
-        name always works. Empty: hubs must log in with their hub name.""",
-    ).tag(config=True)
-
-    allowed_forward_targets = List(
-        Unicode(),
-        default_value=[],
-        help="""Targets any authenticated hub may forward to besides its own running
-        servers (delayed tunneling), as "CIDR-or-host-glob:port-or-range", e.g.
-        "10.20.0.0/16:8000-9000" or "*.cluster.local:8888". Default: none.""",
     ).tag(config=True)
 
     # --- database --------------------------------------------------------------------
@@ -588,40 +516,6 @@ class JupyterHubOutpost(Application):
             await self.start_ssh_endpoint()
         self.manager._background(self.manager.recreate_tunnels())
         self._reaper = asyncio.ensure_future(self._reap_loop())
-
-    async def start_ssh_endpoint(self) -> None:
-        from .ssh_endpoint import SSHEndpoint
-
-        def authorized_keys():
-            return self.authorized_keys.get()
-
-        self.ssh_endpoint = SSHEndpoint(
-            host_key_path=self.ssh_host_key_file,
-            listen_host=self.ssh_ip,
-            listen_port=self.ssh_port,
-            authorized_keys=authorized_keys,
-            authorize_forward=self.manager.authorize_forward,
-            log=self.log,
-            shared_usernames=set(self.ssh_shared_usernames),
-        )
-        if not self.authorized_keys.get():
-            self.log.warning(
-                "The SSH endpoint runs but ssh_authorized_keys is empty: no hub can open a "
-                "tunnel (set c.JupyterHubOutpost.ssh_authorized_keys, or ssh_enabled = False)."
-            )
-        try:
-            await self.ssh_endpoint.start()
-        except OSError as e:
-            raise StartupError(
-                f"The SSH endpoint cannot listen on {self.ssh_ip}:{self.ssh_port}: {e.strerror}"
-                " (ssh_ip/ssh_port; set ssh_enabled = False if hubs reach servers directly)."
-            ) from None
-        self.log.info(
-            "SSH endpoint at %s:%s, host key %s",
-            self.ssh_ip,
-            self.ssh_endpoint.bound_port,
-            self.ssh_endpoint.fingerprint,
-        )
 
     async def _reap_loop(self) -> None:
         while True:

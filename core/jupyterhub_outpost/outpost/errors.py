@@ -25,3 +25,7 @@ class OutpostError(Exception):
         self.message = message
         self.reason = reason or REASONS.get(status_code, "error")
         super().__init__(message)
+
+
+class StartupError(Exception):
+    """A configuration problem the operator must fix; printed without a traceback."""

@@ -12,6 +12,11 @@ async def call_hook(hook, *args):
     return result
 
 
+async def decide(option, *args) -> bool:
+    """A Bool option's value, or what its hook returns for ``args``."""
+    return bool(await call_hook(option, *args) if callable(option) else option)
+
+
 def default_sanitize_start_response(spawner, response) -> str:
     """Turn what ``Spawner.start()`` returned into ``"host:port"``.
 

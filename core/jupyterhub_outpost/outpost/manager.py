@@ -2,8 +2,10 @@
 
 Handlers call ``start``/``poll``/``stop``/``list``/``flavors``; the app calls
 ``recover`` at start-up, ``reap_expired`` periodically and ``authorize_forward`` for
-the SSH endpoint. The store is the truth; ``self._spawners`` caches the live Spawner
-objects (rebuilt from stored state after a restart).
+the SSH endpoint. The flavor views live in flavor_views.py; recovery, the reaper and the
+tunnel re-creation in recovery.py (mixins of this class). The store is the truth;
+``self._spawners`` caches the live Spawner objects (rebuilt from stored state after a
+restart).
 
 Poll path: ``self._running`` maps (hub, name) of each RUNNING server with a live spawner
 to its row id, and ``self._addresses`` maps (hub, address) likewise for
@@ -15,7 +17,6 @@ unreachable database are answered exactly as before; the index only saves the lo
 """
 
 import asyncio
-import copy
 import time
 from dataclasses import dataclass, field
 
@@ -24,14 +25,13 @@ from jupyterhub.spawner import SpawnException
 from . import flavors as flavor_rules
 from .errors import OutpostError
 from .events import EventRelay
-from .hooks import call_hook
+from .flavor_views import FLAVORS_UPDATE_URL_ENV, FlavorViews
+from .hooks import call_hook, decide
 from .models import FAILED, RUNNING, STARTING, STOPPED, Service, utcnow
 from .overrides import dropped_event, split_overrides
+from .recovery import Recovery
 from .server_logs import ServerLogs
 from .store import AlreadyRunning, FlavorFull
-
-FLAVORS_UPDATE_URL_ENV = "JUPYTERHUB_FLAVORS_UPDATE_URL"
-SETUPTUNNEL_URL_ENV = "JUPYTERHUB_SETUPTUNNEL_URL"
 
 
 @dataclass
@@ -48,7 +48,7 @@ class Live:
     state: dict | None = None
 
 
-class ServiceManager:
+class ServiceManager(FlavorViews, Recovery):
     def __init__(self, *, settings, store, runner, hub_client, log, server_logs=None):
         self.settings = settings  # the JupyterHubOutpost app: options are read live
         self.store = store
@@ -229,7 +229,7 @@ class ServiceManager:
 
     async def _send_events(self, hub: str) -> bool:
         try:
-            return await _decide(self.settings.send_events, hub)
+            return await decide(self.settings.send_events, hub)
         except Exception as e:
             self.log.warning("c.JupyterHubOutpost.send_events failed (no events sent): %s", e)
             return False
@@ -474,197 +474,6 @@ class ServiceManager:
     async def list(self, hub: str) -> list[dict]:
         return [row.summary() for row in await self.store.list_hub(hub)]
 
-    def _flavor_source(self) -> flavor_rules.FlavorSource:
-        option = self.settings.flavors
-        if self._flavor_source_cache is None or self._flavor_source_cache.option is not option:
-            self._flavor_source_cache = flavor_rules.FlavorSource(option)
-        return self._flavor_source_cache
-
-    def _flavor_config_error(self, e: Exception) -> OutpostError:
-        self.log.error("Flavor configuration error: %s", e)
-        return OutpostError(
-            500,
-            f"This Outpost's flavor configuration is invalid ({e}); tell its administrator.",
-        )
-
-    async def _flavors_for(self, hub: str) -> dict:
-        try:
-            return await self._flavor_source().for_hub(hub)
-        except ValueError as e:
-            raise self._flavor_config_error(e) from None
-
-    async def _user_flavors(self, hub: str, authentication) -> tuple[dict, bool, set]:
-        """The flavors of one user of ``hub`` (see FlavorSource.for_user)."""
-        hook = self.settings.update_user_authentication
-        try:
-            if authentication and hook is not None:
-                authentication = await call_hook(hook, copy.deepcopy(authentication))
-                if not isinstance(authentication, dict):
-                    raise ValueError("update_user_authentication must return a dict")
-            return await self._flavor_source().for_user(hub, authentication)
-        except ValueError as e:
-            raise self._flavor_config_error(e) from None
-
-    async def _admit_flavor(self, hub: str, flavor: str | None, authentication) -> dict:
-        """The user's flavors, or a 403 when its user set forbids every flavor or does not
-        include the chosen one."""
-        flavors, forbidden, configured = await self._user_flavors(hub, authentication)
-        if forbidden:
-            raise OutpostError(
-                403,
-                "Your user may not start servers on this Outpost (its flavor configuration "
-                "forbids every flavor for you).",
-                reason="flavor_forbidden",
-            )
-        if flavor is not None and flavor in configured and flavor not in flavors:
-            raise OutpostError(
-                403,
-                f"Flavor {flavor!r} is not available to your user on this Outpost; choose "
-                f"one of: {', '.join(sorted(flavors)) or 'none'}.",
-                reason="flavor_forbidden",
-            )
-        return flavors
-
-    async def flavors(self, hub: str) -> dict:
-        hub_flavors = await self._flavors_for(hub)
-        usage = await self.store.usage(hub)
-        return flavor_rules.usage_document(hub_flavors, usage)
-
-    async def credits(self, hub: str, authentication: dict | None = None) -> dict:
-        """GET /credits/ (the hub's) and POST /usercredits (one user's): the credit values
-        of the flavors (``credits: {billing_value, billing_interval}``) and the billed
-        server starts with the credits each used so far."""
-        if authentication is None:
-            flavors, user = await self._flavors_for(hub), None
-        else:
-            flavors, forbidden, _ = await self._user_flavors(hub, authentication)
-            flavors = {} if forbidden else flavors
-            user = str(authentication.get("name") or authentication.get("username") or "")
-        now = utcnow()
-        values = {}
-        for name in flavors:
-            billing = flavor_rules.billing(flavors, name)
-            if billing:
-                values[name] = {"billing_value": billing[0], "billing_interval": billing[1]}
-        records = await self.store.credit_records(hub, user)
-        return {"flavors": values, "servers": [record.summary(now) for record in records]}
-
-    async def user_flavors(self, hub: str, authentication: dict) -> dict:
-        """POST /userflavors: the flavors of the user ``authentication`` describes, with
-        the hub's current usage; {} for a user forbidden every flavor."""
-        flavors, forbidden, _ = await self._user_flavors(hub, authentication)
-        if forbidden:
-            return {}
-        return flavor_rules.usage_document(flavors, await self.store.usage(hub))
-
-    # --- outbound --------------------------------------------------------------------
-    async def send_flavor_update(self, hub: str) -> bool:
-        """POST the hub's flavor usage to its flavors update URL; never raises."""
-        url = self._flavor_update_urls.get(hub)
-        if not url:
-            return False
-        try:
-            option = self.settings.flavors_update_token
-            token = await call_hook(option, hub) if callable(option) else option
-            if not token:
-                self.log.debug("No flavors_update_token for hub %s: no update sent", hub)
-                return False
-            document = await self.flavors(hub)
-        except Exception as e:
-            self.log.warning("Flavor update for hub %s not sent: %s", hub, e)
-            return False
-        return await self.hub_client.post_json(url, document, token, what="flavor usage")
-
-    async def recreate_tunnels(self) -> int:
-        """Ask hubs to re-create the tunnels of their running servers (see the options
-        ssh_recreate_at_start_global and ssh_recreate_at_start); returns how many requests
-        were answered 2xx. Hook failures are logged; they never stop the Outpost."""
-        rows = [
-            row
-            for row in await self.store.list_active()
-            if row.status == RUNNING and row.service_address
-        ]
-        if not rows:
-            return 0
-        settings = self.settings
-        try:
-            hubs = sorted({row.hub for row in rows})
-            done = await _decide(settings.ssh_recreate_at_start_global, settings, hubs)
-        except Exception as e:
-            self.log.warning("ssh_recreate_at_start_global failed: %s", e)
-            done = False
-        if done:
-            return 0
-        sent = 0
-        for row in rows:
-            try:
-                wanted = await _decide(settings.ssh_recreate_at_start, settings, row.hub)
-                env = self.store.secrets(row).get("env", {})
-                url, token = env.get(SETUPTUNNEL_URL_ENV), env.get("JUPYTERHUB_API_TOKEN")
-                if not wanted or not url or not token:
-                    continue
-            except Exception as e:
-                self.log.warning("Not re-creating the tunnel of %s: %s", row.name, e)
-                continue
-            ok = await self.hub_client.post_json(
-                url, {"service": row.service_address}, token, what="a tunnel re-creation request"
-            )
-            sent += bool(ok)
-        return sent
-
-    # --- recovery and reaper ---------------------------------------------------------
-    async def recover(self) -> None:
-        """After a restart: reload every active server's spawner from its state and poll it."""
-        rewritten = await self.store.reencrypt_all()
-        if rewritten:
-            self.log.info("Re-encrypted %d stored server(s) with the current first key", rewritten)
-        rows = await self.store.list_active()
-        if rows:
-            self.log.info("Recovering %d server(s) from the store", len(rows))
-        for row in rows:
-            try:
-                await self._recover_one(row)
-            except Exception:
-                self.log.exception("Recovering server %s of hub %s failed", row.name, row.hub)
-            secrets_env = self.store.secrets(row).get("env", {})
-            if secrets_env.get(FLAVORS_UPDATE_URL_ENV):
-                self._flavor_update_urls.setdefault(row.hub, secrets_env[FLAVORS_UPDATE_URL_ENV])
-
-    async def _recover_one(self, row: Service) -> None:
-        live = self._live(row)
-        if row.status == STARTING:
-            message = "The Outpost restarted while this server was starting; start it again."
-            await self._cleanup_failed(row, live.spawner)
-            await self.store.mark_ended(row.id, status=FAILED, exit_status=1, error=message)
-            self.log.warning("Server %s of hub %s: %s", row.name, row.hub, message)
-            return
-        status = await self.runner.poll(live.spawner)
-        if status is None:
-            await self._save_state(row.id, live.spawner)
-            self._index_running(row.id, row.hub, row.name, row.service_address)
-            self.log.info("Server %s of hub %s is still running", row.name, row.hub)
-        else:
-            self._forget(row.id)
-            await self.store.mark_ended(row.id, status=STOPPED, exit_status=int(status))
-            await self.store.end_billing(row)
-            self.log.info("Server %s of hub %s ended while the Outpost was down", row.name, row.hub)
-
-    async def reap_expired(self) -> int:
-        """Stop every server past its flavor's runtime; returns how many were stopped."""
-        now = utcnow()
-        reaped = 0
-        for row in await self.store.list_active():
-            if row.runtime_deadline is None or row.runtime_deadline > now:
-                continue
-            reason = f"The runtime of flavor {row.flavor!r} is over; the Outpost stopped it."
-            self.log.info("Server %s of hub %s: %s", row.name, row.hub, reason)
-            try:
-                await self._stop(row, remove=False, reason=reason)
-                reaped += 1
-            except Exception:
-                self.log.exception("Stopping expired server %s failed", row.name)
-        return reaped
-
     async def authorize_forward(self, hub: str, host: str, port: int) -> bool:
         """May ``hub`` open an SSH forward to ``host:port``? (see docs/internals.md)"""
         bare = host[1:-1] if host.startswith("[") and host.endswith("]") else host
@@ -687,11 +496,6 @@ class ServiceManager:
 
 
 RELAY_GRACE_SECONDS = 5.0
-
-
-async def _decide(option, *args) -> bool:
-    """A Bool option's value, or what its hook returns for ``args``."""
-    return bool(await call_hook(option, *args) if callable(option) else option)
 
 
 async def _finish_relay(task: asyncio.Task) -> None:
