@@ -131,13 +131,7 @@ async def test_delayed_tunneling_waits_for_setuptunnel(make_spawner, fake_outpos
 async def test_delayed_start_fails_at_once_when_the_server_ends_before_it_reports(
     make_spawner, fake_outpost, fake_tunnels
 ):
-    fake_outpost.start_answer = {"service": ""}
-    spawner = make_spawner("x", delayed_start_check_interval=0.2)
-    task = asyncio.ensure_future(spawner.start())
-    await asyncio.wait_for(
-        _until(lambda: spawner._setuptunnel is not None and fake_outpost.running), 10
-    )
-    assert not task.done()
+    spawner, task = await _delayed_start_waiting(make_spawner, fake_outpost)
     fake_outpost.status = 1  # the batch job died before its server reported
     with pytest.raises(SpawnException) as info:
         await asyncio.wait_for(task, 10)
@@ -151,12 +145,7 @@ async def test_delayed_start_fails_at_once_when_the_server_ends_before_it_report
 async def test_delayed_start_fails_when_the_outpost_forgets_the_server(
     make_spawner, fake_outpost, fake_tunnels
 ):
-    fake_outpost.start_answer = {"service": ""}
-    spawner = make_spawner("x", delayed_start_check_interval=0.2)
-    task = asyncio.ensure_future(spawner.start())
-    await asyncio.wait_for(
-        _until(lambda: spawner._setuptunnel is not None and fake_outpost.running), 10
-    )
+    spawner, task = await _delayed_start_waiting(make_spawner, fake_outpost)
     fake_outpost.status = "404"
     with pytest.raises(SpawnException) as info:
         await asyncio.wait_for(task, 10)
@@ -655,6 +644,19 @@ def test_service_names_are_safe_and_distinct():
 
     for name in names:
         assert re.fullmatch(r"[A-Za-z0-9._-]{1,63}", name), name
+
+
+async def _delayed_start_waiting(make_spawner, fake_outpost):
+    """A delayed start (the Outpost answered "") that waits for the server's report,
+    checking the Outpost every 0.2 s: (spawner, its start task)."""
+    fake_outpost.start_answer = {"service": ""}
+    spawner = make_spawner("x", delayed_start_check_interval=0.2)
+    task = asyncio.ensure_future(spawner.start())
+    await asyncio.wait_for(
+        _until(lambda: spawner._setuptunnel is not None and fake_outpost.running), 10
+    )
+    assert not task.done()
+    return spawner, task
 
 
 async def _until(predicate, interval=0.01):

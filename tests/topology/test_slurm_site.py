@@ -149,13 +149,8 @@ async def test_a_job_runs_on_the_compute_host_and_reports_its_address_through_th
 
 
 async def test_a_job_waits_in_the_queue_while_the_node_is_full_then_runs(site):
-    blocker = await site.block_the_node()
-    spawner = site.spawner()
-    start = asyncio.ensure_future(spawner.start())
+    blocker, spawner, start = await _start_on_a_full_node(site)
     try:
-        await exponential_backoff(
-            lambda: _pending(site, spawner), "the server's job pending in the queue", timeout=30
-        )
         events = spawner.progress()
         assert (await anext(events))["message"] == "Pending in queue..."
         await events.aclose()
@@ -178,13 +173,8 @@ async def test_a_job_waits_in_the_queue_while_the_node_is_full_then_runs(site):
 
 
 async def test_a_job_cancelled_while_pending_is_gone_and_nothing_of_it_ran(site):
-    blocker = await site.block_the_node()
-    spawner = site.spawner()
-    start = asyncio.ensure_future(spawner.start())
+    blocker, spawner, start = await _start_on_a_full_node(site)
     try:
-        await exponential_backoff(
-            lambda: _pending(site, spawner), "the server's job pending in the queue", timeout=30
-        )
         job = spawner.job_id
         await _end(start)  # what the Outpost does when the hub stops a pending start
         await spawner.stop()
@@ -237,5 +227,15 @@ async def _end(task: asyncio.Future) -> None:
     await asyncio.gather(task, return_exceptions=True)
 
 
-async def _pending(site, spawner) -> bool:
-    return bool(spawner.job_id) and await site.job_state(spawner.job_id) == "PENDING"
+async def _start_on_a_full_node(site):
+    """A start whose job waits in the queue behind a job that takes node1's CPUs:
+    (the blocker's job id, the spawner, its start task)."""
+    blocker = await site.block_the_node()
+    spawner = site.spawner()
+    start = asyncio.ensure_future(spawner.start())
+
+    async def pending():
+        return bool(spawner.job_id) and await site.job_state(spawner.job_id) == "PENDING"
+
+    await exponential_backoff(pending, "the server's job pending in the queue", timeout=30)
+    return blocker, spawner, start
