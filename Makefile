@@ -13,7 +13,7 @@ MODE ?= local
 DEBIAN_PACKAGES := openssh-server openssh-client iproute2 iptables postgresql-15 procps \
   slurmctld slurmd slurm-client munge
 
-.PHONY: help deps deps-system venv runner node test lint format demo bench docker-engine images e2e-kind clean
+.PHONY: help deps deps-system venv runner node test lint format demo bench docker-engine images kind-images e2e-kind clean
 
 help:
 	@echo "make demo                 one hub and a remote Outpost on this machine (one-remote scenario)"
@@ -22,7 +22,8 @@ help:
 	@echo "make bench                benchmarks; writes bench/results/latest.json and docs/performance.md"
 	@echo "make docker-engine        install Debian's Docker engine and the kind build's packages (root)"
 	@echo "make images               build the images of images/ here (Debian base by debootstrap; needs Docker)"
-	@echo "make e2e-kind             end-to-end tests on kind clusters (needs a Docker engine)"
+	@echo "make kind-images          build the kind node image, kind and kubectl here (cached; docs/kind.md)"
+	@echo "make e2e-kind             end-to-end tests on kind clusters (builds the images first)"
 	@echo "make lint                 ruff check and format check, import contracts (lint-imports)"
 
 deps: deps-system venv runner node
@@ -117,8 +118,13 @@ docker-engine:
 	fi; \
 	$(apt_install)
 
-e2e-kind: deps
-	$(BIN)/pytest tests/e2e/kind tests/ansible/kind $(PYTEST_ARGS)
+# The kind node image, kind and kubectl, built here from the Go module proxy and Debian
+# (cached: a second run reuses everything; starts the project's Docker engine).
+kind-images: docker-engine runner
+	$(BIN)/jupyterhub-outpost kind images
+
+e2e-kind: deps kind-images
+	$(BIN)/pytest -rs tests/e2e/kind tests/ansible/kind $(PYTEST_ARGS)
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache

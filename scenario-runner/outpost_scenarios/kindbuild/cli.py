@@ -1,6 +1,9 @@
 """``jupyterhub-outpost kind``: the Docker engine, the node image, clusters.
 
     jupyterhub-outpost kind engine start|stop|status
+    jupyterhub-outpost kind images                   # build or find the node image (make kind-images)
+    jupyterhub-outpost kind cluster create NAME [--config FILE] [--kubeconfig FILE]
+    jupyterhub-outpost kind cluster delete NAME
 
 Exit codes: 0 done, 1 a step failed (the message says which and what to do), 2 usage.
 """
@@ -9,7 +12,10 @@ from __future__ import annotations
 
 import argparse
 import sys
+import time
+from pathlib import Path
 
+from .cluster import create_cluster, delete_cluster, ensure_node_image
 from .commands import BuildError
 from .engine import RUNTIME, Engine
 
@@ -22,6 +28,12 @@ def parser() -> argparse.ArgumentParser:
     sub = p.add_subparsers(dest="command", required=True)
     engine = sub.add_parser("engine", help="the project's Docker engine")
     engine.add_argument("action", choices=["start", "stop", "status"])
+    sub.add_parser("images", help="build what is missing of the node image and kind/kubectl")
+    cluster = sub.add_parser("cluster", help="create or delete a kind cluster with MetalLB")
+    cluster.add_argument("action", choices=["create", "delete"])
+    cluster.add_argument("name")
+    cluster.add_argument("--config", type=Path, help="kind config file (single node)")
+    cluster.add_argument("--kubeconfig", type=Path, help="where to write the kubeconfig")
     return p
 
 
@@ -53,6 +65,21 @@ def main(argv: list[str] | None = None) -> None:
     try:
         if args.command == "engine":
             engine_command(args.action)
+        elif args.command == "images":
+            start = time.monotonic()
+            tools = ensure_node_image(say)
+            say(f"node image {tools.image} ({time.monotonic() - start:.0f} s)")
+            say(f"kind {tools.kind}")
+            say(f"kubectl {tools.kubectl}")
+            say(f"DOCKER_HOST={tools.docker_host}")
+        elif args.action == "create":
+            kubeconfig = create_cluster(
+                args.name, args.config, tools=ensure_node_image(say), kubeconfig=args.kubeconfig
+            )
+            say(f"cluster {args.name} is up: KUBECONFIG={kubeconfig}")
+        else:
+            delete_cluster(args.name, tools=ensure_node_image(say))
+            say(f"cluster {args.name} deleted")
     except (BuildError, TimeoutError) as e:
         print(f"jupyterhub-outpost kind {args.command}: {e}", file=sys.stderr)
         sys.exit(1)

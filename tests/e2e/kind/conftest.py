@@ -1,39 +1,28 @@
 """kind end-to-end tests: skipped here, run by `make e2e-kind` where Docker exists.
 
 test_kind_offline.py runs everywhere (stand-in kind/kubectl binaries, no Docker). The others
-need a Docker engine (``docker info`` must work) and network access to pull images
-and the zero-to-jupyterhub chart. They run only when asked for by path
+need the project's Docker engine (``jupyterhub-outpost kind engine start``; see docs/kind.md). They run only when asked for by path
 (``pytest tests/e2e/kind``), never as part of a plain ``make test``.
 """
 
 from __future__ import annotations
 
-import shutil
-import subprocess
 from pathlib import Path
 
 import pytest
+from outpost_scenarios.kindbuild import Engine
 
 HERE = Path(__file__).resolve().parent
 OFFLINE = {"test_kind_offline.py"}  # kind mode's argv flow with stand-in binaries: runs anywhere
 
 
 def docker_engine() -> str | None:
-    """None when Docker works, else why not."""
-    docker = shutil.which("docker")
-    if docker is None:
-        return "no docker engine (the docker command is not installed)"
+    """None when the project's Docker engine answers (``make kind-images`` starts it),
+    else why not."""
     try:
-        result = subprocess.run([docker, "info"], capture_output=True, text=True, timeout=30)
-    except (OSError, subprocess.TimeoutExpired) as e:
-        return f"no docker engine (docker info: {e})"
-    if result.returncode != 0:
-        return (
-            "no docker engine (docker info failed: "
-            + (result.stderr.strip().splitlines() or ["?"])[-1]
-            + ")"
-        )
-    return None
+        return Engine().problem()
+    except (OSError, ValueError) as e:
+        return f"the project's Docker engine does not answer properly: {e}"
 
 
 def _asked_for(config) -> bool:
