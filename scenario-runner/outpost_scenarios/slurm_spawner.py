@@ -30,7 +30,6 @@ import sys
 from batchspawner import JobStatus, SlurmSpawner
 from traitlets import Unicode, default
 
-REPORT = f"{sys.executable} -m outpost_scenarios.report_address"
 # a job needs only what the single-user server needs; SLURM_CONF comes from slurmd
 JOB_SCRIPT = """#!/bin/bash
 #SBATCH --job-name=jupyterhub-{{username}}
@@ -60,9 +59,13 @@ class LabSlurmSpawner(SlurmSpawner):
         return os.path.join(os.getcwd(), "homes")
 
     report_command = Unicode(
-        REPORT,
-        help="Command that wraps the single-user command in the job and reports its address.",
+        help="""Command that wraps the single-user command in the job and reports its
+        address (default: report_address run by this Python).""",
     ).tag(config=True)
+
+    @default("report_command")
+    def _default_report_command(self) -> str:
+        return f"{shlex.quote(sys.executable)} -m outpost_scenarios.report_address"
 
     exec_prefix = Unicode("").tag(config=True)
     batch_script = Unicode(JOB_SCRIPT).tag(config=True)
@@ -83,9 +86,7 @@ class LabSlurmSpawner(SlurmSpawner):
 
     def cmd_formatted_for_batch(self) -> str:
         """The job's command line: report_address wrapping the single-user command."""
-        return " ".join(
-            [*shlex.split(self.report_command), "--", *map(shlex.quote, self.cmd + self.get_args())]
-        )
+        return shlex.join([*shlex.split(self.report_command), "--", *self.cmd, *self.get_args()])
 
     async def _get_batch_script(self, **subvars) -> str:
         # batchspawner merged user_options over the script's values: put the site's back
