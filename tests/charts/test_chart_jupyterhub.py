@@ -30,8 +30,8 @@ from pathlib import Path
 import helm_python
 import pytest
 import yaml
+from outpost_scenarios import images, kind_deploy
 from outpost_scenarios import kind as kind_mode
-from outpost_scenarios import kind_deploy
 
 from tests.charts.chart_helpers import (
     ADDONS,
@@ -202,6 +202,24 @@ def test_hub_addons_volumes_and_sidecar_land_in_the_hub_pod(scenario, releases):
     hub = container(spec, "hub")
     assert hub["image"] == "ghcr.io/jupyterhub-outpost/hub:kind"
     assert hub["imagePullPolicy"] == "Never"
+
+
+@pytest.mark.parametrize("scenario", SCENARIOS)
+def test_every_hub_cluster_pod_runs_an_image_kind_mode_loads(scenario, releases):
+    """Kind clusters pull nothing (no registry is reachable): each container of the hub's
+    releases must use one of the images kind mode loads into the hub cluster."""
+    addons, objects, _ = releases[scenario]
+    built = {
+        name: f"{images.REGISTRY}/{name}:{kind_mode.IMAGE_TAG}"
+        for name in ("hub", "outpost", "singleuser", "configurable-http-proxy")
+    }
+    loaded, _ = kind_mode.images_for(built, scenario)
+    for deployment in find(addons + objects, "Deployment"):
+        spec = deployment["spec"]["template"]["spec"]
+        for c in spec.get("initContainers", []) + spec["containers"]:
+            where = f"{deployment['metadata']['name']}/{c['name']}"
+            assert c["image"] in loaded, f"{where}: {c['image']} is not loaded ({loaded})"
+            assert c.get("imagePullPolicy") in (None, "IfNotPresent", "Never"), where
 
 
 @pytest.mark.parametrize("scenario", SCENARIOS)
