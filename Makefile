@@ -25,6 +25,7 @@ help:
 	@echo "make kind-images          build the kind node image, kind and kubectl here (cached; docs/kind.md)"
 	@echo "make e2e-kind             end-to-end tests on kind clusters (builds the images first)"
 	@echo "make lint                 ruff check and format check, import contracts (lint-imports)"
+	@echo "make runner               install the scenario runner (topology, kind subcommands) into .venv"
 
 deps: deps-system venv runner node
 
