@@ -119,13 +119,15 @@ class ImageBuilder:
         root: Path,
         *,
         tag: str,
-        docker: str = "docker",
+        docker_env: dict[str, str] | None = None,
         rebuild: bool = False,
         log: Callable[[str], None] = print,
     ):
         self.root = Path(root)
         self.tag = tag
-        self.docker = docker
+        self.docker = "docker"
+        # the environment of every docker command: DOCKER_HOST names the engine
+        self.docker_env = dict(os.environ if docker_env is None else docker_env)
         self.rebuild = rebuild
         self.log = log
         self.report = BuildReport()
@@ -135,7 +137,10 @@ class ImageBuilder:
     def _exists(self, ref: str) -> bool:
         return (
             subprocess.run(
-                [self.docker, "image", "inspect", ref], capture_output=True, check=False
+                [self.docker, "image", "inspect", ref],
+                capture_output=True,
+                check=False,
+                env=self.docker_env,
             ).returncode
             == 0
         )
@@ -148,7 +153,7 @@ class ImageBuilder:
     def _docker_build(self, dockerfile: Path, ref: str, context: Path) -> None:
         # The legacy builder: the machine's Docker CLI has no buildx plugin, and no step
         # needs BuildKit (no secrets or network inside the build).
-        env = {**os.environ, "DOCKER_BUILDKIT": "0"}
+        env = {**self.docker_env, "DOCKER_BUILDKIT": "0"}
         run(
             [
                 self.docker,
@@ -205,6 +210,7 @@ class ImageBuilder:
                 stdin=tar.stdout,
                 capture_output=True,
                 text=True,
+                env=self.docker_env,
             )
             tar.stdout.close()
             if tar.wait() != 0 or imported.returncode != 0:
@@ -365,6 +371,7 @@ class ImageBuilder:
                 "--filter",
                 "until=24h",
             ],
+            env=self.docker_env,
             what="removing the build stages' images",
         )
 
@@ -380,6 +387,21 @@ def chart_app_version(root: Path) -> str:
     raise ImageBuildError("charts/jupyterhub-outpost/Chart.yaml has no appVersion")
 
 
+def engine_env(say: Callable[[str], None]) -> dict[str, str]:
+    """The environment for docker commands against the project's Docker engine, started
+    if it is not running (docs/kind.md)."""
+    from .kindbuild.commands import BuildError
+    from .kindbuild.engine import Engine
+
+    engine = Engine()
+    try:
+        if engine.start():
+            say(f"started the project's Docker engine ({engine.host})")
+    except BuildError as e:  # the engine cannot run here: say why, as a build failure
+        raise ImageBuildError(str(e)) from e
+    return engine.env()
+
+
 def main(argv: list[str] | None = None) -> int:
     """``make images``: build every image of images/ and print what was done."""
     import argparse
@@ -393,9 +415,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--tag", help="image tag (default: the charts' appVersion)")
     args = parser.parse_args(argv)
     root = source_root()
-    builder = ImageBuilder(root, tag=args.tag or chart_app_version(root), rebuild=args.rebuild)
     start = time.monotonic()
     try:
+        builder = ImageBuilder(
+            root,
+            tag=args.tag or chart_app_version(root),
+            docker_env=engine_env(print),
+            rebuild=args.rebuild,
+        )
         report = builder.build_all()
     except ImageBuildError as e:
         print(f"make images: {e}", file=sys.stderr)

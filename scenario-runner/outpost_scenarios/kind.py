@@ -66,10 +66,11 @@ def helm_python():
 
 def build_images(say=print) -> dict[str, str]:
     """The outpost, hub, singleuser and configurable-http-proxy images, tagged ``kind``."""
-    from .images import ImageBuilder, ImageBuildError
+    from .images import ImageBuilder, ImageBuildError, engine_env
 
     try:
-        report = ImageBuilder(source_root(), tag=IMAGE_TAG, log=say).build_all()
+        builder = ImageBuilder(source_root(), tag=IMAGE_TAG, docker_env=engine_env(say), log=say)
+        report = builder.build_all()
     except ImageBuildError as e:
         raise KindError(str(e)) from e
     return report.images

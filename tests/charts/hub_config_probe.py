@@ -44,6 +44,7 @@ HUB_TRAITS = (
     "load_roles",
     "custom_scopes",
     "log_level",
+    "extra_handlers",
 )
 
 
@@ -57,6 +58,8 @@ def plain(value):
         return [plain(v) for v in value]
     if isinstance(value, bytes):
         return value.hex()
+    if isinstance(value, type):
+        return f"{value.__module__}.{value.__qualname__}"
     return value
 
 

@@ -279,6 +279,11 @@ def test_scenario_hub_config_loads_with_the_hub_addons_snippet(scenario, keys, s
     assert services["e2e"]["api_token"] == "e2e-token"
     assert "outpost-remote-flavors" in services
     assert {r["name"] for r in hub["load_roles"]} >= {"e2e", "outpost-flavors"}
+    # the Outposts' endpoints (progress events, setuptunnel, flavors) are registered: the
+    # kind e2e found them missing (every event from an Outpost got 404)
+    handlers = {path: handler for path, handler in hub["extra_handlers"]}
+    assert handlers["/api/outpost/events/([^/]+)/([^/]+)"].endswith("EventsHandler"), handlers
+    assert any(path.startswith("/api/outpost/setuptunnel/") for path in handlers)
     assert "Loading hub.extraConfig: outpost-hub-addons" in report["output"]
 
 

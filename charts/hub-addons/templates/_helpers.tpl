@@ -197,6 +197,8 @@ volumeMounts:
 import json as _json
 import os as _os
 
+from jupyterhub_outpost.hub import outpost_handlers as _outpost_handlers
+
 _secrets_dir = "/etc/outpost-hub/secrets"
 
 
@@ -209,6 +211,8 @@ def _outpost_secret(name):
 
 
 c.JupyterHub.spawner_class = "outpost"
+# /hub/api/outpost/...: progress events, setuptunnel, flavor updates and the orphan report
+c.JupyterHub.extra_handlers.extend(_outpost_handlers())
 _outposts = _json.loads(r"""
 {{ include "addons.outpostsJson" . }}
 """)

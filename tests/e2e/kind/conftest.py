@@ -1,19 +1,22 @@
-"""kind end-to-end tests: skipped here, run by `make e2e-kind` where Docker exists.
+"""kind end-to-end tests: run by `make e2e-kind`, never as part of a plain `make test`.
 
-test_kind_offline.py runs everywhere (stand-in kind/kubectl binaries, no Docker). The others
-need the project's Docker engine (``jupyterhub-outpost kind engine start``; see docs/kind.md). They run only when asked for by path
-(``pytest tests/e2e/kind``), never as part of a plain ``make test``.
+They need the project's Docker engine (``jupyterhub-outpost kind engine start``; see
+docs/kind.md) and run only when asked for by path (``pytest tests/e2e/kind``); otherwise
+they skip with the reason. A run that executed kind tests records its timings and results
+in docs/kind-e2e.md (summary.py).
 """
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
 import pytest
 from outpost_scenarios.kindbuild import Engine
 
 HERE = Path(__file__).resolve().parent
-OFFLINE = {"test_kind_offline.py"}  # kind mode's argv flow with stand-in binaries: runs anywhere
+STARTED = time.monotonic()
+OUTCOMES: dict[str, str] = {}
 
 
 def docker_engine() -> str | None:
@@ -48,5 +51,24 @@ def pytest_collection_modifyitems(config, items):
         print(f"\nkind e2e skipped: {reason}")
     for item in items:
         path = Path(str(item.fspath)).resolve()
-        if HERE in path.parents and path.name not in OFFLINE:
+        if HERE in path.parents:
             item.add_marker(pytest.mark.skip(reason=reason))
+
+
+def pytest_runtest_logreport(report):
+    if HERE not in Path(str(report.fspath)).resolve().parents:
+        return
+    if report.when == "call" or report.outcome != "passed":
+        OUTCOMES.setdefault(report.nodeid, report.outcome)
+        if report.outcome == "failed":
+            OUTCOMES[report.nodeid] = "failed"
+
+
+def pytest_sessionfinish(session, exitstatus):
+    ran = [o for o in OUTCOMES.values() if o != "skipped"]
+    if not ran:
+        return  # nothing ran on a cluster: keep the last real run's page
+    from .scenario_fixtures import RUN
+    from .summary import record
+
+    record(RUN, OUTCOMES, time.monotonic() - STARTED)

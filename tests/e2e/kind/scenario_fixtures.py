@@ -7,7 +7,7 @@ scenarios run. Each scenario module installs its releases on them and removes th
 its end (``scenario_fixture``), so the clusters are made once per run.
 
 ``OUTPOST_KIND_KEEP=1`` keeps the clusters after the run (for looking around with the
-kubeconfigs under the run's tmp dir; ``jupyterhub-outpost kind`` can delete them).
+kubeconfigs in run/kind/<cluster>/; ``jupyterhub-outpost kind`` can delete them).
 What the run measured goes to ``RUN`` and, at the end, to docs/kind-e2e.md (conftest).
 """
 
@@ -36,7 +36,7 @@ def timed(step: str, fn):
 
 
 @pytest.fixture(scope="session")
-def kind_clusters(tmp_path_factory):
+def kind_clusters():
     """(hub cluster, Outpost cluster), with every image the scenarios run loaded."""
     said: list[str] = []
 
@@ -49,9 +49,8 @@ def kind_clusters(tmp_path_factory):
     images = timed("images of images/", kind.build_images)
     RUN["node_image"] = tools.image
     RUN["images"] = images
-    workdir = tmp_path_factory.mktemp("kind")
-    hub = kind.Cluster(HUB_CLUSTER, kind.HUB_CONFIG, tools, workdir)
-    remote = kind.Cluster(REMOTE_CLUSTER, kind.REMOTE_CONFIG, tools, workdir)
+    hub = kind.Cluster(HUB_CLUSTER, kind.HUB_CONFIG, tools)  # kubeconfigs in run/kind/
+    remote = kind.Cluster(REMOTE_CLUSTER, kind.REMOTE_CONFIG, tools)
     hub_images, remote_images = kind.images_for(images, "remote-local")  # the superset
     try:
         timed("hub cluster created, images loaded", lambda: hub.create(hub_images))
@@ -74,6 +73,8 @@ def scenario_fixture(name: str, *sites):
         try:
             yield sc
         finally:
+            if os.environ.get("OUTPOST_KIND_KEEP"):
+                return  # kept for a look around (the next scenario's install upgrades it)
             started = time.monotonic()
             sc.remove()
             RUN["scenarios"][name]["teardown_seconds"] = round(time.monotonic() - started, 1)
