@@ -22,7 +22,7 @@ help:
 	@echo "make bench                benchmarks; writes bench/results/latest.json and docs/performance.md"
 	@echo "make docker-engine        install Debian's Docker engine and the kind build's packages (root)"
 	@echo "make images               build the images of images/ here (Debian base by debootstrap; needs Docker)"
-	@echo "make kind-images          build the kind node image, kind and kubectl here (cached; docs/kind.md)"
+	@echo "make kind-images          build the kind node image, kind, kubectl and helm here (cached; docs/kind.md)"
 	@echo "make e2e-kind             end-to-end tests on kind clusters (builds the images first)"
 	@echo "make lint                 ruff check and format check, import contracts (lint-imports)"
 	@echo "make runner               install the scenario runner (topology, kind subcommands) into .venv"
@@ -119,7 +119,8 @@ docker-engine:
 	fi; \
 	$(apt_install)
 
-# The kind node image, kind and kubectl, built here from the Go module proxy and Debian
+# The kind node image, kind and kubectl, built here from the Go module proxy and Debian, and
+# the helm that the Ansible roles' kubernetes.core.helm runs (tests/ansible/kind)
 # (cached: a second run reuses everything; starts the project's Docker engine).
 kind-images: docker-engine runner
 	$(BIN)/jupyterhub-outpost kind images

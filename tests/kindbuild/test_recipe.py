@@ -32,6 +32,7 @@ def required(recipe_name: str, module: str) -> str:
             recipe.LOCAL_PATH_PROVISIONER,
         ),
         ("metallb", "go.universe.tf/metallb", recipe.METALLB),
+        ("helm", "helm.sh/helm/v3", recipe.HELM),
     ],
 )
 def test_stated_version_is_the_pinned_one(recipe_name, module, version):
@@ -46,9 +47,23 @@ def test_kubernetes_staging_modules_are_the_matching_release():
 
 
 def test_every_program_is_a_command_its_recipe_names():
-    for program in recipe.PROGRAMS:
+    for program in (*recipe.PROGRAMS, *recipe.CONTROL_NODE_PROGRAMS):
         text = (program.directory / "go.mod").read_text()
         own_module = re.search(r"^module (\S+)", text, re.M).group(1)
         assert program.package == own_module or re.search(
             rf"^\s*(tool\s+)?{re.escape(program.package)}$", text, re.M
         ), f"{program.package} is not a tool of images/kind/go/{program.recipe}"
+
+
+def test_helm_is_stamped_with_the_kubernetes_version_of_its_client_libraries():
+    """Helm's Makefile stamps the Kubernetes version it assumes without a cluster (helm
+    template, lint) from its k8s.io/client-go; ours must say the same."""
+    (helm,) = recipe.programs("helm")
+    minor = required("helm", "k8s.io/client-go").split(".")[1]
+    for package in ("pkg/chartutil", "pkg/lint/rules"):
+        assert f"-X helm.sh/helm/v3/{package}.k8sVersionMajor=1" in helm.ldflags
+        assert f"-X helm.sh/helm/v3/{package}.k8sVersionMinor={minor}" in helm.ldflags
+
+
+def test_helm_is_not_part_of_the_node_image():
+    assert "helm" not in {p.recipe for p in recipe.PROGRAMS}

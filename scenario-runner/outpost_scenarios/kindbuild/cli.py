@@ -1,7 +1,8 @@
 """``jupyterhub-outpost kind``: the Docker engine, the node image, clusters.
 
     jupyterhub-outpost kind engine start|stop|status
-    jupyterhub-outpost kind images                   # build or find the node image (make kind-images)
+    jupyterhub-outpost kind images                   # build or find the node image and the
+                                                     # programs (make kind-images)
     jupyterhub-outpost kind cluster create NAME [--config FILE] [--kubeconfig FILE]
     jupyterhub-outpost kind cluster delete NAME
 
@@ -15,7 +16,7 @@ import sys
 import time
 from pathlib import Path
 
-from .cluster import create_cluster, delete_cluster, ensure_node_image
+from .cluster import create_cluster, delete_cluster, ensure_helm, ensure_node_image
 from .commands import BuildError
 from .engine import RUNTIME, Engine
 
@@ -28,7 +29,7 @@ def parser() -> argparse.ArgumentParser:
     sub = p.add_subparsers(dest="command", required=True)
     engine = sub.add_parser("engine", help="the project's Docker engine")
     engine.add_argument("action", choices=["start", "stop", "status"])
-    sub.add_parser("images", help="build what is missing of the node image and kind/kubectl")
+    sub.add_parser("images", help="build what is missing of the node image, kind, kubectl and helm")
     cluster = sub.add_parser("cluster", help="create or delete a kind cluster with MetalLB")
     cluster.add_argument("action", choices=["create", "delete"])
     cluster.add_argument("name")
@@ -71,6 +72,7 @@ def main(argv: list[str] | None = None) -> None:
             say(f"node image {tools.image} ({time.monotonic() - start:.0f} s)")
             say(f"kind {tools.kind}")
             say(f"kubectl {tools.kubectl}")
+            say(f"helm {ensure_helm(say)}")
             say(f"DOCKER_HOST={tools.docker_host}")
         elif args.action == "create":
             kubeconfig = create_cluster(

@@ -23,10 +23,10 @@ from pathlib import Path
 
 import yaml
 
-from . import cache, metallb, nodeimage
+from . import cache, gobuild, metallb, nodeimage
 from .commands import BuildError, run
 from .engine import Engine
-from .recipe import COREDNS, ROOT
+from .recipe import COREDNS, HELM, ROOT
 
 KIND_NETWORK = "kind"
 DNS_PATCH = {"kind": "ClusterConfiguration", "dns": {"imageTag": COREDNS}}
@@ -70,13 +70,26 @@ def ensure_node_image(
     if problem:
         raise BuildError(problem)
     built = nodeimage.ensure(engine, build_log(), say)
+    link_program("kind", built.kind)
+    link_program("kubectl", built.kubectl)
+    return NodeTools(built.image, built.kind, built.kubectl, engine.host)
+
+
+def link_program(name: str, target: Path) -> Path:
+    """``<cache>/bin/<name>`` -> ``target`` (a stable path for PATH)."""
     bin_dir = cache.cache_dir() / "bin"
     bin_dir.mkdir(parents=True, exist_ok=True)
-    for name, target in (("kind", built.kind), ("kubectl", built.kubectl)):
-        link = bin_dir / name
-        link.unlink(missing_ok=True)
-        link.symlink_to(target)
-    return NodeTools(built.image, built.kind, built.kubectl, engine.host)
+    link = bin_dir / name
+    link.unlink(missing_ok=True)
+    link.symlink_to(target)
+    return link
+
+
+def ensure_helm(say: Callable[[str], None] = print) -> Path:
+    """The helm binary that kubernetes.core.helm runs (ansible/), built from the Go
+    module proxy unless cached (recipe.HELM); linked as ``<cache>/bin/helm``."""
+    say(f"helm {HELM} (built here on the first run)")
+    return link_program("helm", gobuild.build("helm", build_log())["helm"])
 
 
 def cluster_config(config: Path | dict | None) -> dict:

@@ -29,6 +29,11 @@ CNI_PLUGINS = "v1.7.1"  # as kind v0.30.0's base image
 KIND = "v0.30.0"
 LOCAL_PATH_PROVISIONER = "v0.0.30"
 METALLB = "v0.15.2"
+# The control node's helm, for kubernetes.core.helm (ansible/): that collection, as the
+# pinned ansible 12.3.0 bundles it (6.2.0), drives Helm 3's command line (Helm 4 renamed
+# flags and changed outputs it parses). 3.19 is the Helm 3 line built with Kubernetes
+# 1.34's client libraries, the version of the clusters.
+HELM = "v3.19.5"
 DEBIAN_SUITE = "bookworm"
 
 K8S_REGISTRY = "registry.k8s.io"  # the names kubeadm asks containerd for
@@ -153,8 +158,23 @@ PROGRAMS: tuple[GoProgram, ...] = (
 )
 
 
+# Programs for the machine that drives the clusters, not for the node image.
+CONTROL_NODE_PROGRAMS: tuple[GoProgram, ...] = (
+    GoProgram(
+        "helm",
+        "helm.sh/helm/v3/cmd/helm",
+        "helm",
+        # what Helm's Makefile stamps: its version, and the Kubernetes version it assumes
+        # without a cluster (helm template, lint), from its client libraries' version
+        ldflags=_x("helm.sh/helm/v3/internal/version", version=HELM, gitTreeState="clean")
+        + _x("helm.sh/helm/v3/pkg/chartutil", k8sVersionMajor="1", k8sVersionMinor="34")
+        + _x("helm.sh/helm/v3/pkg/lint/rules", k8sVersionMajor="1", k8sVersionMinor="34"),
+    ),
+)
+
+
 def programs(recipe: str) -> tuple[GoProgram, ...]:
-    return tuple(p for p in PROGRAMS if p.recipe == recipe)
+    return tuple(p for p in (*PROGRAMS, *CONTROL_NODE_PROGRAMS) if p.recipe == recipe)
 
 
 @dataclass(frozen=True)
