@@ -33,8 +33,8 @@ from traitlets import Unicode, default
 # a job needs only what the single-user server needs; SLURM_CONF comes from slurmd
 JOB_SCRIPT = """#!/bin/bash
 #SBATCH --job-name=jupyterhub-{{username}}
-#SBATCH --output={{homedir}}/jupyterhub-%j.log
-#SBATCH --chdir={{homedir}}
+#SBATCH --output="{{homedir}}/jupyterhub-%j.log"
+#SBATCH --chdir="{{homedir}}"
 #SBATCH --export={{keepvars}}
 {% if runtime %}#SBATCH --time={{runtime}}
 {% endif %}{% if nprocs %}#SBATCH --cpus-per-task={{nprocs}}

@@ -219,7 +219,7 @@ async def test_user_options_cannot_replace_the_jobs_command(site):
         await spawner.stop(now=True)
     assert "should-not-run" not in script
     assert "srun " in script and "outpost_scenarios.report_address" in script
-    assert f"--chdir={spawner.req_homedir}" in script
+    assert f'--chdir="{spawner.req_homedir}"' in script
 
 
 async def _end(task: asyncio.Future) -> None:
