@@ -4,8 +4,8 @@ A new user clones into a directory that only they can enter (``/root``, any ``mk
 mode 0700). Tests that run something as another system user (a server as ``nobody``,
 PostgreSQL as ``postgres``) must not hand that user a file or a working directory inside
 the checkout. This test copies the working tree (what git tracks, plus new files it does
-not ignore) into a 0700 directory and runs the tests marked ``other_user`` there with this
-virtualenv: they must pass, with the same outcome as from this checkout (nothing skipped
+not ignore) into a 0700 directory, on a path with a space, and runs the tests marked
+``other_user`` there with this virtualenv: they must pass, with the same outcome as from this checkout (nothing skipped
 there that runs here).
 """
 
@@ -59,7 +59,7 @@ def run_selection(checkout: Path, basetemp: Path) -> subprocess.CompletedProcess
 def test_tests_that_run_as_other_users_pass_from_a_checkout_in_a_private_directory(tmp_path):
     private = tmp_path / "private"
     private.mkdir(mode=0o700)
-    checkout = private / "main"
+    checkout = private / "check out"  # and on a path with a space
     for name in working_tree_files():
         (checkout / name).parent.mkdir(parents=True, exist_ok=True)
         shutil.copy2(REPO / name, checkout / name)
