@@ -5,8 +5,8 @@ mode 0700). Tests that run something as another system user (a server as ``nobod
 PostgreSQL as ``postgres``) must not hand that user a file or a working directory inside
 the checkout. This test copies the working tree (what git tracks, plus new files it does
 not ignore) into a 0700 directory, on a path with a space, and runs the tests marked
-``other_user`` there with this virtualenv: they must pass, with the same outcome as from this checkout (nothing skipped
-there that runs here).
+``other_user`` there with this virtualenv: they must pass, with the same outcome as from
+this checkout (nothing skipped there that runs here).
 """
 
 import os
