@@ -12,6 +12,7 @@ Exit codes: 0 done, 1 a step failed (the message says which and what to do), 2 u
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import time
 from pathlib import Path
@@ -67,9 +68,12 @@ def main(argv: list[str] | None = None) -> None:
         if args.command == "engine":
             engine_command(args.action)
         elif args.command == "images":
-            start = time.monotonic()
+            start, load = time.monotonic(), os.getloadavg()[0]
             tools = ensure_node_image(say)
-            say(f"node image {tools.image} ({time.monotonic() - start:.0f} s)")
+            say(
+                f"node image {tools.image} ({time.monotonic() - start:.0f} s; load average "
+                f"{load:.1f} at the start, {os.getloadavg()[0]:.1f} at the end)"
+            )
             say(f"kind {tools.kind}")
             say(f"kubectl {tools.kubectl}")
             say(f"helm {ensure_helm(say)}")

@@ -3,7 +3,7 @@
 One engine per machine, shared by everyone who builds kind images or runs kind clusters
 on it (``make docker-engine`` installs Debian's ``docker.io``; ``start()`` runs it).
 It stays up after the runner exits: stopping it would kill the others' clusters, so only
-``jupyterhub-outpost-kind engine stop`` stops it.
+``jupyterhub-outpost kind engine stop`` stops it.
 
 How it runs, and why:
 
@@ -134,12 +134,12 @@ class Engine:
     def problem(self) -> str | None:
         """None when this engine answers and runs containers with the wrapper, else why not."""
         if not self.answers():
-            return f"no Docker engine answers on {self.socket} (start it: jupyterhub-outpost-kind engine start)"
+            return f"no Docker engine answers on {self.socket} (start it: jupyterhub-outpost kind engine start)"
         runtimes = self.info().get("Runtimes", {})
         if RUNTIME not in runtimes:
             return (
                 f"the Docker engine at {self.socket} has no {RUNTIME} runtime: it was not "
-                "started by the scenario runner (stop it and run: jupyterhub-outpost-kind engine start)"
+                "started by the scenario runner (stop it and run: jupyterhub-outpost kind engine start)"
             )
         return None
 
@@ -170,7 +170,7 @@ class Engine:
         if pid is not None:
             raise EngineError(
                 f"dockerd (pid {pid}) runs but does not answer on {self.socket}; "
-                f"see {self.log}, or stop it: jupyterhub-outpost-kind engine stop"
+                f"see {self.log}, or stop it: jupyterhub-outpost kind engine stop"
             )
         for path in (self.exec_root, self.log.parent):
             path.mkdir(parents=True, exist_ok=True)

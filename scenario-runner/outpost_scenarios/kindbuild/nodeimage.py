@@ -125,11 +125,13 @@ def _ensure(engine: Engine, log: Path, say: Callable[[str], None]) -> Built:
         tools_tree = rootfs.debootstrap(TOOLS_ROOTFS, log)
     kind_files = gobuild.module_dir("kind", "sigs.k8s.io/kind") / "images" / "base" / "files"
 
+    # products by their slot names, which carry their own keys (not by their paths: the
+    # same inputs in another cache give the same image)
     digest = cache.key(
-        sorted(str(p) for p in binaries.values()),
-        str(pause_binary),
-        str(node_tree),
-        str(tools_tree),
+        sorted(f"{p.parent.name}/{p.name}" for p in binaries.values()),
+        pause_binary.name,
+        node_tree.name,
+        tools_tree.name,
         *cache.files_under(NODE_FILES),
         *cache.files_under(kind_files),
         *SOURCES,
