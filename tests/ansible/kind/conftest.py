@@ -1,9 +1,14 @@
-"""site.yml on a kind cluster: runs only when asked for (make e2e-kind) and when Docker,
-kind and the helm binary (kubernetes.core.helm needs it) are here."""
+"""site.yml on kind clusters built here: runs only when asked for (``make e2e-kind``) and
+when the project's Docker engine answers (``make kind-images`` starts it).
+
+Everything else it needs is built on the first run and cached: the kind node image,
+kind and kubectl (outpost_scenarios.kindbuild), the helm binary that kubernetes.core.helm
+runs (built from helm.sh/helm/v3 on the Go module proxy, same cache), and the images of
+images/ (outpost_scenarios.images).
+"""
 
 from __future__ import annotations
 
-import shutil
 from pathlib import Path
 
 import pytest
@@ -19,18 +24,14 @@ def _asked_for(config) -> bool:
     return False
 
 
-def missing() -> str | None:
-    try:  # the kind e2e's own Docker check (imported lazily: never break collection)
-        from tests.e2e.kind.conftest import docker_engine
-    except ImportError as e:
-        return f"tests/e2e/kind helpers not importable: {e}"
-    reason = docker_engine()
-    if reason:
-        return reason
-    for tool in ("kind", "helm"):
-        if shutil.which(tool) is None:
-            return f"the {tool} binary is not on PATH (kubernetes.core.helm runs helm)"
-    return None
+def engine_problem() -> str | None:
+    """None when the project's Docker engine answers, else why not."""
+    from outpost_scenarios.kindbuild import Engine
+
+    try:
+        return Engine().problem()
+    except (OSError, ValueError) as e:
+        return f"the project's Docker engine does not answer properly: {e}"
 
 
 def pytest_collection_modifyitems(config, items):
@@ -39,7 +40,7 @@ def pytest_collection_modifyitems(config, items):
         return
     reason = "Ansible kind e2e runs only when asked for: make e2e-kind"
     if _asked_for(config):
-        reason = missing()
+        reason = engine_problem()
         if reason is None:
             return
         print(f"\nAnsible kind e2e skipped: {reason}")
