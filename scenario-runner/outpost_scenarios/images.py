@@ -39,6 +39,8 @@ from pathlib import Path
 
 REGISTRY = "ghcr.io/jupyterhub-outpost"
 BASE_IMAGE = "jupyterhub-outpost/debian-base:bookworm"
+# on the stages that only build a wheelhouse into a venv; its value is the image's name
+STAGE_LABEL = "org.jupyterhub-outpost.build-stage"
 PYTHON_BASE = "jupyterhub-outpost/python-base:bookworm"
 DEBIAN_MIRROR = "http://deb.debian.org/debian"
 CHP_VERSION = "5.1.0"  # the newest configurable-http-proxy that runs on Debian 12's Node.js 18
@@ -150,7 +152,33 @@ class ImageBuilder:
         fn()
         self.report.seconds[step] = round(time.monotonic() - start, 1)
 
+    def _image_id(self, ref: str) -> str | None:
+        result = subprocess.run(
+            [self.docker, "image", "inspect", "--format", "{{.Id}}", ref],
+            capture_output=True,
+            text=True,
+            check=False,
+            env=self.docker_env,
+        )
+        return result.stdout.strip() if result.returncode == 0 else None
+
+    def _remove_image(self, image_id: str) -> None:
+        """Remove an image nobody needs any more; one that a container still uses (or
+        that carries another tag) stays, and the next build tries again."""
+        result = subprocess.run(
+            [self.docker, "image", "rm", image_id],
+            capture_output=True,
+            text=True,
+            check=False,
+            env=self.docker_env,
+        )
+        if result.returncode != 0:
+            self.log(f"kept {image_id[:19]}: {result.stderr.strip()}")
+
     def _docker_build(self, dockerfile: Path, ref: str, context: Path) -> None:
+        """Build ``ref``; the image it replaces is removed (an untagged 0.5 GB image per
+        rebuild otherwise, until the disk is full)."""
+        previous = self._image_id(ref)
         # The legacy builder: the machine's Docker CLI has no buildx plugin, and no step
         # needs BuildKit (no secrets or network inside the build).
         env = {**self.docker_env, "DOCKER_BUILDKIT": "0"}
@@ -170,6 +198,8 @@ class ImageBuilder:
             env=env,
             what=f"docker build of {ref}",
         )
+        if previous is not None and previous != self._image_id(ref):
+            self._remove_image(previous)
 
     # -- the bases ----------------------------------------------------------------------
 
@@ -358,25 +388,46 @@ class ImageBuilder:
         return self.report
 
     def prune_build_stages(self) -> None:
-        """Remove build stages older than a day: the newest ones are the layer cache the
-        next build reuses, older ones only hold superseded wheelhouses."""
-        run(
+        """Keep the newest build stage of each image, the layer cache the next build of
+        that image reuses; older ones only hold superseded wheelhouses (0.5 GB each).
+        The stages carry the label org.jupyterhub-outpost.build-stage=<image name>."""
+        listing = run(
             [
                 self.docker,
                 "image",
-                "prune",
-                "--force",
+                "ls",
                 "--filter",
-                "label=org.jupyterhub-outpost.build-stage=true",
-                "--filter",
-                "until=24h",
+                f"label={STAGE_LABEL}",
+                "--format",
+                f'{{{{.ID}}}} {{{{.CreatedAt}}}} {{{{.Label "{STAGE_LABEL}"}}}}',
             ],
             env=self.docker_env,
-            what="removing the build stages' images",
+            what="listing the build stages",
         )
+        for stale in stale_stages(listing):
+            self._remove_image(stale)
 
     def _record(self, name: str, ref: str) -> None:
         self.report.images[name] = ref
+
+
+def stale_stages(listing: str) -> list[str]:
+    """The IDs in ``docker image ls`` lines "ID DATE TIME ZONE ZONE NAME" that are not
+    the newest of their NAME."""
+    rows = sorted(
+        (line.split() for line in listing.splitlines() if line.strip()),
+        key=lambda fields: fields[1] + " " + fields[2],
+        reverse=True,
+    )
+    newest: set[str] = set()
+    stale = []
+    for fields in rows:
+        image_id, name = fields[0], fields[-1]
+        if name in newest:
+            stale.append(image_id)
+        else:
+            newest.add(name)
+    return stale
 
 
 def chart_app_version(root: Path) -> str:

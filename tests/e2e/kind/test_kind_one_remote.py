@@ -48,7 +48,8 @@ def test_the_remote_outpost_enforces_its_flavor_limit(scenario):
     hub.start_server("bob", "big1", {"outpost": "remote", "flavor": "large"}, timeout=600)
     with pytest.raises(HubError) as refused:
         hub.start_server("bob", "big2", {"outpost": "remote", "flavor": "large"}, timeout=300)
-    assert "large" in str(refused.value), refused.value
+    # the hub's message for the user names the flavor as the Outpost shows it
+    assert "The flavor 'Large' on Remote kind cluster is full" in str(refused.value), refused.value
     assert len(scenario.user_pods(REMOTE)) == 1, "the second large server got no pod"
     hub.stop_server("bob", "big2", timeout=120)
     scenario.stop_and_assert_clean("bob", "big1", REMOTE)
