@@ -391,18 +391,24 @@ class ImageBuilder:
         """Keep the newest build stage of each image, the layer cache the next build of
         that image reuses; older ones only hold superseded wheelhouses (0.5 GB each).
         The stages carry the label org.jupyterhub-outpost.build-stage=<image name>."""
+        ids = run(
+            [self.docker, "image", "ls", "--quiet", "--filter", f"label={STAGE_LABEL}"],
+            env=self.docker_env,
+            what="listing the build stages",
+        ).split()
+        if not ids:
+            return
         listing = run(
             [
                 self.docker,
                 "image",
-                "ls",
-                "--filter",
-                f"label={STAGE_LABEL}",
+                "inspect",
                 "--format",
-                f'{{{{.ID}}}} {{{{.CreatedAt}}}} {{{{.Label "{STAGE_LABEL}"}}}}',
+                f'{{{{.Id}}}} {{{{.Created}}}} {{{{index .Config.Labels "{STAGE_LABEL}"}}}}',
+                *sorted(set(ids)),
             ],
             env=self.docker_env,
-            what="listing the build stages",
+            what="reading the build stages' labels",
         )
         for stale in stale_stages(listing):
             self._remove_image(stale)
@@ -412,17 +418,16 @@ class ImageBuilder:
 
 
 def stale_stages(listing: str) -> list[str]:
-    """The IDs in ``docker image ls`` lines "ID DATE TIME ZONE ZONE NAME" that are not
-    the newest of their NAME."""
+    """The IDs in ``docker image inspect`` lines "ID CREATED NAME" (CREATED in RFC 3339,
+    UTC) that are not the newest of their NAME."""
     rows = sorted(
         (line.split() for line in listing.splitlines() if line.strip()),
-        key=lambda fields: fields[1] + " " + fields[2],
+        key=lambda fields: fields[1],
         reverse=True,
     )
     newest: set[str] = set()
     stale = []
-    for fields in rows:
-        image_id, name = fields[0], fields[-1]
+    for image_id, _created, name in rows:
         if name in newest:
             stale.append(image_id)
         else:

@@ -22,14 +22,14 @@ ROOT = Path(__file__).resolve().parents[2]
 def test_every_build_stage_but_the_newest_of_its_image_is_stale():
     listing = "\n".join(
         [
-            "aaa 2026-12-04 08:00:00 +0000 UTC outpost",
-            "bbb 2026-12-04 09:00:00 +0000 UTC outpost",
-            "ccc 2026-12-03 09:00:00 +0000 UTC hub",
-            "ddd 2026-12-04 07:00:00 +0000 UTC outpost",
+            "sha256:aaa 2026-12-04T08:00:00.1Z outpost",
+            "sha256:bbb 2026-12-04T09:00:00.2Z outpost",
+            "sha256:ccc 2026-12-03T09:00:00.3Z hub",
+            "sha256:ddd 2026-12-04T07:00:00.4Z outpost",
             "",
         ]
     )
-    assert sorted(stale_stages(listing)) == ["aaa", "ddd"]
+    assert sorted(stale_stages(listing)) == ["sha256:aaa", "sha256:ddd"]
 
 
 def test_every_build_stage_is_labelled_with_its_image_name():
@@ -61,6 +61,7 @@ def test_a_rebuild_removes_the_image_it_replaces(builder, tmp_path):
         assert ids[0] != ids[1]
         assert builder._image_id(ids[0]) is None, "the replaced image is still there"
         assert builder._image_id(ref) == ids[1]
+        builder.prune_build_stages()  # runs against the engine's real listing
     finally:
         subprocess.run(
             ["docker", "image", "rm", ref], env=builder.docker_env, capture_output=True, check=False
