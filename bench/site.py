@@ -130,10 +130,9 @@ c.JupyterHubOutpost.ssh_authorized_keys = {{{HUB_NAME!r}: [{tc.public_line(hub_k
         outpost.start(timeout=60)
         outposts["bench"]["url"] = outpost.url
         config = f"""
-from jupyterhub_outpost.hub import outpost_handlers, flavors_scope, tunnel_daemon_service
+from jupyterhub_outpost.hub import outpost_handlers, tunnel_daemon_service
 c.JupyterHub.spawner_class = "outpost"
 c.JupyterHub.extra_handlers = outpost_handlers()
-c.JupyterHub.custom_scopes = flavors_scope()
 c.JupyterHub.services.append(tunnel_daemon_service(
     ssh_key={str(d / "hub_ed25519")!r}, state_file={str(d / "tunnels.json")!r},
     token={tunnel_token!r}, api_port={tunnel_port}))

@@ -79,10 +79,9 @@ ENVIRONMENT = """\
 | variable | used for |
 |---|---|
 | `JUPYTERHUB_API_TOKEN` | the server's token; also authenticates progress events and tunnel re-creation requests |
-| `JUPYTERHUB_USER`, `JUPYTERHUB_USER_ID`, `JUPYTERHUB_SERVER_NAME`, `JUPYTERHUB_SERVICE_PREFIX` | the stand-in user and server the spawner sees |
-| `JUPYTERHUB_EVENTS_URL` | where `progress()` events (and a final failure event) are POSTed |
-| `JUPYTERHUB_SETUPTUNNEL_URL` | where `{"service": "host:port"}` is POSTed at Outpost start-up (`ssh_recreate_at_start`) |
-| `JUPYTERHUB_FLAVORS_UPDATE_URL` | where the hub's flavor usage is POSTed after each start and stop (`flavors_update_token`) |
+| `JUPYTERHUB_USER`, `JUPYTERHUB_USER_ID`, `JUPYTERHUB_SERVER_NAME`, `JUPYTERHUB_SERVICE_PREFIX` | the stand-in user and server the spawner sees; user and server also name the hub's events and setuptunnel paths (percent-encoded) |
+| `JUPYTERHUB_FLAVORS_UPDATE_TOKEN` | the flavors token when the hub's `hub_api` entry and `flavors_update_token` give none; used only against that hub's `hub_api` URL and never passed to the server |
+| `JUPYTERHUB_EVENTS_URL`, `JUPYTERHUB_SETUPTUNNEL_URL`, `JUPYTERHUB_FLAVORS_UPDATE_URL` | passed to the server (which may report its own address to its setuptunnel URL); **never called by the Outpost**, which calls a hub only at URLs built from its `hub_api` entry |
 
 ## Operating the Outpost
 

@@ -5,12 +5,11 @@
 #   jupyterhub-outpost keygen ssh --out /srv/jupyterhub/outpost_ed25519
 #       -> give outpost_ed25519.pub to the remote Outpost's admin (ssh_authorized_keys)
 #   export OUTPOST_TUNNEL_API_TOKEN=$(openssl rand -hex 32)   # hub <-> tunnel daemon
-#   export OUTPOST_FLAVORS_TOKEN=$(openssl rand -hex 32)      # Outposts -> hub flavor usage
-#       -> give it to each Outpost's admin (c.JupyterHubOutpost.flavors_update_token)
+#   openssl rand -hex 32 > /srv/jupyterhub/secrets/outpost-hpc-flavors   # one per Outpost
+#       -> give it to that Outpost's admin (hub_api entry's flavors_update_token), or let
+#          the hub send it with each start (JUPYTERHUB_FLAVORS_UPDATE_TOKEN)
 # and put each Outpost's password into the files named below.
-import os
-
-from jupyterhub_outpost.hub import flavors_scope, outpost_handlers, tunnel_daemon_service
+from jupyterhub_outpost.hub import outpost_handlers, tunnel_daemon_service
 
 c = get_config()  # noqa: F821
 
@@ -24,23 +23,12 @@ c.JupyterHub.cleanup_servers = False
 
 # --- hub API endpoints for Outposts: progress events, setuptunnel, flavors ---------------
 c.JupyterHub.extra_handlers = outpost_handlers()
-c.JupyterHub.custom_scopes = flavors_scope()
 c.JupyterHub.services = [
     # the tunnel daemon, started and supervised by the hub like the proxy
     tunnel_daemon_service(
         ssh_key="/srv/jupyterhub/outpost_ed25519",
         state_file="/srv/jupyterhub/outpost-tunnels.json",
     ),
-    # the identity with which Outposts report flavor usage
-    {"name": "outpost-flavors", "api_token": os.environ["OUTPOST_FLAVORS_TOKEN"]},
-]
-c.JupyterHub.load_roles = [
-    {
-        "name": "outpost-flavors",
-        "description": "Outposts report their current flavor usage",
-        "scopes": ["custom:outpostflavors:set"],
-        "services": ["outpost-flavors"],
-    },
 ]
 
 # --- the Outposts ----------------------------------------------------------------------
@@ -50,6 +38,8 @@ c.OutpostSpawner.outposts = {
         "url": "https://outpost.hpc.example.org",
         "hub_name": "examplehub",
         "secret_file": "/srv/jupyterhub/secrets/outpost-hpc",
+        # the only token with which flavor usage of "hpc" is accepted (no other Outpost's)
+        "flavors_update_token_file": "/srv/jupyterhub/secrets/outpost-hpc-flavors",
         "ssh": {
             "host": "outpost.hpc.example.org",
             "port": 8022,

@@ -18,6 +18,17 @@ c.JupyterHubOutpost.hub_credentials = os.environ.get(
 #   c.SlurmSpawner.req_partition = "booster"
 c.JupyterHubOutpost.spawner_class = "jupyterhub.spawner.LocalProcessSpawner"
 c.LocalProcessSpawner.cmd = ["jupyterhub-singleuser"]
+# The name the spawner sees (here: the system account). The default "{user}@{hub}" keeps
+# the users of different hubs apart and lets no hub choose a local account; a hook maps
+# hub users to accounts; "{user}" trusts every hub to name this system's accounts.
+ACCOUNTS = {("examplehub", "alice"): "alice", ("examplehub", "bob"): "bob"}
+
+
+def local_user_name(hub_name, user):
+    return ACCOUNTS[(hub_name, user)]  # a KeyError refuses the start (403)
+
+
+c.JupyterHubOutpost.local_user_name = local_user_name
 
 # --- Logging ----------------------------------------------------------------------------
 c.JupyterHubOutpost.log_level = "INFO"
@@ -84,14 +95,18 @@ c.JupyterHubOutpost.flavors = flavors
 c.JupyterHubOutpost.flavors_undefined_max = 0  # only configured flavors may start
 
 
-async def flavors_update_token(jupyterhub_name):
-    token = os.environ.get(f"FLAVOR_{jupyterhub_name.upper()}_AUTH_TOKEN", "")
-    if not token:
-        raise Exception(f"Flavor auth token for {jupyterhub_name} not configured.")
-    return token
-
-
-c.JupyterHubOutpost.flavors_update_token = flavors_update_token
+# Where this Outpost may call each hub (progress events, flavor usage, tunnel re-creation):
+# only URLs built from these entries, never a URL a start request names. A hub without an
+# entry gets no calls. The flavors token: the entry's, else the one the hub sends with its
+# starts ($JUPYTERHUB_FLAVORS_UPDATE_TOKEN).
+c.JupyterHubOutpost.hub_api = {
+    "examplehub": {
+        "url": "https://hub.example.org/hub/api",
+        "outpost_name": "hpc",  # this Outpost's name in the hub's c.OutpostSpawner.outposts
+        "flavors_update_token": os.environ.get("FLAVOR_EXAMPLEHUB_AUTH_TOKEN", ""),
+    },
+    "privileged": {"url": "https://privileged-hub.example.org/hub/api", "outpost_name": "hpc"},
+}
 
 # --- SSH endpoint (hubs tunnel to the servers through it) --------------------------------
 c.JupyterHubOutpost.ssh_enabled = True

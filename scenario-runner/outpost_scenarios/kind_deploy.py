@@ -76,14 +76,18 @@ class Keys:
         )
 
 
-def outpost_values(scenario: str, keys: Keys) -> dict:
+def outpost_values(scenario: str, keys: Keys, hub_api_url: str | None = None) -> dict:
     """The remote Outpost's values: the scenario's file, the hub's password and public
-    key, and the host key generated for this run."""
+    key, the host key generated for this run and, once the hub's URL is known, where the
+    Outpost may call the hub (``hubs.hub.apiUrl``: progress, flavor usage, tunnels)."""
     name = "outpost-remote.yaml" if scenario == "remote-local" else "outpost.yaml"
+    hub = {"password": keys.password, "sshPublicKeys": [keys.hub_public]}
+    if hub_api_url:
+        hub["apiUrl"] = hub_api_url
     return merge(
         scenario_values(scenario, name),
         {
-            "hubs": {"hub": {"password": keys.password, "sshPublicKeys": [keys.hub_public]}},
+            "hubs": {"hub": hub},
             "ssh": {"hostKey": keys.host_private},
         },
     )
@@ -234,9 +238,15 @@ def deploy(scenario: str, hub: Cluster, remote: Cluster) -> Hub:
     proxy_host, proxy_port = hub.service_address(HUB_NS, "proxy-public")
     hub_url = f"http://{proxy_host}:{proxy_port}"
 
-    # 3. Now the hub's public URL is known: tell the Outposts' servers, restart the hub.
-    hub.install("hub-addons", addons_chart, addons(f"{hub_url}/hub/api"), HUB_NS)
+    # 3. Now the hub's public URL is known: tell the Outposts' servers, restart the hub,
+    # and tell the remote Outpost where it may call the hub (a restart reads it at once).
+    hub_api_url = f"{hub_url}/hub/api"
+    hub.install("hub-addons", addons_chart, addons(hub_api_url), HUB_NS)
     hub.rollout_restart(HUB_NS, "hub")
+    remote.install(
+        "outpost", outpost_chart, outpost_values(scenario, keys, hub_api_url), OUTPOST_NS
+    )
+    remote.rollout_restart(OUTPOST_NS, "outpost-jupyterhub-outpost")
     client = Hub(hub_url, e2e_token)
     client.wait("the hub API", lambda: client.request("GET", "/hub/api/")[0] == 200, timeout=300)
     return client

@@ -52,4 +52,12 @@ c.JupyterHubOutpost.flavors = {
     },
 }
 c.JupyterHubOutpost.flavors_undefined_max = 0
-c.JupyterHubOutpost.flavors_update_token = "{secret:flavors_token}"
+# where this Outpost calls the hub (progress events, flavor usage, tunnel re-creation):
+# only URLs built from this entry, never URLs a start request names
+c.JupyterHubOutpost.hub_api = {
+    "hub": {
+        "url": "http://{host:hub.ip}:{port:hub.api}/hub/api",
+        "outpost_name": "hpc",  # its name in the hub's c.OutpostSpawner.outposts
+        "flavors_update_token": "{secret:flavors_token}",
+    },
+}

@@ -4,7 +4,7 @@
 # own (the daemon on its own host), so servers stay reachable while the hub is stopped.
 import importlib.util
 
-from jupyterhub_outpost.hub import flavors_scope, outpost_handlers
+from jupyterhub_outpost.hub import outpost_handlers
 
 c = get_config()  # noqa: F821
 
@@ -38,7 +38,6 @@ c.Spawner.http_timeout = 120  # a server on a busy 2-core machine starts slowly
 # --- the OutpostSpawner ------------------------------------------------------------------
 c.JupyterHub.spawner_class = "outpost"
 c.JupyterHub.extra_handlers = outpost_handlers()  # events, setuptunnel, flavors
-c.JupyterHub.custom_scopes = flavors_scope()
 c.OutpostSpawner.outposts = {
     "remote": {
         "display_name": "Remote site (through the SSH tunnel)",
@@ -46,6 +45,8 @@ c.OutpostSpawner.outposts = {
         "url": "http://{host:outpost.ip.public}:{port:outpost.api}",
         "hub_name": "hub",
         "secret_file": "{secret_file:outpost_password}",
+        # the token with which this Outpost alone may report its flavor usage
+        "flavors_update_token": "{secret:flavors_token}",
         "ssh": {
             "host": "{host:outpost.ip.public}",
             "port": {port:outpost.ssh},
@@ -59,17 +60,10 @@ c.OutpostSpawner.tunnel_api_url = "http://{host:tunnel.ip}:{port:tunnels.api}"
 c.OutpostSpawner.tunnel_api_token = "{secret:tunnel_token}"
 
 c.JupyterHub.services = [
-    # the identity with which the Outpost reports its flavor usage
-    {"name": "outpost-flavors", "api_token": "{secret:flavors_token}"},
     # an API token for operators and the end-to-end tests (RUN_DIR/secrets/admin_token)
     {"name": "scenario-admin", "api_token": "{secret:admin_token}"},
 ]
 c.JupyterHub.load_roles = [
-    {
-        "name": "outpost-flavors",
-        "scopes": ["custom:outpostflavors:set"],
-        "services": ["outpost-flavors"],
-    },
     {
         "name": "scenario-admin",
         "scopes": ["admin:users", "admin:servers", "access:servers", "tokens", "read:users"],

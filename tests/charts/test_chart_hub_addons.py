@@ -89,20 +89,17 @@ def test_hub_snippet_configures_the_outpost_spawner(tmp_path, mode):
         selector = c.OutpostSpawner.kubernetes_service_selector
         assert selector and selector.items() <= labels.items()
         assert service["spec"]["selector"].items() <= labels.items()
-    # flavors: a scope, a service with a token per Outpost, a role
-    assert "custom:outpostflavors:set" in c.JupyterHub.custom_scopes.get_value({})
-    services = c.JupyterHub.services.get_value([])
-    assert {s["name"] for s in services} == {"outpost-remote-flavors", "outpost-local-flavors"}
-    assert all(
-        s["api_token"] == secret_text(secret, s["name"].replace("-flavors", "-flavors-token"))
-        for s in services
-    )
-    [role] = c.JupyterHub.load_roles.get_value([])
-    assert role["scopes"] == ["custom:outpostflavors:set"]
-    # The hub's own parser accepts what the snippet produces (passwords read from files).
+    # flavors: each Outpost's own token, from the Secret; no service, role or scope
+    assert c.JupyterHub.services.get_value([]) == []
+    assert c.JupyterHub.load_roles.get_value([]) == []
+    # The hub's own parser accepts what the snippet produces (secrets read from files).
     outposts_module = pytest.importorskip("jupyterhub_outpost.hub.outposts")
     parsed = outposts_module.parse_outposts(outposts)
     assert set(parsed) == {"remote", "local"}
+    for name, outpost in parsed.items():
+        token = secret_text(secret, f"outpost-{name}-flavors-token")
+        assert outpost.flavors_update_token == token and len(token) == 48
+    assert parsed["remote"].flavors_update_token != parsed["local"].flavors_update_token
 
 
 def test_hub_snippet_keeps_services_and_roles_from_z2jh_values(tmp_path):
@@ -113,13 +110,9 @@ def test_hub_snippet_keeps_services_and_roles_from_z2jh_values(tmp_path):
     c.JupyterHub.load_roles = [{"name": "mine", "scopes": ["read:users"], "services": ["mine"]}]
     c.JupyterHub.custom_scopes = {"custom:mine": {"description": "mine"}}
     c, _ = hub_config(objects, tmp_path, c)
-    assert [s["name"] for s in c.JupyterHub.services] == [
-        "mine",
-        "outpost-local-flavors",
-        "outpost-remote-flavors",
-    ]
-    assert [r["name"] for r in c.JupyterHub.load_roles] == ["mine", "outpost-flavors"]
-    assert set(c.JupyterHub.custom_scopes) == {"custom:mine", "custom:outpostflavors:set"}
+    assert [s["name"] for s in c.JupyterHub.services] == ["mine"]
+    assert [r["name"] for r in c.JupyterHub.load_roles] == ["mine"]
+    assert set(c.JupyterHub.custom_scopes) == {"custom:mine"}
 
 
 def test_unpinned_outpost_gets_no_tunnel(tmp_path, capsys):
@@ -360,10 +353,10 @@ def test_unpinned_host_key_is_an_empty_secret_entry_so_the_mount_never_fails():
     assert secret_text(one(objects, "Secret"), "outpost-remote-host-key") == ""
 
 
-def test_without_flavor_services_the_hub_does_not_need_flavor_tokens():
+def test_without_flavor_updates_the_hub_does_not_need_flavor_tokens():
     objects, _ = render(
         ADDONS,
-        {"existingSecret": "mine", "outposts": OUTPOSTS, "hubConfig": {"flavorServices": False}},
+        {"existingSecret": "mine", "outposts": OUTPOSTS, "hubConfig": {"flavorUpdates": False}},
     )
     volume = next(
         v for v in z2jh_values(objects)["hub"]["extraVolumes"] if v["name"] == "outpost-hub-secrets"
@@ -376,7 +369,15 @@ def test_without_flavor_services_the_hub_does_not_need_flavor_tokens():
         "outpost-local-password",
         "outpost-local-host-key",
     }
-    assert "custom_scopes" not in one(objects, "ConfigMap")["data"]["outpost_hub_config.py"]
+    assert "flavors_update_token" not in one(objects, "ConfigMap")["data"]["outpost_hub_config.py"]
+
+
+def test_a_given_flavors_token_is_used(tmp_path):
+    outposts = {**OUTPOSTS, "remote": {**OUTPOSTS["remote"], "flavorsToken": "given-token"}}
+    objects, _ = render(ADDONS, {"outposts": outposts})
+    c, _ = hub_config(objects, tmp_path)
+    with open(c.OutpostSpawner.outposts["remote"]["flavors_update_token_file"]) as f:
+        assert f.read() == "given-token"
 
 
 def tunnel_container(objects, mode):

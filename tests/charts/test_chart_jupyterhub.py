@@ -277,8 +277,10 @@ def test_scenario_hub_config_loads_with_the_hub_addons_snippet(scenario, keys, s
     hub = report["JupyterHub"]
     services = {s["name"]: s for s in hub["services"]}
     assert services["e2e"]["api_token"] == "e2e-token"
-    assert "outpost-remote-flavors" in services
-    assert {r["name"] for r in hub["load_roles"]} >= {"e2e", "outpost-flavors"}
+    # the Outpost reports its flavor usage with its own token (no service, role or scope)
+    assert Path(outposts["remote"]["flavors_update_token_file"]).read_text()
+    assert not [name for name in services if "flavors" in name]
+    assert {r["name"] for r in hub["load_roles"]} >= {"e2e"}
     # the Outposts' endpoints (progress events, setuptunnel, flavors) are registered: the
     # kind e2e found them missing (every event from an Outpost got 404)
     handlers = {path: handler for path, handler in hub["extra_handlers"]}

@@ -96,6 +96,37 @@ def test_the_outpost_accepts_the_rendered_args_config_and_secrets(tmp_path):
     forward_targets.parse_targets(app.allowed_forward_targets)
 
 
+def test_the_outpost_calls_each_hub_only_at_the_api_url_of_its_values(tmp_path):
+    """hubs.<hub>.apiUrl, outpostName, flavorsUpdateToken and apiLayout become the Outpost's
+    hub_api (in the Secret); a hub without apiUrl gets no calls."""
+    values = {
+        "hubs": {
+            "hub": {
+                "apiUrl": "https://hub.example.org/hub/api",
+                "outpostName": "hpc",
+                "flavorsUpdateToken": "tok-of-hub",
+            },
+            "stock": {"apiUrl": "http://stock:8081/hub/api", "apiLayout": "outpostspawner"},
+            "silent": {},
+        }
+    }
+    objects, _ = render(OUTPOST, values)
+    argv, _, _ = materialize(objects, tmp_path)
+    app = app_module.JupyterHubOutpost()
+    app.initialize(argv[1:])
+    app._check_hub_api({"hub": "x", "stock": "y", "silent": "z"})  # what start-up checks
+    hub = app.hub_endpoints("hub")
+    assert hub.flavors_url() == "https://hub.example.org/hub/api/outpost/flavors/hpc"
+    assert hub.flavors_update_token == "tok-of-hub"
+    stock = app.hub_endpoints("stock")
+    assert stock.server_url("events", "alice", "") == (
+        "http://stock:8081/hub/api/users/progress/events/alice"
+    )
+    assert app.hub_endpoints("silent") is None
+    # the token is in the Secret, not in the ConfigMap
+    assert "tok-of-hub" not in str(one(objects, "ConfigMap"))
+
+
 def test_the_outpost_accepts_https_settings(tmp_path):
     objects, _ = render(
         OUTPOST, {"hubs": {"hub": {}}, "https": {"enabled": True, "secretName": "tls"}}

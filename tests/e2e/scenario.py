@@ -278,9 +278,22 @@ def assert_outposts_empty(sc: RunningScenario) -> None:
     wait_until(lambda: sc.forwards() == {}, 30, "no forwards left")
 
 
+def assert_flavor_usage_reported(sc: RunningScenario, op: OutpostInfo) -> None:
+    """The Outpost pushed its flavor usage to the hub, and the hub accepted it (that
+    Outpost's own token, at the URL of the Outpost's hub_api entry)."""
+    accepted = f"204 POST /hub/api/outpost/flavors/{op.name} "
+    wait_until(
+        lambda: accepted in sc.hub.log_file.read_text(errors="replace"),
+        60,
+        f"Outpost {op.name}'s flavor usage accepted by the hub",
+    )
+
+
 def start_check_stop(sc: RunningScenario, user: str, server: str, op: OutpostInfo) -> None:
-    """The main path on one Outpost: start, progress, data path, stop, both sides clean."""
+    """The main path on one Outpost: start, progress, flavor usage, data path, stop, both
+    sides clean."""
     start(sc, user, server, op)
+    assert_flavor_usage_reported(sc, op)
     where = sc.locate(op, server)
     if op.tunnelled:
         # only the tunnel reaches it: the hub host has no route to the server

@@ -8,7 +8,7 @@ scenarios and benchmarks.
     config = '''
     c.JupyterHub.spawner_class = "outpost"
     c.OutpostSpawner.outposts = {...}
-    from jupyterhub_outpost.hub import outpost_handlers, flavors_scope
+    from jupyterhub_outpost.hub import outpost_handlers
     c.JupyterHub.extra_handlers = outpost_handlers()
     '''
     with HubProcess(tmp_path / "hub", config) as hub:          # started, API answering

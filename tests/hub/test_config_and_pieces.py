@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import pytest
-from jupyterhub_outpost.hub import flavors_scope, outpost_handlers, tunnel_daemon_service
+from jupyterhub_outpost.hub import outpost_handlers, tunnel_daemon_service
 from jupyterhub_outpost.hub.addresses import (
     AddressError,
     ServiceAddress,
@@ -53,6 +53,10 @@ def test_outposts_config_is_parsed_and_secret_not_in_repr(tmp_path):
     "name, settings, fragment",
     [
         ("bad.name", remote(), "name must match"),
+        ("remote\n", remote(), "name must match"),
+        ("r", remote(flavors_update_token="a", flavors_update_token_file="/f"), "not both"),
+        ("r", remote(flavors_update_token_file="/nonexistent"), "cannot read"),
+        ("r", remote(flavors_update_token=5), "must be a string"),
         ("r", remote(url="ftp://x"), "url"),
         ("r", remote(secret=None), "exactly one"),
         ("r", {**remote(), "ssh": None}, "needs 'ssh'"),
@@ -182,12 +186,11 @@ async def test_resolve_hook_value_function_coroutine():
     assert await resolve_hook(coro, 3, 4) == 7
 
 
-def test_extra_handlers_and_scope_definition_for_config():
+def test_extra_handlers_for_config():
     paths = [h[0] for h in outpost_handlers()]
     assert r"/api/outpost/flavors" in paths
     assert any(p.startswith("/api/outpost/events/") for p in paths)
     assert any(p.startswith("/api/outpost/setuptunnel/") for p in paths)
-    assert "custom:outpostflavors:set" in flavors_scope()
 
 
 def test_tunnel_daemon_service_runs_daemon_with_token_in_env(monkeypatch):
@@ -209,19 +212,54 @@ def test_example_jupyterhub_config_loads_and_its_outposts_parse(tmp_path, monkey
     from traitlets.config.loader import PyFileConfigLoader
 
     monkeypatch.setenv("OUTPOST_TUNNEL_API_TOKEN", "t")
-    monkeypatch.setenv("OUTPOST_FLAVORS_TOKEN", "f")
     example = Path(__file__).resolve().parents[2] / "examples" / "jupyterhub_config.py"
     c = PyFileConfigLoader(example.name, str(example.parent)).load_config()
     assert c.JupyterHub.spawner_class == "outpost"
     assert [h[0] for h in c.JupyterHub.extra_handlers] == [h[0] for h in outpost_handlers()]
-    assert "custom:outpostflavors:set" in c.JupyterHub.custom_scopes
     names = [s["name"] for s in c.JupyterHub.services]
-    assert names == ["outpost-tunnels", "outpost-flavors"]
+    assert names == ["outpost-tunnels"]
     outposts = dict(c.OutpostSpawner.outposts)
     for settings in outposts.values():  # the example's secret files, made real here
-        secret = tmp_path / settings["secret_file"].rsplit("/", 1)[1]
-        secret.write_text("pw")
-        settings["secret_file"] = str(secret)
+        for key in ("secret_file", "flavors_update_token_file"):
+            if key in settings:
+                secret = tmp_path / settings[key].rsplit("/", 1)[1]
+                secret.write_text("pw")
+                settings[key] = str(secret)
     outposts["hpc"]["ssh"] = dict(outposts["hpc"]["ssh"], host_key=KEY)
     parsed = parse_outposts(outposts)
     assert parsed["local"].direct and not parsed["hpc"].direct
+    assert parsed["hpc"].flavors_update_token == "pw" and not parsed["local"].flavors_update_token
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [b'{"status": NaN}', b'{"status": ' + b"1" * 5000 + b"}", b"5", b'"x"', b'{"services": 7}'],
+    ids=["nan", "5000-digits", "number", "string", "services-not-a-list"],
+)
+async def test_outpost_answers_that_are_not_strict_json_of_the_right_shape_are_errors_not_crashes(
+    raw,
+):
+    """What an Outpost answers is another party's input too: never a crash of the hub."""
+    from jupyterhub_outpost.hub.outposts import OutpostAPI, OutpostError, parse_outpost
+    from tornado import web
+    from tornado.httpserver import HTTPServer
+
+    from tests.helpers.outpost_process import free_port
+
+    class Answer(web.RequestHandler):
+        def get(self, _path):
+            self.set_header("Content-Type", "application/json")
+            self.finish(raw)
+
+    port = free_port()
+    server = HTTPServer(web.Application([(r"/(.*)", Answer)]))
+    server.listen(port, "127.0.0.1")
+    try:
+        api = OutpostAPI(parse_outpost("o", remote(url=f"http://127.0.0.1:{port}")), timeout=5)
+        if raw.startswith(b"{") and b"status" in raw:
+            with pytest.raises(OutpostError, match="invalid JSON"):
+                await api.status("jh1", "s1")
+        else:
+            assert await api.list() == []
+    finally:
+        server.stop()

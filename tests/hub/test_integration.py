@@ -52,7 +52,7 @@ def outpost_config(
     ssh_ip: str,
     ssh_port: int,
     hub_pub: str,
-    flavors_token: str,
+    hub_api: dict,
     delayed_targets: list[str] | None = None,
 ) -> str:
     """An Outpost running SiteSpawner (SimpleLocalProcessSpawner + jupyterhub-singleuser).
@@ -108,7 +108,7 @@ c.JupyterHubOutpost.flavors = {{
     "gpu": {{"max": 0, "weight": 5, "display_name": "GPU", "description": "none left"}},
 }}
 c.JupyterHubOutpost.flavors_undefined_max = 0
-c.JupyterHubOutpost.flavors_update_token = {flavors_token!r}
+c.JupyterHubOutpost.hub_api = {hub_api!r}
 
 def allow_override(hub, misc):
     return hub == {OTHER_HUB!r}
@@ -130,7 +130,8 @@ class Site:
     server_ips: dict
     tunnel_port: int = 0
     tunnel_token: str = field(default_factory=lambda: uuid.uuid4().hex)
-    flavors_token: str = field(default_factory=lambda: uuid.uuid4().hex)
+    # each Outpost's own token for its flavor usage reports
+    flavors_tokens: dict = field(default_factory=dict)
     hub: HubProcess | None = None
 
     @property
@@ -183,6 +184,7 @@ def hub_config(site: Site) -> str:
             },
             "display_name": f"Site {name}",
             "setuptunnel_targets": [f"{site.server_ips[name]}/32:1024-65535"],
+            "flavors_update_token": site.flavors_tokens[name],
         }
     outposts["local"] = {
         "url": site.outposts["local"].url,
@@ -190,6 +192,7 @@ def hub_config(site: Site) -> str:
         "secret": site.secrets["local"],
         "direct": True,
         "display_name": "Local",
+        "flavors_update_token": site.flavors_tokens["local"],
     }
     # same Outpost as "remote", but the pinned host key is another Outpost's: must be refused
     outposts["badkey"] = dict(
@@ -197,16 +200,12 @@ def hub_config(site: Site) -> str:
     )
     hub_key = site.tmp / "hub_ed25519"
     return f"""
-from jupyterhub_outpost.hub import outpost_handlers, flavors_scope, tunnel_daemon_service
+from jupyterhub_outpost.hub import outpost_handlers, tunnel_daemon_service
 c.JupyterHub.spawner_class = "outpost"
 c.JupyterHub.extra_handlers = outpost_handlers()
-c.JupyterHub.custom_scopes = flavors_scope()
 c.JupyterHub.services.append(tunnel_daemon_service(
     ssh_key={str(hub_key)!r}, state_file={str(site.tmp / "tunnels.json")!r}, token={site.tunnel_token!r},
     api_ip={site.hub_host.ip!r}, api_port={site.tunnel_port}, forward_ip={site.hub_host.ip!r}, log_level="DEBUG"))
-c.JupyterHub.services.append({{"name": "outpost-flavors", "api_token": {site.flavors_token!r}}})
-c.JupyterHub.load_roles.append({{"name": "outpost-flavors", "scopes": ["custom:outpostflavors:set"],
-                                 "services": ["outpost-flavors"]}})
 c.OutpostSpawner.outposts = {outposts!r}
 c.OutpostSpawner.tunnel_api_url = {site.tunnel_url!r}
 c.OutpostSpawner.tunnel_api_token = {site.tunnel_token!r}
@@ -251,32 +250,20 @@ def site(tmp_path_factory):
             server_ips=server_ips,
         )
         site.tunnel_port = hub_host.free_port(hub_host.ip)
+        configs = {}
         for name, host in hosts.items():
             data = tmp / f"outpost-{name}"
             data.mkdir()
             site.host_keys[name] = keygen(data / "ssh_host_ed25519_key")
             ssh_ip = host.address("public")
             site.ssh_ports[name] = host.free_port(ssh_ip)
-            cfg = tmp / f"outpost-{name}.py"
-            cfg.write_text(
-                outpost_config(
-                    tmp / name,
-                    site_name=name,
-                    server_ip=server_ips[name],
-                    ssh_ip=ssh_ip,
-                    ssh_port=site.ssh_ports[name],
-                    hub_pub=hub_pub,
-                    flavors_token=site.flavors_token,
-                    delayed_targets=[f"{server_ips[name]}/32:1024-65535"]
-                    if name == "second"
-                    else None,
-                )
-            )
             site.secrets[name] = uuid.uuid4().hex
+            site.flavors_tokens[name] = uuid.uuid4().hex
+            configs[name] = tmp / f"outpost-{name}.py"
             outpost = NetnsOutpost(
                 host,
                 ssh_ip,
-                cfg,
+                configs[name],
                 data,
                 ssh=(name != "local"),
                 hub_credentials={HUB_NAME: site.secrets[name], OTHER_HUB: "other-secret"},
@@ -284,12 +271,38 @@ def site(tmp_path_factory):
             )
             made.append(outpost)
             site.outposts[name] = outpost
+        # the hub's ports are chosen now: each Outpost's hub_api names its API
+        site.hub = HubProcess(
+            tmp / "hub", hub_config(site), ip=hub_host.ip, host=hub_host, start=False
+        )
+        made.append(site.hub)
+        for name, host in hosts.items():
+            hub_api = {
+                HUB_NAME: {
+                    "url": site.hub.hub_api_url,
+                    "outpost_name": name,
+                    "flavors_update_token": site.flavors_tokens[name],
+                }
+            }
+            configs[name].write_text(
+                outpost_config(
+                    tmp / name,
+                    site_name=name,
+                    server_ip=server_ips[name],
+                    ssh_ip=host.address("public"),
+                    ssh_port=site.ssh_ports[name],
+                    hub_pub=hub_pub,
+                    hub_api=hub_api,
+                    delayed_targets=[f"{server_ips[name]}/32:1024-65535"]
+                    if name == "second"
+                    else None,
+                )
+            )
         # the three Outposts start in parallel (each waits for its /ping)
         with ThreadPoolExecutor(3) as pool:
             for future in [pool.submit(o.start, timeout=60) for o in site.outposts.values()]:
                 future.result()
-        site.hub = HubProcess(tmp / "hub", hub_config(site), ip=hub_host.ip, host=hub_host)
-        made.append(site.hub)
+        site.hub.start()
         wait_until(
             lambda: site.tunnel_api("GET", "/ping")[0] == 200 if _reachable(site) else False,
             30,
@@ -527,29 +540,44 @@ def test_setuptunnel_rejects_bad_bodies_and_changes_nothing(site):
     assert_clean(site, "remote")
 
 
-def test_hub_api_events_and_flavors_need_their_scopes(site):
+def test_hub_api_events_and_flavors_need_their_tokens_and_one_outposts_token_moves_no_other(
+    site,
+):
     hub = site.hub
     bob_token = hub.user_token("bob")
     status, _ = hub.api(
         "POST", "/outpost/events/alice/_default", {"progress": 1, "message": "x"}, token=bob_token
     )
     assert status in (403, 404)
-    status, _ = hub.api(
-        "POST", "/outpost/flavors/remote", {"small": {"max": 1, "current": 0}}, token=bob_token
-    )
-    assert status == 403
     status, flavors = hub.api("GET", "/outpost/flavors", token=bob_token)
     assert status == 200 and flavors["remote"]["flavors"]["gpu"]["max"] == 0, flavors
     status, _ = hub.api("GET", "/outpost/flavors", token="")
     assert status == 403
-    update = {
-        "small": {"max": 10, "current": 3, "weight": 10, "display_name": "Small"},
+    everything_full = {
+        "small": {"max": 10, "current": 10, "weight": 10, "display_name": "Small"},
         "gpu": {"max": 0, "current": 0, "weight": 5, "display_name": "GPU"},
     }
-    status, _ = hub.api("POST", "/outpost/flavors/remote", update, token=site.flavors_token)
+    # neither a user's token, the hub admin's token, nor another Outpost's token may
+    # change remote's flavors (before: any token of scope custom:outpostflavors:set could
+    # mark every flavor of every Outpost full)
+    for token in (bob_token, hub.admin_token, site.flavors_tokens["second"], ""):
+        status, _ = hub.api("POST", "/outpost/flavors/remote", everything_full, token=token)
+        assert status == 403, token
+    status, flavors = hub.api("GET", "/outpost/flavors", token=bob_token)
+    assert flavors["remote"]["flavors"]["small"]["current"] < 10
+    # remote's own token changes remote's flavors, and only them
+    update = dict(everything_full, small=dict(everything_full["small"], current=3))
+    status, _ = hub.api(
+        "POST", "/outpost/flavors/remote", update, token=site.flavors_tokens["remote"]
+    )
     assert status == 204
+    status, _ = hub.api(
+        "POST", "/outpost/flavors/second", update, token=site.flavors_tokens["remote"]
+    )
+    assert status == 403
     status, flavors = hub.api("GET", "/outpost/flavors", token=bob_token)
     assert flavors["remote"]["flavors"]["small"]["current"] == 3
+    assert flavors["second"]["flavors"]["small"]["current"] != 3
     # the spawn page shows the full flavor, disabled
     status, page = hub.browser("bob")("/hub/spawn/bob/formtest")
     assert status == 200 and 'value="gpu"' in page

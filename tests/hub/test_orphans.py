@@ -25,10 +25,9 @@ c.SimpleLocalProcessSpawner.home_dir_template = {home!r}
 """
 
 HUB_CONFIG = """
-from jupyterhub_outpost.hub import outpost_handlers, flavors_scope
+from jupyterhub_outpost.hub import outpost_handlers
 c.JupyterHub.spawner_class = "outpost"
 c.JupyterHub.extra_handlers = outpost_handlers()
-c.JupyterHub.custom_scopes = flavors_scope()
 c.OutpostSpawner.outposts = {outposts!r}
 """
 

@@ -12,6 +12,8 @@ from jupyterhub_outpost.hub.addresses import ServiceAddress
 from jupyterhub_outpost.hub.poll_and_stop import PollAndStopMixin
 from jupyterhub_outpost.hub.spawner import STATE_KEY, STATE_VERSION, make_service_name
 
+from .conftest import outposts_config
+
 
 async def test_start_sends_wire_contract_body_and_targets_forward(
     make_spawner, fake_outpost, fake_tunnels
@@ -50,6 +52,18 @@ async def test_start_sends_wire_contract_body_and_targets_forward(
     assert (fwd["target_host"], fwd["target_port"]) == ("10.0.0.5", 8888)
     assert fwd["ssh"]["host_key"].startswith("ssh-ed25519 ")
     assert url == f"http://127.0.0.1:{fwd['local_port']}"
+
+
+async def test_the_outposts_own_flavors_token_goes_with_its_starts_and_no_other(
+    make_spawner, fake_outpost, fake_tunnels
+):
+    outposts = outposts_config(fake_outpost)
+    outposts["remote"]["flavors_update_token"] = "remote-flavors-token"
+    await make_spawner("a", outposts=outposts).start()
+    await make_spawner("b", outposts=outposts, user_options={"outpost": "local"}).start()
+    first, second = (r["body"]["env"] for r in fake_outpost.requests_of("POST"))
+    assert first["JUPYTERHUB_FLAVORS_UPDATE_TOKEN"] == "remote-flavors-token"
+    assert "JUPYTERHUB_FLAVORS_UPDATE_TOKEN" not in second  # "local" has no token
 
 
 async def test_default_server_events_url_uses_default_placeholder(

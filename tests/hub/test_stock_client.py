@@ -60,6 +60,11 @@ def outpost_config(site: Site) -> str:
         "stockdirect": site.outpost_host.ip,
         "ours": site.outpost_host.ip,
     }
+    hub_api = {
+        name: {"url": hub.hub_api_url, "layout": "outpostspawner"}
+        for name, hub in site.hubs.items()
+    }
+    hub_api["ours"] = {"url": site.hubs["ours"].hub_api_url, "outpost_name": "site"}
     return f"""
 import sys
 from jupyterhub.spawner import SimpleLocalProcessSpawner
@@ -89,6 +94,8 @@ c.JupyterHubOutpost.ssh_port = {site.ssh_port}
 c.JupyterHubOutpost.ssh_authorized_keys = {{"stockssh": [{site.stock_pub!r}]}}
 # the stock client forwards ports itself: its tunnels must be re-created after a restart
 c.JupyterHubOutpost.ssh_recreate_at_start = lambda outpost, hub: hub == "stockssh"
+# where the Outpost may call each hub: the stock hubs' API paths, and ours
+c.JupyterHubOutpost.hub_api = {hub_api!r}
 """
 
 
@@ -153,15 +160,21 @@ class Site:
     outpost: NetnsOutpost | None = None
     hubs: dict = field(default_factory=dict)
 
-    def hub(self, name: str) -> HubProcess:
-        """The hub ``name``, started on first use (each test starts only its own)."""
-        if name not in self.hubs:
+    def make_hubs(self) -> None:
+        """Every hub, not started: their ports are chosen (the Outpost's hub_api names them)."""
+        for name in SECRETS:
             config = our_hub_config(self) if name == "ours" else stock_hub_config(self, name)
             self.hubs[name] = HubProcess(
-                self.tmp / name, config, ip=self.hub_host.ip, host=self.hub_host
+                self.tmp / name, config, ip=self.hub_host.ip, host=self.hub_host, start=False
             )
-            self.hubs[name].create_user("alice")
-        return self.hubs[name]
+
+    def hub(self, name: str) -> HubProcess:
+        """The hub ``name``, started on first use (each test starts only its own)."""
+        hub = self.hubs[name]
+        if hub.proc is None:
+            hub.start()
+            hub.create_user("alice")
+        return hub
 
     def services(self, hub: str) -> list[dict]:
         request = urllib.request.Request(
@@ -222,6 +235,7 @@ def site(tmp_path_factory):
             cwd=str(Path(__file__).resolve().parents[2]),
         )
         made.append(site.outpost)
+        site.make_hubs()
         (tmp / "outpost_config.py").write_text(outpost_config(site))
         site.outpost.start(timeout=60)
         yield site

@@ -203,6 +203,11 @@ class Receiver:
     def url(self, path: str) -> str:
         return f"{self.scheme}://{self.host}:{self.port}{path}"
 
+    def hub_api(self, hub: str = "hub1", **extra) -> dict:
+        """A ``c.JupyterHubOutpost.hub_api`` naming this receiver as ``hub``'s API
+        (``/hub/api``; the Outpost is "site" there)."""
+        return {hub: {"url": self.url("/hub/api"), "outpost_name": "site", **extra}}
+
     def posts_to(self, path: str) -> list:
         return [(headers, body) for p, headers, body in self.posts if p == path]
 

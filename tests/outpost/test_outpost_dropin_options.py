@@ -5,7 +5,7 @@ import logging
 
 from jupyterhub_outpost.outpost.hooks import default_sanitize_start_response
 
-from .support import Api, start_body, wait_for
+from .support import Api, Receiver, start_body, wait_for
 
 
 def logging_sanitizer(spawner, response):
@@ -49,14 +49,20 @@ async def test_logs_of_one_hub_are_not_shown_to_another(make_outpost):
     assert code == 404
 
 
-async def test_send_events_false_relays_no_progress_events(make_outpost, receiver):
-    outpost = await make_outpost(send_events=lambda hub: hub != "hub1")
-    for hub in ("hub1", "hub2"):
-        env = {"JUPYTERHUB_EVENTS_URL": receiver.url(f"/events/{hub}")}
-        body = start_body("ev", env=env, misc={"cmd": ["x"]})  # dropped: reported by event
-        assert (await outpost.api.call("POST", "/services", hub=hub, body=body))[0] == 200
-    await wait_for(lambda: receiver.posts_to("/events/hub2"), "hub2 gets its events")
-    assert receiver.posts_to("/events/hub1") == []
+async def test_send_events_false_relays_no_progress_events(make_outpost):
+    hubs = {hub: Receiver() for hub in ("hub1", "hub2")}
+    try:
+        hub_api = {**hubs["hub1"].hub_api("hub1"), **hubs["hub2"].hub_api("hub2")}
+        outpost = await make_outpost(send_events=lambda hub: hub != "hub1", hub_api=hub_api)
+        for hub in hubs:
+            body = start_body("ev", misc={"cmd": ["x"]})  # dropped: reported by event
+            assert (await outpost.api.call("POST", "/services", hub=hub, body=body))[0] == 200
+        events = "/hub/api/outpost/events/alice/ev"
+        await wait_for(lambda: hubs["hub2"].posts_to(events), "hub2 gets its events")
+        assert hubs["hub1"].posts == []
+    finally:
+        for hub in hubs.values():
+            hub.close()
 
 
 async def test_extra_log_handlers_get_the_outposts_lines_with_secrets_masked(make_outpost):

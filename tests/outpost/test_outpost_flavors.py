@@ -114,9 +114,10 @@ async def test_server_past_its_runtime_is_stopped_by_the_outpost(make_outpost):
 
 
 async def test_flavor_usage_is_posted_to_the_hub_after_start_and_stop(make_outpost, receiver):
-    outpost = await make_outpost(flavors=FLAVORS, flavors_update_token="flavor-token")
-    env = {"JUPYTERHUB_FLAVORS_UPDATE_URL": receiver.url("/hub/api/outpost/flavors/site")}
-    body = start_body("f1", env=env, user_options={"flavor": "small"})
+    outpost = await make_outpost(
+        flavors=FLAVORS, hub_api=receiver.hub_api(flavors_update_token="flavor-token")
+    )
+    body = start_body("f1", user_options={"flavor": "small"})
     assert (await outpost.api.call("POST", "/services", body=body))[0] == 200
     await wait_for(lambda: receiver.posts_to("/hub/api/outpost/flavors/site"), "update after start")
     headers, doc = receiver.posts_to("/hub/api/outpost/flavors/site")[0]
@@ -133,14 +134,16 @@ async def test_failing_flavor_update_never_breaks_a_start(make_outpost, receiver
     def token(hub_name):
         raise RuntimeError("no token configured for this hub")
 
-    outpost = await make_outpost(flavors=FLAVORS, flavors_update_token=token)
-    env = {"JUPYTERHUB_FLAVORS_UPDATE_URL": receiver.url("/flavors")}
-    assert (await outpost.api.call("POST", "/services", body=start_body("t1", env=env)))[0] == 200
+    outpost = await make_outpost(
+        flavors=FLAVORS, flavors_update_token=token, hub_api=receiver.hub_api()
+    )
+    flavors = "/hub/api/outpost/flavors/site"
+    assert (await outpost.api.call("POST", "/services", body=start_body("t1")))[0] == 200
     # a hub that answers 500 does not break it either
     outpost.app.flavors_update_token = "tok"
-    receiver.fail_paths.add("/flavors")
-    assert (await outpost.api.call("POST", "/services", body=start_body("t2", env=env)))[0] == 200
-    await wait_for(lambda: receiver.posts_to("/flavors"), "update attempted")
+    receiver.fail_paths.add(flavors)
+    assert (await outpost.api.call("POST", "/services", body=start_body("t2")))[0] == 200
+    await wait_for(lambda: receiver.posts_to(flavors), "update attempted")
     assert await outpost.api.call("GET", "/services/t2") == (200, {"status": None})
 
 

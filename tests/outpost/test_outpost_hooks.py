@@ -5,27 +5,27 @@ from .support import fetch_or_none, local_spawner_config, server_answers, start_
 OVERRIDE = {"environment": {"OUTPOST_TEST_EXTRA": "from-misc"}}
 
 
-def events_body(receiver, name: str, **extra) -> dict:
-    env = {"JUPYTERHUB_EVENTS_URL": receiver.url(f"/events/{name}")}
-    return start_body(name, env=env, **extra)
+def hub_apis(receiver) -> dict:
+    """hub_api of an Outpost whose two hubs are the receiver."""
+    return {**receiver.hub_api("hub1"), **receiver.hub_api("hub2")}
 
 
 async def dropped_overrides(receiver, name: str) -> list:
     """The dropped keys the start of ``name`` reported in its progress events."""
-    await wait_for(lambda: receiver.posts_to(f"/events/{name}"), f"events of {name}")
-    reports = [e for _, e in receiver.posts_to(f"/events/{name}") if "dropped_overrides" in e]
-    assert len(reports) == 1, receiver.posts_to(f"/events/{name}")
+    path = f"/hub/api/outpost/events/alice/{name}"
+    await wait_for(lambda: receiver.posts_to(path), f"events of {name}")
+    reports = [e for _, e in receiver.posts_to(path) if "dropped_overrides" in e]
+    assert len(reports) == 1, receiver.posts_to(path)
     assert ", ".join(reports[0]["dropped_overrides"]) in reports[0]["message"]
     assert not reports[0].get("failed")
     return reports[0]["dropped_overrides"]
 
 
 async def test_override_is_dropped_by_default_reported_to_the_hub_and_the_start_goes_on(
-    outpost, receiver
+    make_outpost, receiver
 ):
-    code, data = await outpost.api.call(
-        "POST", "/services", body=events_body(receiver, "o", misc=OVERRIDE)
-    )
+    outpost = await make_outpost(hub_api=hub_apis(receiver))
+    code, data = await outpost.api.call("POST", "/services", body=start_body("o", misc=OVERRIDE))
     assert code == 200, data
     info = await wait_for(lambda: fetch_or_none(data["service"]), "server answers")
     assert info["extra"] == ""  # the Outpost's own configuration, not the override
@@ -41,13 +41,13 @@ async def test_allow_override_hook_decides_per_hub_and_misc(make_outpost, receiv
         calls.append((hub_name, misc))
         return hub_name == "hub1" and list(misc) == ["environment"]
 
-    outpost = await make_outpost(allow_override=allow_override)
+    outpost = await make_outpost(allow_override=allow_override, hub_api=hub_apis(receiver))
     api = outpost.api
     code, data = await api.call("POST", "/services", body=start_body("o1", misc=OVERRIDE))
     assert code == 200, data
     info = await wait_for(lambda: fetch_or_none(data["service"]), "server answers")
     assert info["extra"] == "from-misc"  # the override reached the spawner
-    body = events_body(receiver, "o2", misc=OVERRIDE)
+    body = start_body("o2", misc=OVERRIDE)
     code, data = await api.call("POST", "/services", hub="hub2", body=body)
     assert code == 200, data
     assert (await wait_for(lambda: fetch_or_none(data["service"]), "o2 answers"))["extra"] == ""
@@ -58,11 +58,11 @@ async def test_allow_override_hook_decides_per_hub_and_misc(make_outpost, receiv
 
 
 async def test_allow_override_hook_may_name_the_keys_it_allows(make_outpost, receiver):
-    outpost = await make_outpost(allow_override=lambda hub, misc: {"environment"})
-    misc = dict(OVERRIDE, port=1, dns_name_template="{name}.x")  # as the stock client sends
-    code, data = await outpost.api.call(
-        "POST", "/services", body=events_body(receiver, "o", misc=misc)
+    outpost = await make_outpost(
+        allow_override=lambda hub, misc: {"environment"}, hub_api=hub_apis(receiver)
     )
+    misc = dict(OVERRIDE, port=1, dns_name_template="{name}.x")  # as the stock client sends
+    code, data = await outpost.api.call("POST", "/services", body=start_body("o", misc=misc))
     assert code == 200, data
     info = await wait_for(lambda: fetch_or_none(data["service"]), "server answers")
     assert info["extra"] == "from-misc"
@@ -71,11 +71,9 @@ async def test_allow_override_hook_may_name_the_keys_it_allows(make_outpost, rec
 
 
 async def test_allowed_override_of_an_unknown_option_is_dropped(make_outpost, receiver):
-    outpost = await make_outpost(allow_override=True)
+    outpost = await make_outpost(allow_override=True, hub_api=hub_apis(receiver))
     misc = dict(OVERRIDE, no_such_option=1)
-    code, data = await outpost.api.call(
-        "POST", "/services", body=events_body(receiver, "o", misc=misc)
-    )
+    code, data = await outpost.api.call("POST", "/services", body=start_body("o", misc=misc))
     assert code == 200, data
     info = await wait_for(lambda: fetch_or_none(data["service"]), "server answers")
     assert info["extra"] == "from-misc"
@@ -88,10 +86,8 @@ async def test_a_failing_allow_override_hook_applies_nothing(make_outpost, recei
     def broken(hub, misc):
         raise RuntimeError("bug in the admin's hook")
 
-    outpost = await make_outpost(allow_override=broken)
-    code, data = await outpost.api.call(
-        "POST", "/services", body=events_body(receiver, "o", misc=OVERRIDE)
-    )
+    outpost = await make_outpost(allow_override=broken, hub_api=hub_apis(receiver))
+    code, data = await outpost.api.call("POST", "/services", body=start_body("o", misc=OVERRIDE))
     assert code == 200, data
     assert (await wait_for(lambda: fetch_or_none(data["service"]), "answers"))["extra"] == ""
     assert await dropped_overrides(receiver, "o") == ["environment"]
@@ -108,7 +104,7 @@ async def test_sanitize_start_response_hook_sets_the_address(make_outpost):
     code, data = await outpost.api.call("POST", "/services", body=start_body("s", user="bob"))
     assert code == 200
     ip, port = seen[0][1]
-    assert seen[0][0] == "bob" and ip == "127.0.0.1"
+    assert seen[0][0] == "bob@hub1" and ip == "127.0.0.1"  # local_user_name's default
     assert data == {"service": f"localhost:{port}"}
     await wait_for(lambda: server_answers(data["service"]), "server answers at sanitized address")
 
@@ -130,9 +126,9 @@ def test_default_sanitize_turns_urls_and_tuples_into_host_port():
     assert s(None, "") == "" and s(None, None) == ""
 
 
-async def test_progress_events_are_relayed_to_the_hub_with_the_server_token(outpost, receiver):
-    env = {"JUPYTERHUB_EVENTS_URL": receiver.url("/hub/api/outpost/events/alice/ev")}
-    code, _ = await outpost.api.call("POST", "/services", body=start_body("ev", env=env))
+async def test_progress_events_are_relayed_to_the_hub_with_the_server_token(make_outpost, receiver):
+    outpost = await make_outpost(hub_api=receiver.hub_api())
+    code, _ = await outpost.api.call("POST", "/services", body=start_body("ev"))
     assert code == 200
     events = receiver.posts_to("/hub/api/outpost/events/alice/ev")
     assert events, "events arrive before the start answer"
@@ -144,11 +140,10 @@ async def test_progress_events_are_relayed_to_the_hub_with_the_server_token(outp
 async def test_failed_start_sends_a_final_failure_event(make_outpost, tmp_path, receiver):
     c = local_spawner_config(tmp_path)
     c.SimpleLocalProcessSpawner.cmd = ["/nonexistent/singleuser"]
-    outpost = await make_outpost(c)
-    env = {"JUPYTERHUB_EVENTS_URL": receiver.url("/events")}
-    code, data = await outpost.api.call("POST", "/services", body=start_body("bad", env=env))
+    outpost = await make_outpost(c, hub_api=receiver.hub_api())
+    code, data = await outpost.api.call("POST", "/services", body=start_body("bad"))
     assert code == 500
-    last = receiver.posts_to("/events")[-1][1]
+    last = receiver.posts_to("/hub/api/outpost/events/alice/bad")[-1][1]
     assert last["failed"] is True and last["progress"] == 100
     assert "bad" in last["message"] and "nonexistent" in last["message"]
 
@@ -156,10 +151,9 @@ async def test_failed_start_sends_a_final_failure_event(make_outpost, tmp_path, 
 async def test_async_failed_start_is_reported_by_poll_and_event(make_outpost, tmp_path, receiver):
     c = local_spawner_config(tmp_path)
     c.SimpleLocalProcessSpawner.cmd = ["/nonexistent/singleuser"]
-    outpost = await make_outpost(c)
-    env = {"JUPYTERHUB_EVENTS_URL": receiver.url("/events")}
+    outpost = await make_outpost(c, hub_api=receiver.hub_api())
     code, _ = await outpost.api.call(
-        "POST", "/services", body=start_body("bad", env=env), headers={"execution-type": "async"}
+        "POST", "/services", body=start_body("bad"), headers={"execution-type": "async"}
     )
     assert code == 202
 
@@ -169,9 +163,9 @@ async def test_async_failed_start_is_reported_by_poll_and_event(make_outpost, tm
 
     data = await wait_for(failed, "failed start visible to poll")
     assert data["status"] == 1 and "nonexistent" in data["error"]
-    assert any(e.get("failed") for _, e in receiver.posts_to("/events"))
+    assert any(e.get("failed") for _, e in receiver.posts_to("/hub/api/outpost/events/alice/bad"))
     # a failed row does not block the name: a new start replaces it (and fails again here)
-    code, data = await outpost.api.call("POST", "/services", body=start_body("bad", env=env))
+    code, data = await outpost.api.call("POST", "/services", body=start_body("bad"))
     assert code == 500 and "already running" not in data["error"]
 
 
@@ -202,7 +196,8 @@ async def test_stop_during_a_pending_async_start_cancels_it_and_forgets_the_serv
 ):
     import asyncio
 
-    outpost = await make_outpost()
+    outpost = await make_outpost(hub_api=receiver.hub_api())
+    events = "/hub/api/outpost/events/alice/pending"
     started = asyncio.Event()
 
     async def never_finishing_start(self):
@@ -213,11 +208,10 @@ async def test_stop_during_a_pending_async_start_cancels_it_and_forgets_the_serv
     original = spawner_class.start
     spawner_class.start = never_finishing_start
     try:
-        env = {"JUPYTERHUB_EVENTS_URL": receiver.url("/events")}
         code, _ = await outpost.api.call(
             "POST",
             "/services",
-            body=start_body("pending", env=env),
+            body=start_body("pending"),
             headers={"execution-type": "async"},
         )
         assert code == 202
@@ -228,7 +222,7 @@ async def test_stop_during_a_pending_async_start_cancels_it_and_forgets_the_serv
         spawner_class.start = original
     assert (await outpost.api.call("GET", "/services/pending"))[0] == 404
     await wait_for(
-        lambda: any(e.get("failed") for _, e in receiver.posts_to("/events")), "failure event"
+        lambda: any(e.get("failed") for _, e in receiver.posts_to(events)), "failure event"
     )
-    assert "cancelled by a stop request" in receiver.posts_to("/events")[-1][1]["message"]
+    assert "cancelled by a stop request" in receiver.posts_to(events)[-1][1]["message"]
     assert await outpost.app.store.list_hub("hub1") == []

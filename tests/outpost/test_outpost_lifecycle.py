@@ -212,6 +212,7 @@ async def test_local_process_spawner_runs_the_server_as_the_existing_system_user
     c.JupyterHubOutpost.spawner_class = "jupyterhub.spawner.LocalProcessSpawner"
     c.LocalProcessSpawner.cmd = ["/usr/bin/python3", mini_singleuser_for_nobody]
     c.LocalProcessSpawner.interrupt_timeout = 3
+    c.JupyterHubOutpost.local_user_name = "{user}"  # a trusted hub names this system's accounts
     outpost = await make_outpost(c)
     code, data = await outpost.api.call("POST", "/services", body=start_body("sys", user="nobody"))
     assert code == 200, data

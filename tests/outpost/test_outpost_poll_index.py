@@ -4,6 +4,8 @@ consistent with the store: start, stop, an end seen by a poll, the reaper, recov
 import os
 import signal
 
+from jupyterhub_outpost.outpost.forward_rights import ForwardRights, address_key
+
 from tests.helpers.outpost_process import process_alive
 
 from .support import fetch_or_none, start_body, wait_for
@@ -22,6 +24,11 @@ def _split(address):
     return host, int(port)
 
 
+def _holders(manager, address) -> list[tuple[str, int]]:
+    """(hub, row id) of every server that holds ``address`` for SSH forwards."""
+    return [(h.hub, h.row_id) for h in manager.rights.holders(address_key(*_split(address)))]
+
+
 async def test_index_follows_start_and_stop_and_keeps_hubs_apart(outpost):
     manager, api = outpost.app.manager, outpost.api
     address, pid = await _start(outpost, "a")
@@ -35,7 +42,7 @@ async def test_index_follows_start_and_stop_and_keeps_hubs_apart(outpost):
 
     assert (await api.call("DELETE", "/services/a"))[0] == 200
     assert not process_alive(pid)
-    assert manager._running == {} and manager._addresses == {}
+    assert manager._running == {} and _holders(manager, address) == []
     assert (await api.call("GET", "/services/a"))[0] == 404
     assert await manager.authorize_forward("hub1", *_split(address)) is False
 
@@ -68,11 +75,11 @@ async def test_recovery_rebuilds_the_index_from_the_store(outpost):
     # what a restarted Outpost has: the store only
     manager._spawners.clear()
     manager._running.clear()
-    manager._addresses.clear()
+    manager.rights = ForwardRights()
     assert await manager.authorize_forward("hub1", *_split(address)) is True  # from the store
     await manager.recover()
     assert ("hub1", "c") in manager._running
-    assert manager._addresses == {("hub1", address): manager._running[("hub1", "c")]}
+    assert _holders(manager, address) == [("hub1", manager._running[("hub1", "c")])]
     assert await api.call("GET", "/services/c") == (200, {"status": None})
     assert (await api.call("DELETE", "/services/c"))[0] == 200
     assert not process_alive(pid)
@@ -83,7 +90,7 @@ async def test_a_poll_indexes_a_running_server_the_index_missed(outpost):
     manager, api = outpost.app.manager, outpost.api
     await _start(outpost, "d")
     manager._running.clear()
-    manager._addresses.clear()
+    manager.rights = ForwardRights()
     assert await api.call("GET", "/services/d") == (200, {"status": None})
     assert ("hub1", "d") in manager._running
     assert (await api.call("DELETE", "/services/d"))[0] == 200
@@ -93,7 +100,7 @@ async def test_the_reaper_unindexes_what_it_stops(make_outpost):
     flavors = {"tiny": {"max": 2, "weight": 1, "runtime": {"seconds": 1}}}
     outpost = await make_outpost(flavors=flavors, runtime_check_interval=0.2)
     manager, api = outpost.app.manager, outpost.api
-    _, pid = await _start(outpost, "e", user_options={"flavor": "tiny"})
+    address, pid = await _start(outpost, "e", user_options={"flavor": "tiny"})
 
     async def ended():
         _, poll = await api.call("GET", "/services/e")
@@ -102,5 +109,5 @@ async def test_the_reaper_unindexes_what_it_stops(make_outpost):
     poll = await wait_for(ended, "the reaper stopped the server", timeout=15)
     assert "runtime" in poll["error"]
     assert not process_alive(pid)
-    assert manager._running == {} and manager._addresses == {}
+    assert manager._running == {} and _holders(manager, address) == []
     assert (await api.call("DELETE", "/services/e"))[0] == 200

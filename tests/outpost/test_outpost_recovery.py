@@ -33,8 +33,7 @@ def write_config(tmp_path, extra: str = "") -> str:
 async def _start_two(api, receiver):
     addresses = {}
     for name in ("one", "two"):
-        env = {"JUPYTERHUB_SETUPTUNNEL_URL": receiver.url(f"/setuptunnel/{name}")}
-        code, data = await api.call("POST", "/services", body=start_body(name, env=env))
+        code, data = await api.call("POST", "/services", body=start_body(name))
         assert code == 200, data
         addresses[name] = data["service"]
     pids = {}
@@ -47,7 +46,11 @@ async def _start_two(api, receiver):
 async def test_sigkill_and_restart_recovers_two_running_servers(
     tmp_path, outpost_process_factory, receiver
 ):
-    config = write_config(tmp_path, "c.JupyterHubOutpost.ssh_recreate_at_start = True\n")
+    config = write_config(
+        tmp_path,
+        "c.JupyterHubOutpost.ssh_recreate_at_start = True\n"
+        f"c.JupyterHubOutpost.hub_api = {receiver.hub_api()!r}\n",
+    )
     outpost = outpost_process_factory(config, tmp_path / "data", hub_credentials=HUBS, start=False)
     await outpost.astart()
     api = Api(outpost.url, HUBS)
@@ -66,8 +69,9 @@ async def test_sigkill_and_restart_recovers_two_running_servers(
         assert await api.call("GET", f"/services/{name}") == (200, {"status": None})
     # ssh_recreate_at_start = True: each server's tunnel is asked for again
     for name, address in addresses.items():
-        await wait_for(lambda n=name: receiver.posts_to(f"/setuptunnel/{n}"), f"setuptunnel {name}")
-        headers, body = receiver.posts_to(f"/setuptunnel/{name}")[0]
+        path = f"/hub/api/outpost/setuptunnel/alice/{name}"
+        await wait_for(lambda p=path: receiver.posts_to(p), f"setuptunnel {name}")
+        headers, body = receiver.posts_to(path)[0]
         assert body == {"service": address}
         assert headers["Authorization"] == f"token token-{name}"
     for name, pid in pids.items():
@@ -81,7 +85,10 @@ async def test_server_that_died_while_the_outpost_was_down_is_reported_ended(
     tmp_path, outpost_process_factory, receiver
 ):
     outpost = outpost_process_factory(
-        write_config(tmp_path), tmp_path / "data", hub_credentials=HUBS, start=False
+        write_config(tmp_path, f"c.JupyterHubOutpost.hub_api = {receiver.hub_api()!r}\n"),
+        tmp_path / "data",
+        hub_credentials=HUBS,
+        start=False,
     )
     await outpost.astart()
     api = Api(outpost.url, HUBS)
@@ -93,7 +100,7 @@ async def test_server_that_died_while_the_outpost_was_down_is_reported_ended(
     assert await api.call("GET", "/services/one") == (200, {"status": None})
     code, data = await api.call("GET", "/services/two")
     assert code == 200 and data["status"] is not None
-    assert receiver.posts == []  # ssh_recreate_at_start is off by default
+    assert not [p for p, *_ in receiver.posts if "setuptunnel" in p]  # off by default
     assert (await api.call("DELETE", "/services/two"))[0] == 200
     assert (await api.call("DELETE", "/services/one"))[0] == 200
     await wait_for(lambda: not process_alive(pids["one"]), "server one gone")
@@ -152,16 +159,19 @@ async def _restart_with_two_servers(make_outpost, data_dir, receiver, **options)
     with ``options``; returns (second Outpost, futures of the reaped processes)."""
     import asyncio
 
-    first = await make_outpost(data_dir=data_dir)
+    first = await make_outpost(data_dir=data_dir, hub_api=receiver.hub_api())
     reaped = []
     for name in ("keep", "skip"):
-        env = {"JUPYTERHUB_SETUPTUNNEL_URL": receiver.url(f"/tunnel/{name}")}
-        assert (await first.api.call("POST", "/services", body=start_body(name, env=env)))[0] == 200
+        assert (await first.api.call("POST", "/services", body=start_body(name)))[0] == 200
     for live in first.app.manager._spawners.values():  # reap as init would after a restart
         reaped.append(asyncio.ensure_future(asyncio.to_thread(live.spawner.proc.wait)))
     await first.app.stop_outpost()
-    assert receiver.posts == []
-    return await make_outpost(data_dir=data_dir, **options), reaped
+    assert not [p for p, *_ in receiver.posts if "setuptunnel" in p]
+    second = await make_outpost(data_dir=data_dir, hub_api=receiver.hub_api(), **options)
+    return second, reaped
+
+
+TUNNEL = "/hub/api/outpost/setuptunnel/alice/"  # the receiver's setuptunnel paths
 
 
 async def test_ssh_recreate_at_start_hook_gets_the_outpost_and_the_hub_name(
@@ -179,7 +189,7 @@ async def test_ssh_recreate_at_start_hook_gets_the_outpost_and_the_hub_name(
         make_outpost, tmp_path / "same", receiver, ssh_recreate_at_start=recreate
     )
     for name in ("keep", "skip"):
-        await wait_for(lambda n=name: receiver.posts_to(f"/tunnel/{n}"), f"re-creation of {name}")
+        await wait_for(lambda n=name: receiver.posts_to(TUNNEL + n), f"re-creation of {name}")
     assert calls == [(second.app, "hub1"), (second.app, "hub1")]
     for name in ("keep", "skip"):
         assert (await second.api.call("DELETE", f"/services/{name}"))[0] == 200
@@ -207,7 +217,7 @@ async def test_ssh_recreate_at_start_global_hook_replaces_the_per_server_request
     await wait_for(lambda: calls, "the global hook is called")
     assert await second.app.manager.recreate_tunnels() == 0  # the same decision again
     assert calls == [(second.app, ["hub1"])] * 2
-    assert receiver.posts == []
+    assert not [p for p, *_ in receiver.posts if "setuptunnel" in p]
     for name in ("keep", "skip"):
         assert (await second.api.call("DELETE", f"/services/{name}"))[0] == 200
     await asyncio.gather(*reaped)

@@ -208,13 +208,12 @@ async def test_requests_to_a_hub_verify_tls_and_accept_the_configured_ca(make_ou
     context.load_cert_chain(certfile, keyfile)
     hub = Receiver(ssl_context=context)
     try:
-        env = {"JUPYTERHUB_EVENTS_URL": hub.url("/events")}
         # verification is on by default: an unknown CA gets no events, the start still works
-        strict = await make_outpost()
-        code, _ = await strict.api.call("POST", "/services", body=start_body("v1", env=env))
+        strict = await make_outpost(hub_api=hub.hub_api())
+        code, _ = await strict.api.call("POST", "/services", body=start_body("v1"))
         assert code == 200 and hub.posts == []
-        trusting = await make_outpost(hub_ca_file=certfile)
-        code, _ = await trusting.api.call("POST", "/services", body=start_body("v2", env=env))
-        assert code == 200 and hub.posts_to("/events")
+        trusting = await make_outpost(hub_ca_file=certfile, hub_api=hub.hub_api())
+        code, _ = await trusting.api.call("POST", "/services", body=start_body("v2"))
+        assert code == 200 and hub.posts_to("/hub/api/outpost/events/alice/v2")
     finally:
         hub.close()

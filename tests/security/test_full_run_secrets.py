@@ -51,7 +51,6 @@ def test_no_log_of_a_full_run_contains_any_secret(site):  # noqa: F811
 
     secrets = {
         "tunnel API token": site.tunnel_token,
-        "flavors update token": site.flavors_token,
         "hub admin token": hub.admin_token,
         "other hub's secret": "other-secret",
         "server API token": env["JUPYTERHUB_API_TOKEN"],
@@ -60,6 +59,8 @@ def test_no_log_of_a_full_run_contains_any_secret(site):  # noqa: F811
         secrets["server OAuth secret"] = env["JUPYTERHUB_OAUTH_CLIENT_SECRET"]
     for name, secret in site.secrets.items():
         secrets[f"hub credentials at {name}"] = secret
+    for name, token in site.flavors_tokens.items():
+        secrets[f"flavors update token of {name}"] = token
     for name, outpost in site.outposts.items():
         for i, key in enumerate(outpost.env["OUTPOST_CRYPT_KEYS"].split(",")):
             secrets[f"crypt key {i} of {name}"] = key

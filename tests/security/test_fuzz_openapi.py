@@ -102,3 +102,80 @@ def test_fuzzed_requests_never_get_a_5xx_and_every_answer_matches_the_document(f
             failures.append(f"{op.method.upper()} {op.path}: {e}")
     assert not failures, "\n\n".join(failures)
     assert "Unexpected error" not in fuzz_outpost.log_text()
+
+
+# every string a hub controls in a start request, as a path into the body
+STRING_FIELDS = [
+    ("name",),
+    ("env", "KEY"),
+    ("env", "<key>"),
+    ("env", "JUPYTERHUB_USER"),
+    ("env", "JUPYTERHUB_SERVER_NAME"),
+    ("env", "JUPYTERHUB_API_TOKEN"),
+    ("user_options", "start_id"),
+    ("user_options", "flavor"),
+    ("user_options", "anything"),
+    ("user_options", "<key>"),
+    ("certs", "keyfile"),
+    ("internal_trust_bundles", "<key>"),
+    ("internal_trust_bundles", "bundle"),
+]
+HOSTILE = ["\n", "\r", "\x00", "\u2028", "\u2029", "\x85"]
+
+
+def hostile_values(base: str) -> list[str]:
+    out = []
+    for ch in HOSTILE:
+        out += [base + ch, ch + base, base[:1] + ch + base[1:]]
+    return out + [base * 20_000, "\u2028" * 70]
+
+
+def body_with(path: tuple, value: str, index: int) -> dict:
+    body = {
+        "name": f"edge{index}",
+        "env": {"JUPYTERHUB_USER": "alice", "JUPYTERHUB_SERVER_NAME": "", "KEY": "v"},
+        "user_options": {"start_id": "s1", "flavor": "small"},
+        "certs": {},
+        "internal_trust_bundles": {},
+    }
+    if path[-1] == "<key>":
+        body[path[0]][value] = "v"
+    elif path == ("certs", "keyfile"):
+        body["certs"] = {"keyfile": value, "certfile": "CERT", "cafile": "CA"}
+    elif len(path) == 1:
+        body[path[0]] = value
+    else:
+        body[path[0]][path[1]] = value
+    return body
+
+
+async def test_every_string_field_with_line_breaks_nul_separators_or_huge_values_is_refused_or_carried(
+    fuzz_outpost,
+):
+    """The explicit part of the fuzz: each string field a hub controls, with "\\n", "\\r",
+    NUL, U+2028, U+2029, U+0085 before, inside or after a valid value, 20 000 times a value
+    and 70 separators. Never a 5xx; a refusal stores nothing; an accepted start can always be
+    polled and stopped by its name (no orphan)."""
+    from urllib.parse import quote
+
+    from tests.outpost.support import Api
+
+    api = Api(fuzz_outpost.url, HUBS)
+    index = 0
+    for path in STRING_FIELDS:
+        for value in hostile_values("abc"):
+            index += 1
+            body = body_with(path, value, index)
+            code, data = await api.call("POST", "/services", body=body)
+            assert code < 500, (path, value[:20], data)
+            name = body["name"]
+            if code == 200:
+                url = f"/services/{quote(name, safe='')}"
+                assert (await api.call("GET", url))[0] == 200, (path, value[:20])
+                assert (await api.call("DELETE", url))[0] == 200, (path, value[:20])
+            else:
+                assert code in (400, 403, 413), (path, value[:20], code, data)
+            code, listing = await api.call("GET", "/services")
+            active = [s for s in listing if s["status"] in ("starting", "running")]
+            assert not [s for s in active if s["name"].startswith("edge")], (path, value[:20])
+    assert "Unexpected error" not in fuzz_outpost.log_text()

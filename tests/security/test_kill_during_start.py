@@ -46,10 +46,9 @@ c.LaunchThenWaitSpawner.start_timeout = 120
 """
 
 HUB_CONFIG = """
-from jupyterhub_outpost.hub import outpost_handlers, flavors_scope
+from jupyterhub_outpost.hub import outpost_handlers
 c.JupyterHub.spawner_class = "outpost"
 c.JupyterHub.extra_handlers = outpost_handlers()
-c.JupyterHub.custom_scopes = flavors_scope()
 c.OutpostSpawner.outposts = {outposts!r}
 c.OutpostSpawner.stop_retry_timeout = 120
 c.Spawner.start_timeout = 120

@@ -190,17 +190,19 @@ async def test_outpost_verifies_the_hubs_certificate_against_hub_ca_file(
 
     hub = HttpsHub(pki[cert])
     try:
-        outpost = await make_outpost(hub_ca_file=pki["ca"])
+        outpost = await make_outpost(
+            hub_ca_file=pki["ca"], hub_api={"hub1": {"url": f"{hub.url}/hub-api"}}
+        )
         client = outpost.app.manager.hub_client
         sent = await client.post_json(f"{hub.url}/events", {"progress": 1}, "t", what="event")
         assert sent is delivered
         assert hub.posts == (["events"] if delivered else [])
-        body = start_body("tls", env={"JUPYTERHUB_EVENTS_URL": f"{hub.url}/hub-events"})
-        assert (await outpost.api.call("POST", "/services", body=body))[0] == 200
+        assert (await outpost.api.call("POST", "/services", body=start_body("tls")))[0] == 200
+        events = "hub-api/outpost/events/alice/tls"
         if delivered:
-            await wait_for(lambda: "hub-events" in hub.posts, "events over verified HTTPS")
+            await wait_for(lambda: events in hub.posts, "events over verified HTTPS")
         else:
-            assert "hub-events" not in hub.posts
+            assert events not in hub.posts
         assert (await outpost.api.call("DELETE", "/services/tls"))[0] == 200
     finally:
         hub.close()

@@ -87,6 +87,11 @@ BAD_BODIES = {
     "ssh not object": ("SSH_STR", '"ssh" must be an object'),
     "ssh missing user": ("SSH_NO_USER", '"ssh.user" is missing'),
     "bad local port": ("LOCAL_0", "local_port must be between 1 and 65535"),
+    "host with a trailing newline": ("HOST_NL", "target_host must be a hostname"),
+    "user with a trailing newline": ("USER_NL", "ssh.user"),
+    "host key with a trailing newline": ("KEY_NL", "ssh.host_key"),
+    "port NaN": ("PORT_NAN", "NaN"),
+    "port of 5000 digits": ("PORT_HUGE", "too long"),
 }
 
 
@@ -116,6 +121,15 @@ def build_body(spec, endpoint):
         del body["ssh"]["user"]
     elif spec == "LOCAL_0":
         body["local_port"] = 0
+    elif spec == "HOST_NL":
+        body["target_host"] = "127.0.0.1\n"
+    elif spec == "USER_NL":
+        body["ssh"]["user"] += "\n"
+    elif spec == "KEY_NL":
+        body["ssh"]["host_key"] += "\nssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAA"
+    elif spec in ("PORT_NAN", "PORT_HUGE"):
+        number = "NaN" if spec == "PORT_NAN" else "9" * 5000
+        return json.dumps(body).replace('"target_port": 8888', f'"target_port": {number}')
     else:
         return spec
     return body
@@ -140,6 +154,10 @@ async def test_bad_key_is_400(daemon, endpoint):
     assert code == 400 and "must match" in data["message"]
     code, data = await raw(daemon, "PUT", "/forwards/a%20b", body=good_body(endpoint))
     assert code == 400
+    for key in ("a.b%0A", "a.b%0D", "a.b%00", "a.b%E2%80%A8"):
+        code, data = await raw(daemon, "PUT", f"/forwards/{key}", body=good_body(endpoint))
+        assert code == 400 and "must match" in data["message"], key
+    assert await daemon.client.list_forwards() == []
 
 
 async def test_local_port_in_use_is_409_and_nothing_stored(daemon, endpoint):

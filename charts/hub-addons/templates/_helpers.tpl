@@ -90,7 +90,11 @@ values.yaml always win. Pinned host keys are never generated: they come from val
 {{- $_ := set $data $key (index $old $key | default (randAlphaNum 40 | b64enc)) }}
 {{- end }}
 {{- $key = printf "outpost-%s-flavors-token" $name }}
+{{- if $o.flavorsToken }}
+{{- $_ := set $data $key ($o.flavorsToken | b64enc) }}
+{{- else }}
 {{- $_ := set $data $key (index $old $key | default (randAlphaNum 48 | b64enc)) }}
+{{- end }}
 {{- $key = printf "outpost-%s-host-key" $name }}
 {{- if and $o.ssh $o.ssh.hostKey }}
 {{- $_ := set $data $key ($o.ssh.hostKey | b64enc) }}
@@ -218,6 +222,10 @@ _outposts = _json.loads(r"""
 """)
 for _name, _outpost in _outposts.items():
     _outpost["secret_file"] = _os.path.join(_secrets_dir, f"outpost-{_name}-password")
+{{- if .Values.hubConfig.flavorUpdates }}
+    # this Outpost's flavor usage reports are accepted with its own token only
+    _outpost["flavors_update_token_file"] = _os.path.join(_secrets_dir, f"outpost-{_name}-flavors-token")
+{{- end }}
     if "ssh" in _outpost:
         _host_key = _outpost_secret(f"outpost-{_name}-host-key")
         if _host_key:
@@ -235,32 +243,6 @@ c.OutpostSpawner.service_backend = {{ .Values.hubConfig.serviceBackend | quote }
 c.OutpostSpawner.kubernetes_service_selector = {{ .Values.jupyterhub.hubPodLabels | toJson }}
 {{- else }}
 c.OutpostSpawner.kubernetes_service_selector = {{ include "addons.tunnelSelectorLabels" . | fromYaml | toJson }}
-{{- end }}
-{{- if .Values.hubConfig.flavorServices }}
-
-# Outposts report their flavor usage to POST /hub/api/outpost/flavors/<outpost> with a
-# token of scope custom:outpostflavors:set: one service (and token) per Outpost.
-c.JupyterHub.custom_scopes.update(
-    {
-        "custom:outpostflavors:set": {
-            "description": "Report the flavor usage of a JupyterHub Outpost.",
-        },
-    }
-)
-c.JupyterHub.services.extend(
-    [
-        {"name": f"outpost-{_name}-flavors", "api_token": _outpost_secret(f"outpost-{_name}-flavors-token")}
-        for _name in _outposts
-    ]
-)
-c.JupyterHub.load_roles.append(
-    {
-        "name": "outpost-flavors",
-        "description": "Outposts reporting their flavor usage.",
-        "scopes": ["custom:outpostflavors:set"],
-        "services": [f"outpost-{_name}-flavors" for _name in _outposts],
-    }
-)
 {{- end }}
 {{- with .Values.hubConfig.extra }}
 
@@ -354,7 +336,7 @@ proxy:
 - key: tunnel-api-token
   path: tunnel-api-token
 {{- $suffixes := list "password" "host-key" }}
-{{- if .Values.hubConfig.flavorServices }}
+{{- if .Values.hubConfig.flavorUpdates }}
 {{- $suffixes = append $suffixes "flavors-token" }}
 {{- end }}
 {{- range $name, $o := .Values.outposts }}

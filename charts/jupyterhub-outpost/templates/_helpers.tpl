@@ -71,14 +71,22 @@ Every generated value is made once: on upgrade the existing Secret is read with
 {{- end }}
 {{- $creds := dict }}
 {{- $keys := dict }}
+{{- $hubApi := dict }}
 {{- range $hub, $settings := .Values.hubs }}
 {{- $settings = $settings | default dict }}
 {{- $password := $settings.password | default (index $oldCreds $hub) | default (randAlphaNum 40) }}
 {{- $_ := set $creds $hub $password }}
 {{- $_ := set $keys $hub ($settings.sshPublicKeys | default list) }}
+{{- if $settings.apiUrl }}
+{{- $entry := dict "url" $settings.apiUrl "layout" ($settings.apiLayout | default "outpost") }}
+{{- with $settings.outpostName }}{{ $_ := set $entry "outpost_name" . }}{{ end }}
+{{- with $settings.flavorsUpdateToken }}{{ $_ := set $entry "flavors_update_token" . }}{{ end }}
+{{- $_ := set $hubApi $hub $entry }}
+{{- end }}
 {{- end }}
 {{- $data := dict }}
 {{- $_ := set $data "hub_credentials.yaml" (toYaml $creds | b64enc) }}
+{{- $_ := set $data "hub_api.yaml" (toYaml $hubApi | b64enc) }}
 {{- $_ := set $data "ssh_authorized_keys.yaml" (toYaml $keys | b64enc) }}
 {{- if .Values.ssh.hostKey }}
 {{- $_ := set $data "ssh_host_ed25519_key" (.Values.ssh.hostKey | b64enc) }}
@@ -114,6 +122,10 @@ c.JupyterHubOutpost.ssh_enabled = {{ if .Values.ssh.enabled }}True{{ else }}Fals
 c.JupyterHubOutpost.ssh_ip = "0.0.0.0"
 c.JupyterHubOutpost.ssh_port = {{ .Values.ssh.port | int }}
 c.JupyterHubOutpost.ssh_host_key_file = "/etc/outpost/secrets/ssh_host_ed25519_key"
+# Where the Outpost may call each hub (hubs.<hub>.apiUrl; optional with existingSecret).
+import os as _os
+if _os.path.exists("/etc/outpost/hub-api/hub_api.yaml"):
+    c.JupyterHubOutpost.hub_api = "/etc/outpost/hub-api/hub_api.yaml"
 {{- if .Values.ssh.allowedForwardTargets }}
 c.JupyterHubOutpost.allowed_forward_targets = {{ .Values.ssh.allowedForwardTargets | toJson }}
 {{- end }}

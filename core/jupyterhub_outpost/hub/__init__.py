@@ -2,23 +2,20 @@
 
 For jupyterhub_config.py::
 
-    from jupyterhub_outpost.hub import outpost_handlers, flavors_scope, tunnel_daemon_service
+    from jupyterhub_outpost.hub import outpost_handlers, tunnel_daemon_service
     c.JupyterHub.spawner_class = "outpost"
     c.JupyterHub.extra_handlers = outpost_handlers()
-    c.JupyterHub.custom_scopes = flavors_scope()
     c.JupyterHub.services = [tunnel_daemon_service(ssh_key="/srv/jupyterhub/outpost_ed25519")]
 
 See docs/hub.md.
 """
 
-from .handlers import FLAVORS_SET_SCOPE, flavors_scope, outpost_handlers
+from .handlers import outpost_handlers
 from .spawner import OutpostSpawner
 from .tunnel_service import tunnel_daemon_service
 
 __all__ = [
-    "FLAVORS_SET_SCOPE",
     "OutpostSpawner",
-    "flavors_scope",
     "outpost_handlers",
     "tunnel_daemon_service",
 ]

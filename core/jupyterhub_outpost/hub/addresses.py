@@ -13,9 +13,9 @@ import re
 from dataclasses import dataclass
 from urllib.parse import urlparse
 
-_HOSTNAME_RE = re.compile(
-    r"^(?=.{1,253}$)[A-Za-z0-9_](?:[A-Za-z0-9_-]{0,61}[A-Za-z0-9_])?"
-    r"(?:\.[A-Za-z0-9_](?:[A-Za-z0-9_-]{0,61}[A-Za-z0-9_])?)*\.?$"
+_HOSTNAME_RE = re.compile(  # used with fullmatch: "$" would let a trailing newline through
+    r"(?=.{1,253}\Z)[A-Za-z0-9_](?:[A-Za-z0-9_-]{0,61}[A-Za-z0-9_])?"
+    r"(?:\.[A-Za-z0-9_](?:[A-Za-z0-9_-]{0,61}[A-Za-z0-9_])?)*\.?"
 )
 
 
@@ -52,7 +52,7 @@ def validate_host(host: str) -> str:
                 f"{host} is not a server address (unspecified, multicast or link-local)"
             )
         return str(ip)
-    if not _HOSTNAME_RE.match(host) or host.replace(".", "").isdigit():
+    if not _HOSTNAME_RE.fullmatch(host) or host.replace(".", "").isdigit():
         raise AddressError("the host must be a DNS name or an IP address")
     return host.rstrip(".").lower()
 

@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-import json
-
 from jupyterhub.apihandlers.base import APIHandler
 from jupyterhub.scopes import has_scope
 from tornado import web
 
+from .. import strict_json
 from .spawner import OutpostSpawner
 
 _MAX_BODY = 64 * 1024
@@ -20,9 +19,9 @@ class OutpostAPIHandler(APIHandler):
         if len(self.request.body or b"") > _MAX_BODY:
             raise web.HTTPError(413, "Request body too large")
         try:
-            data = json.loads(self.request.body or b"")
-        except ValueError:
-            raise web.HTTPError(400, "The request body must be JSON") from None
+            data = strict_json.loads(self.request.body or b"")
+        except ValueError as e:
+            raise web.HTTPError(400, f"The request body must be JSON ({e})") from None
         if not isinstance(data, dict):
             raise web.HTTPError(400, "The request body must be a JSON object")
         return data

@@ -6,20 +6,22 @@ All live under ``/hub/api/outpost/``; ``_default`` names the default server::
                                       (the server's token: access:servers on that server)
     POST setuptunnel/{user}/{server}  {"service": "host:port"} only: where the server is
                                       (delayed tunneling; re-creation after an Outpost restart)
-    POST flavors/{outpost}            an Outpost's current flavor usage
-                                      (scope custom:outpostflavors:set)
+    POST flavors/{outpost}            an Outpost's current flavor usage (that Outpost's own
+                                      token: its flavors_update_token in outposts)
     GET  flavors                      every Outpost's flavors (any authenticated user)
     GET  orphans                      servers at Outposts no spawner holds (admin:servers)
     DELETE orphans/{outpost}/{name}[/{start_id}]  stop one of them (admin:servers)
 
 Use :func:`outpost_handlers` in jupyterhub_config.py::
 
-    from jupyterhub_outpost.hub import outpost_handlers, flavors_scope
+    from jupyterhub_outpost.hub import outpost_handlers
     c.JupyterHub.extra_handlers = outpost_handlers()
-    c.JupyterHub.custom_scopes = flavors_scope()
 """
 
 from __future__ import annotations
+
+import hashlib
+import hmac
 
 from tornado import web
 
@@ -28,17 +30,6 @@ from .api_handler import OutpostAPIHandler
 from .flavors import flavor_cache, normalize_flavors
 from .orphans import OrphansHandler
 from .outposts import OutpostAPI
-
-FLAVORS_SET_SCOPE = "custom:outpostflavors:set"
-
-
-def flavors_scope() -> dict:
-    """The custom scope definition for ``c.JupyterHub.custom_scopes``."""
-    return {
-        FLAVORS_SET_SCOPE: {
-            "description": "Report the current flavor usage of a JupyterHub Outpost to this hub.",
-        }
-    }
 
 
 class EventsHandler(OutpostAPIHandler):
@@ -100,15 +91,29 @@ class SetupTunnelHandler(OutpostAPIHandler):
 
 
 class FlavorsUpdateHandler(OutpostAPIHandler):
-    """POST an Outpost's flavors ``{name: {max, current, ...}}``."""
+    """POST an Outpost's flavors ``{name: {max, current, ...}}``.
+
+    Accepted only with that Outpost's own token (its ``flavors_update_token`` in
+    ``c.OutpostSpawner.outposts``, as ``Authorization: token <t>`` or ``Bearer <t>``): no
+    other credential, not even an admin's, may change an Outpost's flavors, and one
+    Outpost's token changes no other Outpost's. Cookies play no part (no XSRF check).
+    """
+
+    def check_xsrf_cookie(self):
+        pass
 
     async def post(self, outpost_name):
-        if not self.current_user:
-            raise web.HTTPError(403, "Missing or invalid credentials.")
-        if FLAVORS_SET_SCOPE not in self.expanded_scopes:
-            raise web.HTTPError(403, f"Action requires the scope {FLAVORS_SET_SCOPE}")
-        if outpost_name not in self.outposts():
+        outpost = self.outposts().get(outpost_name)
+        if outpost is None:
             raise web.HTTPError(404, "Unknown Outpost")
+        if not outpost.flavors_update_token:
+            raise web.HTTPError(
+                403,
+                f"Outpost {outpost_name} has no flavors_update_token at this hub: its flavor "
+                "updates are not accepted (the hub asks it for its flavors instead).",
+            )
+        if not _token_matches(self.request.headers.get("Authorization", ""), outpost):
+            raise web.HTTPError(403, f"Not the flavors update token of Outpost {outpost_name}.")
         try:
             flavors = normalize_flavors(self.json_body())
         except ValueError as e:
@@ -133,6 +138,19 @@ class FlavorsHandler(OutpostAPIHandler):
                 "flavors": await flavor_cache.get(api, ttl=settings.flavors_cache_ttl),
             }
         self.write(out)
+
+
+def _token_matches(header: str, outpost) -> bool:
+    """Constant time: the token of an ``Authorization: token|Bearer <t>`` header is this
+    Outpost's flavors update token."""
+    scheme, _, token = header.partition(" ")
+    if scheme.lower() not in ("token", "bearer"):
+        token = ""
+    digest = hashlib.sha256
+    return hmac.compare_digest(
+        digest(token.strip().encode()).digest(),
+        digest(outpost.flavors_update_token.encode()).digest(),
+    )
 
 
 def outpost_handlers() -> list[tuple[str, type]]:

@@ -20,9 +20,11 @@ from urllib.parse import quote, urlparse
 
 from tornado.httpclient import AsyncHTTPClient, HTTPClientError, HTTPRequest
 
+from .. import strict_json
+
 log = logging.getLogger("jupyterhub_outpost.hub.outposts")
 
-OUTPOST_NAME_RE = re.compile(r"^[A-Za-z0-9_-]{1,63}$")
+OUTPOST_NAME_RE = re.compile(r"[A-Za-z0-9_-]{1,63}")  # used with fullmatch
 
 _KNOWN_KEYS = {
     "url",
@@ -36,6 +38,8 @@ _KNOWN_KEYS = {
     "description",
     "hub_api_url",
     "setuptunnel_targets",
+    "flavors_update_token",
+    "flavors_update_token_file",
 }
 _SSH_KEYS = {"host", "port", "user", "host_key"}
 
@@ -86,6 +90,8 @@ class Outpost:
     description: str = ""
     hub_api_url: str | None = None
     setuptunnel_targets: tuple[str, ...] | None = None
+    # the token with which this Outpost (and only it) reports its flavor usage; "": none
+    flavors_update_token: str = field(default="", repr=False)
 
     @property
     def label(self) -> str:
@@ -101,11 +107,28 @@ def _require(cond: bool, msg: str) -> None:
         raise OutpostConfigError(msg)
 
 
+def _secret(settings: dict, key: str, where: str) -> str | None:
+    """``settings[key]``, or the stripped content of the file ``settings[key + "_file"]``;
+    None when neither is given."""
+    value, path = settings.get(key), settings.get(f"{key}_file")
+    _require(value is None or path is None, f"{where}: give '{key}' or '{key}_file', not both")
+    if path is not None:
+        try:
+            value = Path(path).read_text().strip()
+        except (OSError, TypeError) as e:
+            reason = getattr(e, "strerror", None) or str(e)
+            raise OutpostConfigError(
+                f"{where}['{key}_file']: cannot read {path}: {reason}"
+            ) from None
+    _require(value is None or isinstance(value, str), f"{where}['{key}']: must be a string")
+    return value
+
+
 def parse_outpost(name: str, settings: dict) -> Outpost:
     """Validate one entry of ``c.OutpostSpawner.outposts`` (see docs/hub.md)."""
     where = f"c.OutpostSpawner.outposts[{name!r}]"
     _require(
-        isinstance(name, str) and bool(OUTPOST_NAME_RE.match(name)),
+        isinstance(name, str) and bool(OUTPOST_NAME_RE.fullmatch(name)),
         f"{where}: an Outpost name must match [A-Za-z0-9_-]{{1,63}}",
     )
     _require(isinstance(settings, dict), f"{where}: must be a dict")
@@ -122,20 +145,12 @@ def parse_outpost(name: str, settings: dict) -> Outpost:
         isinstance(hub_name, str) and bool(hub_name),
         f"{where}['hub_name']: the hub's user name at this Outpost is required",
     )
-    secret = settings.get("secret")
-    secret_file = settings.get("secret_file")
     _require(
-        (secret is None) != (secret_file is None),
+        (settings.get("secret") is None) != (settings.get("secret_file") is None),
         f"{where}: give exactly one of 'secret' and 'secret_file'",
     )
-    if secret_file is not None:
-        try:
-            secret = Path(secret_file).read_text().strip()
-        except OSError as e:
-            raise OutpostConfigError(
-                f"{where}['secret_file']: cannot read {secret_file}: {e.strerror}"
-            ) from None
-    _require(isinstance(secret, str) and bool(secret), f"{where}: the secret is empty")
+    secret = _secret(settings, "secret", where)
+    _require(bool(secret), f"{where}: the secret is empty")
     direct = settings.get("direct", False)
     _require(isinstance(direct, bool), f"{where}['direct']: must be true or false")
     ssh = None
@@ -188,6 +203,7 @@ def parse_outpost(name: str, settings: dict) -> Outpost:
         description=str(settings.get("description") or ""),
         hub_api_url=hub_api_url.rstrip("/") if hub_api_url else None,
         setuptunnel_targets=targets,
+        flavors_update_token=_secret(settings, "flavors_update_token", where) or "",
     )
 
 
@@ -214,7 +230,7 @@ def parse_outposts(settings: dict, *, on_error=None) -> dict[str, Outpost]:
 def _error_message(body: bytes, status: int, what: str) -> str:
     """The Outpost's own message from a JSON error body, or a short fallback."""
     try:
-        data = json.loads(body or b"")
+        data = strict_json.loads(body or b"")
     except ValueError:
         data = None
     if isinstance(data, dict):
@@ -313,7 +329,7 @@ class OutpostAPI:
         if not resp.body:
             return resp.code, None
         try:
-            return resp.code, json.loads(resp.body)
+            return resp.code, strict_json.loads(resp.body)
         except ValueError:
             raise OutpostError(
                 f"Outpost {self.outpost.name!r} answered {what} with invalid JSON", status=resp.code
@@ -351,8 +367,8 @@ class OutpostAPI:
     async def list(self) -> list[dict]:
         """GET /services: this hub's servers at the Outpost (name, start_id, status, ...)."""
         _, data = await self.request("GET", self.services_url, what="the list request")
-        items = data if isinstance(data, list) else (data or {}).get("services", [])
-        return [item for item in items if isinstance(item, dict)]
+        items = data.get("services") if isinstance(data, dict) else data
+        return [item for item in items if isinstance(item, dict)] if isinstance(items, list) else []
 
     async def find(self, name: str, start_id: str = "") -> dict | None:
         """This hub's entry of ``name`` in GET /services (status, service, error), or None."""

@@ -26,7 +26,7 @@ log = logging.getLogger("jupyterhub_outpost.hub.services")
 
 SERVICE_BACKENDS = ("none", "kubernetes")
 _NAMESPACE_FILE = "/var/run/secrets/kubernetes.io/serviceaccount/namespace"
-_DNS1035 = re.compile(r"^[a-z]([-a-z0-9]*[a-z0-9])?$")
+_DNS1035 = re.compile(r"[a-z]([-a-z0-9]*[a-z0-9])?")  # used with fullmatch
 
 
 def kubernetes_service_name(prefix: str, service_name: str) -> str:
@@ -37,7 +37,7 @@ def kubernetes_service_name(prefix: str, service_name: str) -> str:
     """
     raw = f"{prefix}-{service_name}" if prefix else service_name
     name = re.sub(r"[^a-z0-9-]", "-", raw.lower())
-    if name != raw or len(name) > 63 or not _DNS1035.match(name):
+    if name != raw or len(name) > 63 or not _DNS1035.fullmatch(name):
         digest = hashlib.sha256(raw.encode()).hexdigest()[:8]
         name = name[: 63 - 9].strip("-")
         if not name or not name[0].isalpha():
@@ -57,7 +57,7 @@ def make_service(
     annotations: dict[str, str] | None = None,
 ) -> dict[str, Any]:
     """The manifest of the ClusterIP Service for one server's forward."""
-    if not _DNS1035.match(name) or len(name) > 63:
+    if not _DNS1035.fullmatch(name) or len(name) > 63:
         raise ValueError(f"invalid Kubernetes Service name {name!r}")
     if not selector:
         raise ValueError("a Service for a tunnel needs a pod selector (hub pod or tunnel pod)")

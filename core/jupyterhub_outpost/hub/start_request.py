@@ -29,7 +29,7 @@ from .hooks import resolve_hook
 from .outposts import Outpost, OutpostAPI, OutpostError
 from .spawn_error import OutpostSpawnError
 
-_SERVICE_NAME_RE = re.compile(r"^[A-Za-z0-9._-]{1,63}$")
+_SERVICE_NAME_RE = re.compile(r"[A-Za-z0-9._-]{1,63}")  # used with fullmatch
 
 
 def make_service_name(user_id: int, server_name: str) -> str:
@@ -47,7 +47,7 @@ def make_service_name(user_id: int, server_name: str) -> str:
     if safe != server_name or len(name) > 63:
         digest = hashlib.sha256(server_name.encode()).hexdigest()[:10]
         name = f"{base}-{safe[: 63 - len(base) - 12]}-{digest}"
-    assert _SERVICE_NAME_RE.match(name), name
+    assert _SERVICE_NAME_RE.fullmatch(name), name
     return name
 
 
@@ -142,6 +142,10 @@ class StartRequestMixin(HasTraits):
         env["JUPYTERHUB_EVENTS_URL"] = f"{api}/outpost/events/{user_server}"
         env["JUPYTERHUB_SETUPTUNNEL_URL"] = f"{api}/outpost/setuptunnel/{user_server}"
         env["JUPYTERHUB_FLAVORS_UPDATE_URL"] = f"{api}/outpost/flavors/{outpost.name}"
+        if outpost.flavors_update_token:
+            # the token with which this Outpost alone reports its flavor usage (the original
+            # Outpost's wire format); this project's Outpost never passes it to the server
+            env["JUPYTERHUB_FLAVORS_UPDATE_TOKEN"] = outpost.flavors_update_token
         return env
 
     async def move_certs(self, paths):

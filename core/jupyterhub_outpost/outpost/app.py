@@ -46,6 +46,7 @@ from .database import DatabaseConfigError, describe, resolve_db_url
 from .errors import StartupError
 from .flavors import validate_flavors
 from .hooks import default_allow_override, default_sanitize_start_response
+from .hub_api import HubAPISettings
 from .hub_client import HubClient
 from .logcontext import ContextFilter
 from .manager import ServiceManager
@@ -65,7 +66,7 @@ aliases = {
 }
 
 
-class JupyterHubOutpost(SSHEndpointSettings, Application):
+class JupyterHubOutpost(SSHEndpointSettings, HubAPISettings, Application):
     """Runs a JupyterHub Spawner on this system on behalf of remote hubs."""
 
     name = "jupyterhub-outpost"
@@ -179,6 +180,21 @@ class JupyterHubOutpost(SSHEndpointSettings, Application):
         $JUPYTERHUB_SETUPTUNNEL_URL itself).""",
     ).tag(config=True)
 
+    local_user_name = Union(
+        [Callable(), Unicode()],
+        default_value="{user}@{hub}",
+        help="""The user name the spawner sees (Spawner.user.name: KubeSpawner's pod and
+        volume names, home_dir_template's {username}, the system account of
+        LocalProcessSpawner and BatchSpawner): a template with {user} (the hub's
+        JUPYTERHUB_USER) and {hub} (the hub's name here), or a hook (hub_name, user) ->
+        name (may be a coroutine; raising refuses the start with 403). The default
+        "{user}@{hub}" keeps the users of different hubs apart (no shared directory, pod,
+        volume or account; a hub cannot pick a local account such as root). Set "{user}"
+        when this Outpost serves one trusted hub whose user names are this system's
+        accounts. Decided once per start and kept for the server's life; the server's
+        JUPYTERHUB_USER and its URLs stay the hub's.""",
+    ).tag(config=True)
+
     allow_override = Union(
         [Callable(), Bool()],
         default_value=default_allow_override,
@@ -237,18 +253,20 @@ class JupyterHubOutpost(SSHEndpointSettings, Application):
         [Callable(), Unicode()],
         default_value="",
         help="""Token with which the Outpost POSTs a hub's flavor usage to that hub's
-        flavors update URL ($JUPYTERHUB_FLAVORS_UPDATE_URL of its start requests) after
-        every start and stop: a string, or a hook (hub_name) -> token (may be a
-        coroutine). An empty token or an exception means no update is sent; a failing
-        update never affects a start. The hub must give the token the scope
-        custom:outpostflavors:set.""",
+        flavors update URL (built from its hub_api entry) after every start and stop: a
+        string, or a hook (hub_name) -> token (may be a coroutine). Used when the hub's
+        hub_api entry has no flavors_update_token; when both are empty, the token the hub
+        sent with its latest start ($JUPYTERHUB_FLAVORS_UPDATE_TOKEN) is used, and only
+        against that hub's own URL. An empty token or an exception means no update is
+        sent; a failing update never affects a start. A string goes to every hub: with
+        several hubs give each its own token (hub_api or a hook).""",
     ).tag(config=True)
 
     send_events = Union(
         [Callable(), Bool()],
         default_value=True,
         help="""Relay the progress events of starting servers to their hub's events URL
-        ($JUPYTERHUB_EVENTS_URL of the start request): True (the default), False, or a hook
+        (built from the hub's hub_api entry): True (the default), False, or a hook
         (hub_name) -> bool (may be a coroutine).""",
     ).tag(config=True)
 
@@ -425,6 +443,7 @@ class JupyterHubOutpost(SSHEndpointSettings, Application):
                 raise StartupError(f"c.JupyterHubOutpost.flavors: {e}") from None
         if bool(self.certfile) != bool(self.keyfile):
             raise StartupError("Set both certfile and keyfile for HTTPS, or neither.")
+        self._check_hub_api(hubs)
 
     def make_tornado_app(self) -> web.Application:
         routes = handlers.routes() + self.metrics.routes()

@@ -10,12 +10,26 @@ import functools
 import hashlib
 import hmac
 import os
+import re
 
 import yaml
 
 
 class CredentialsError(ValueError):
     """The credentials option or file is malformed."""
+
+
+# a hub name is an HTTP Basic and SSH user name, a path segment (certificates) and a
+# database column of 63 characters
+HUB_NAME_RE = re.compile(r"[A-Za-z0-9._-]{1,63}")
+
+
+def check_hub_name(hub) -> None:
+    if not (isinstance(hub, str) and HUB_NAME_RE.fullmatch(hub) and set(hub) != {"."}):
+        raise CredentialsError(
+            f"hub_credentials: the hub name {hub!r} is not 1 to 63 of A-Z a-z 0-9 . _ - "
+            "(not only dots)."
+        )
 
 
 def _read_mapping(path: str, what: str) -> dict:
@@ -61,7 +75,8 @@ class HubCredentials:
     def hubs(self) -> dict[str, str]:
         mapping = self._mapping.get()
         for hub, secret in mapping.items():
-            if not isinstance(hub, str) or not isinstance(secret, str) or not secret:
+            check_hub_name(hub)
+            if not isinstance(secret, str) or not secret:
                 raise CredentialsError(
                     "hub_credentials must map hub names to non-empty secret strings."
                 )

@@ -1,22 +1,21 @@
 """Relays a starting server's ``progress()`` events to the hub.
 
-The events go to ``JUPYTERHUB_EVENTS_URL`` (from the start request's env) with the
+The events go to the hub's events URL for this server, built from this Outpost's
+``hub_api`` entry of the hub (never a URL of the request: ``hub_api.py``), with the
 server's own API token, one POST per event, in order, until the start future resolves
 (``jupyterhub.utils.iterate_until``, as the hub's progress API does). When the start
 fails, a final event ``{"progress": 100, "failed": True, "message": ...}`` follows.
-A hub that does not answer never slows down or breaks the start. ``send=False`` (the
-admin's ``send_events``) sends nothing.
+A hub that does not answer never slows down or breaks the start. An empty ``url`` (no
+``hub_api`` entry, or the admin's ``send_events`` is off) sends nothing.
 """
 
 from jupyterhub.utils import iterate_until
 
-EVENTS_URL_ENV = "JUPYTERHUB_EVENTS_URL"
-
 
 class EventRelay:
-    def __init__(self, hub_client, env: dict, log, *, send: bool = True):
+    def __init__(self, hub_client, url: str, env: dict, log):
         self.client = hub_client
-        self.url = env.get(EVENTS_URL_ENV, "") if send else ""
+        self.url = url  # "" when the hub has no hub_api entry: nothing is sent
         self.token = env.get("JUPYTERHUB_API_TOKEN", "")
         self.log = log
         self.failures = 0

@@ -1,6 +1,6 @@
-"""The flavors a hub and its users see, the flavor check of a start, credits, and the
-flavor usage sent to hubs: the flavor side of :class:`~.manager.ServiceManager` (a mixin
-of it, reading ``self.settings``, ``self.store``, ``self.hub_client`` and ``self.log``)."""
+"""The flavors a hub and its users see, the flavor check of a start and credits: the flavor
+side of :class:`~.manager.ServiceManager` (a mixin of it, reading ``self.settings``,
+``self.store`` and ``self.log``); the usage sent to hubs is in hub_calls.py."""
 
 import copy
 
@@ -8,8 +8,6 @@ from . import flavors as flavor_rules
 from .errors import OutpostError
 from .hooks import call_hook
 from .models import utcnow
-
-FLAVORS_UPDATE_URL_ENV = "JUPYTERHUB_FLAVORS_UPDATE_URL"
 
 
 class FlavorViews:
@@ -97,20 +95,3 @@ class FlavorViews:
         if forbidden:
             return {}
         return flavor_rules.usage_document(flavors, await self.store.usage(hub))
-
-    async def send_flavor_update(self, hub: str) -> bool:
-        """POST the hub's flavor usage to its flavors update URL; never raises."""
-        url = self._flavor_update_urls.get(hub)
-        if not url:
-            return False
-        try:
-            option = self.settings.flavors_update_token
-            token = await call_hook(option, hub) if callable(option) else option
-            if not token:
-                self.log.debug("No flavors_update_token for hub %s: no update sent", hub)
-                return False
-            document = await self.flavors(hub)
-        except Exception as e:
-            self.log.warning("Flavor update for hub %s not sent: %s", hub, e)
-            return False
-        return await self.hub_client.post_json(url, document, token, what="flavor usage")

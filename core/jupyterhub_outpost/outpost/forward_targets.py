@@ -30,10 +30,11 @@ import re
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-_GLOB_RE = re.compile(r"^[a-z0-9*?]([a-z0-9*?_.-]{0,252})$")
-_HOSTNAME_RE = re.compile(r"^[a-z0-9_]([a-z0-9_.-]{0,252})$")
+# used with fullmatch: "$" would let a trailing newline through
+_GLOB_RE = re.compile(r"[a-z0-9*?]([a-z0-9*?_.-]{0,252})")
+_HOSTNAME_RE = re.compile(r"[a-z0-9_]([a-z0-9_.-]{0,252})")
 # "numeric looking" hosts: digits/dots only, or hex literals; resolvers may read these as addresses
-_NUMERIC_LIKE_RE = re.compile(r"^(0x[0-9a-f]+|[0-9.]+)([.](0x[0-9a-f]+|[0-9]+))*$")
+_NUMERIC_LIKE_RE = re.compile(r"(0x[0-9a-f]+|[0-9.]+)([.](0x[0-9a-f]+|[0-9]+))*")
 
 IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 
@@ -111,7 +112,9 @@ def parse_target(entry: str) -> ForwardTarget:
         raise ForwardTargetError(f"allowed_forward_targets entry {entry!r}: the host is empty")
     lo, hi = _parse_ports(port_part, entry)
 
-    looks_like_address = bracketed or "/" in host_part or _NUMERIC_LIKE_RE.match(host_part.lower())
+    looks_like_address = (
+        bracketed or "/" in host_part or _NUMERIC_LIKE_RE.fullmatch(host_part.lower())
+    )
     if looks_like_address:
         try:
             network = ipaddress.ip_network(host_part, strict=True)
@@ -127,7 +130,7 @@ def parse_target(entry: str) -> ForwardTarget:
         return ForwardTarget(entry=text, port_min=lo, port_max=hi, network=network)
 
     glob = host_part.lower().rstrip(".")
-    if not _GLOB_RE.match(glob) or ".." in glob:
+    if not _GLOB_RE.fullmatch(glob) or ".." in glob:
         raise ForwardTargetError(
             f"allowed_forward_targets entry {entry!r}: {host_part!r} is not a hostname glob "
             "(letters, digits, '.', '-', '_', and the wildcards '*' and '?')"
@@ -172,7 +175,7 @@ def normalize_host(host: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address |
     name = text.lower()
     if name.endswith("."):
         name = name[:-1]
-    if not _HOSTNAME_RE.match(name) or ".." in name or _NUMERIC_LIKE_RE.match(name):
+    if not _HOSTNAME_RE.fullmatch(name) or ".." in name or _NUMERIC_LIKE_RE.fullmatch(name):
         return None
     return name
 

@@ -14,9 +14,9 @@ from tornado import web
 
 from . import logcontext
 from .errors import OutpostError
-from .schema import NAME_PATTERN, check_user_name, openapi_document, parse_json_body, validate
+from .schema import check_env_names, is_name, openapi_document, parse_json_body, validate
 
-REQUEST_ID_RE = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
+REQUEST_ID_RE = re.compile(r"[A-Za-z0-9._-]{1,64}")  # used with fullmatch
 _DATABASE_MODULES = ("sqlalchemy", "asyncpg", "aiosqlite")
 
 
@@ -59,7 +59,7 @@ class BaseHandler(web.RequestHandler):
 
     def initialize(self):
         incoming = self.request.headers.get("X-Request-Id", "")
-        self.request_id = incoming if REQUEST_ID_RE.match(incoming) else uuid.uuid4().hex[:12]
+        self.request_id = incoming if REQUEST_ID_RE.fullmatch(incoming) else uuid.uuid4().hex[:12]
         self.set_header("X-Request-Id", self.request_id)
         self.log_context = logcontext.set_context(request_id=self.request_id)
         self.log = self.outpost.log  # lines get the context prefix (logcontext.ContextFilter)
@@ -204,7 +204,7 @@ class ServicesHandler(BaseHandler):
                 self._too_large()
             body = parse_json_body(b"".join(self._chunks))
             validate("StartRequest", body)
-            check_user_name(body.get("env") or {})
+            check_env_names(body.get("env") or {})
             self.server_name = self.log_context["server"] = body["name"]
             background = self.is_async()
             result = await self.manager.start(self.hub, body, background=background)
@@ -227,9 +227,7 @@ class ServiceHandler(BaseHandler):
 
     def _check(self, name: str, start_id: str | None):
         self.server_name = self.log_context["server"] = name
-        if not re.fullmatch(NAME_PATTERN, name) or (
-            start_id is not None and not re.fullmatch(NAME_PATTERN, start_id)
-        ):
+        if not is_name(name) or (start_id is not None and not is_name(start_id)):
             raise OutpostError(404, f"No server {name!r} on this Outpost.")
 
     def collect_logs(self) -> bool:

@@ -3,14 +3,16 @@
 Handlers call ``start``/``poll``/``stop``/``list``/``flavors``; the app calls
 ``recover`` at start-up, ``reap_expired`` periodically and ``authorize_forward`` for
 the SSH endpoint. The flavor views live in flavor_views.py; recovery, the reaper and the
-tunnel re-creation in recovery.py (mixins of this class). The store is the truth;
+tunnel re-creation in recovery.py; the calls to hubs in hub_calls.py; the forward checks
+in forward_checks.py (mixins of this class). The store is the truth;
 ``self._spawners`` caches the live Spawner objects (rebuilt from stored state after a
 restart).
 
 Poll path: ``self._running`` maps (hub, name) of each RUNNING server with a live spawner
-to its row id, and ``self._addresses`` maps (hub, address) likewise for
-``authorize_forward``. They are only set once the store says RUNNING (start, recovery, a
-poll that found it running) and cleared on every stop, reap, end and failed start. A
+to its row id, and ``self.rights`` (``forward_rights.ForwardRights``) records which server
+holds which address for ``authorize_forward``. They are only set once the store says
+RUNNING (start, recovery, a poll that found it running) and cleared on every stop, reap,
+end, failed poll and failed start; clearing an address closes that hub's forwards to it. A
 poll of an indexed server still reads its row once (by primary key, under the server's
 lock), so another hub's name, a changed start id, an end recorded meanwhile and an
 unreachable database are answered exactly as before; the index only saves the lookup.
@@ -25,8 +27,12 @@ from jupyterhub.spawner import SpawnException
 from . import flavors as flavor_rules
 from .errors import OutpostError
 from .events import EventRelay
-from .flavor_views import FLAVORS_UPDATE_URL_ENV, FlavorViews
+from .flavor_views import FlavorViews
+from .forward_checks import ForwardChecks
+from .forward_rights import ForwardRights
 from .hooks import call_hook, decide
+from .hub_calls import HubCalls
+from .local_users import local_user_name
 from .models import FAILED, RUNNING, STARTING, STOPPED, Service, utcnow
 from .overrides import dropped_event, split_overrides
 from .recovery import Recovery
@@ -43,12 +49,11 @@ class Live:
     stop_requested: bool = False
     lock: asyncio.Lock = field(default_factory=asyncio.Lock)
     key: tuple[str, str] | None = None  # (hub, name) while indexed as running
-    address: tuple[str, str] | None = None  # (hub, service address) while indexed
     state_enc: str | None = None  # the stored state last seen, and its decryption
     state: dict | None = None
 
 
-class ServiceManager(FlavorViews, Recovery):
+class ServiceManager(FlavorViews, Recovery, HubCalls, ForwardChecks):
     def __init__(self, *, settings, store, runner, hub_client, log, server_logs=None):
         self.settings = settings  # the JupyterHubOutpost app: options are read live
         self.store = store
@@ -58,8 +63,9 @@ class ServiceManager(FlavorViews, Recovery):
         self.server_logs = server_logs or ServerLogs(0)
         self._spawners: dict[int, Live] = {}
         self._running: dict[tuple[str, str], int] = {}  # (hub, name) -> row id
-        self._addresses: dict[tuple[str, str], int] = {}  # (hub, address) -> row id
-        self._flavor_update_urls: dict[str, str] = {}
+        self.rights = ForwardRights()  # who holds which address (the app sets on_revoke)
+        self._rechecks: dict[int, asyncio.Task] = {}  # polls on behalf of forwards
+        self._flavor_tokens_sent: dict[str, str] = {}  # hub -> token it sent with a start
         self._flavor_source_cache: flavor_rules.FlavorSource | None = None
         self._tasks: set[asyncio.Task] = set()
 
@@ -88,6 +94,8 @@ class ServiceManager(FlavorViews, Recovery):
                 user_options=row.user_options or {},
                 misc=row.misc or {},
                 state=self.store.state(row),
+                # decided once at the start (older rows: the hub's user name)
+                local_user=secrets.get("local_user"),
             )
             live = self._spawners[row.id] = Live(spawner)
         return live
@@ -100,19 +108,29 @@ class ServiceManager(FlavorViews, Recovery):
         self._unindex(row_id)
         live.key = (hub, name)
         self._running[live.key] = row_id
-        if address:
-            live.address = (hub, address)
-            self._addresses[live.address] = row_id
+        if not address:
+            return
+        for other in self.rights.hold(row_id, hub, address):
+            # one address, live servers of two hubs: at most one is really there; no hub
+            # may forward to it until polls tell which (authorize_forward refuses)
+            self.log.warning(
+                "Server %s of hub %s runs at %s, which server #%d of hub %s held: checking it",
+                name,
+                hub,
+                address,
+                other.row_id,
+                other.hub,
+            )
+            self._recheck_soon(other.row_id)
 
     def _unindex(self, row_id: int) -> None:
+        self.rights.release(row_id)  # closes the hub's forwards to the address
         live = self._spawners.get(row_id)
         if live is None:
             return
         if live.key is not None and self._running.get(live.key) == row_id:
             del self._running[live.key]
-        if live.address is not None and self._addresses.get(live.address) == row_id:
-            del self._addresses[live.address]
-        live.key = live.address = None
+        live.key = None
 
     def _masked(self, text: str) -> str:
         """``text`` with the live spawners' secrets masked: a spawner's error message goes
@@ -151,6 +169,8 @@ class ServiceManager(FlavorViews, Recovery):
         env = body.get("env") or {}
         user_options = body.get("user_options") or {}
         misc, dropped = await self._overrides(hub, name, body.get("misc") or {})
+        option = self.settings.local_user_name
+        local_user = await local_user_name(option, hub, env.get("JUPYTERHUB_USER", ""), self.log)
         flavor = user_options.get("flavor") or None
         hub_flavors = await self._admit_flavor(hub, flavor, body.get("authentication"))
         limit = flavor_rules.flavor_limit(hub_flavors, flavor, self.settings.flavors_undefined_max)
@@ -168,6 +188,7 @@ class ServiceManager(FlavorViews, Recovery):
                     "env": env,
                     "certs": body.get("certs") or {},
                     "internal_trust_bundles": body.get("internal_trust_bundles") or {},
+                    "local_user": local_user,
                 },
                 runtime_deadline=flavor_rules.deadline(hub_flavors, flavor, utcnow()),
                 user_limit=flavor_rules.user_limit(hub_flavors, flavor),
@@ -192,8 +213,7 @@ class ServiceManager(FlavorViews, Recovery):
                 "Stop another server of this flavor or choose another flavor.",
                 reason="flavor_full",
             ) from None
-        if env.get(FLAVORS_UPDATE_URL_ENV):
-            self._flavor_update_urls[hub] = env[FLAVORS_UPDATE_URL_ENV]
+        self._remember_flavors_token(hub, env)
         self.server_logs.forget(hub, name)  # lines of an earlier start of this name
         self.log.info(
             "Starting server %s for hub %s (flavor %s)",
@@ -245,7 +265,9 @@ class ServiceManager(FlavorViews, Recovery):
         billing: tuple[int, int] | None = None,
     ) -> str:
         env = body.get("env") or {}
-        relay = EventRelay(self.hub_client, env, self.log, send=await self._send_events(row.hub))
+        send = await self._send_events(row.hub)
+        url = self._hub_url(row.hub, "events", env) if send else ""
+        relay = EventRelay(self.hub_client, url, env, self.log)
         spawner = live.spawner
         began = time.monotonic()
         if dropped:
@@ -394,10 +416,12 @@ class ServiceManager(FlavorViews, Recovery):
     async def _poll_running(self, row, live: Live) -> int | None:
         """Poll a RUNNING row's spawner (caller holds ``live.lock``); store what changed."""
         if self.settings.poll_requires_state and not self._stored_state(live, row):
+            self.rights.confirm(row.id)  # the admin's choice: such a server counts as running
             return None  # nothing to poll by (the original Outpost's answer: running)
         status = await self.runner.poll(live.spawner)
         state = live.spawner.get_state()
         if status is None:
+            self.rights.confirm(row.id)
             if state != self._stored_state(live, row):  # most polls change nothing: no write
                 await self.store.update(row.id, state=state)
             return None
@@ -473,20 +497,6 @@ class ServiceManager(FlavorViews, Recovery):
     # --- views -----------------------------------------------------------------------
     async def list(self, hub: str) -> list[dict]:
         return [row.summary() for row in await self.store.list_hub(hub)]
-
-    async def authorize_forward(self, hub: str, host: str, port: int) -> bool:
-        """May ``hub`` open an SSH forward to ``host:port``? (see docs/internals.md)"""
-        bare = host[1:-1] if host.startswith("[") and host.endswith("]") else host
-        candidates = {f"{bare}:{port}", f"[{bare}]:{port}"}
-        for address in candidates:  # a running server of this hub: no store query
-            if self._addresses.get((hub, address)) in self._spawners:
-                return True
-        for address in candidates:
-            if await self.store.has_running_address(hub, address):
-                return True
-        from .forward_targets import is_allowed
-
-        return is_allowed(self.settings.parsed_forward_targets, bare, port)
 
     async def shutdown(self) -> None:
         """Stop background work; servers keep running (a restart recovers them)."""

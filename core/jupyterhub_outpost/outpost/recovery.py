@@ -2,11 +2,8 @@
 and the hubs' tunnel re-creation: the recovery side of :class:`~.manager.ServiceManager` (a
 mixin of it)."""
 
-from .flavor_views import FLAVORS_UPDATE_URL_ENV
 from .hooks import decide
 from .models import FAILED, RUNNING, STARTING, STOPPED, Service, utcnow
-
-SETUPTUNNEL_URL_ENV = "JUPYTERHUB_SETUPTUNNEL_URL"
 
 
 class Recovery:
@@ -37,7 +34,8 @@ class Recovery:
             try:
                 wanted = await decide(settings.ssh_recreate_at_start, settings, row.hub)
                 env = self.store.secrets(row).get("env", {})
-                url, token = env.get(SETUPTUNNEL_URL_ENV), env.get("JUPYTERHUB_API_TOKEN")
+                url = self._hub_url(row.hub, "setuptunnel", env)
+                token = env.get("JUPYTERHUB_API_TOKEN")
                 if not wanted or not url or not token:
                     continue
             except Exception as e:
@@ -62,9 +60,7 @@ class Recovery:
                 await self._recover_one(row)
             except Exception:
                 self.log.exception("Recovering server %s of hub %s failed", row.name, row.hub)
-            secrets_env = self.store.secrets(row).get("env", {})
-            if secrets_env.get(FLAVORS_UPDATE_URL_ENV):
-                self._flavor_update_urls.setdefault(row.hub, secrets_env[FLAVORS_UPDATE_URL_ENV])
+            self._remember_flavors_token(row.hub, self.store.secrets(row).get("env", {}))
 
     async def _recover_one(self, row: Service) -> None:
         live = self._live(row)

@@ -16,7 +16,7 @@ import weakref
 
 MASK = "[secret]"
 MIN_LENGTH = 8  # shorter values would mask ordinary words; no real token is this short
-SECRET_NAME = re.compile(r"TOKEN|SECRET|PASSWORD|PASSWD|CREDENTIAL|PRIVATE|(^|_)KEY$", re.I)
+SECRET_NAME = re.compile(r"TOKEN|SECRET|PASSWORD|PASSWD|CREDENTIAL|PRIVATE|(^|_)KEY\Z", re.I)
 
 
 def secret_values(env: dict) -> set[str]:

@@ -14,6 +14,8 @@ sent. The hub's values win (token, URLs, OAuth settings), except what only this 
 knows: the bind URL (``JUPYTERHUB_SERVICE_URL``, from the spawner's ip/port), ``USER``,
 ``HOME``, ``SHELL``, cert paths, resource limits set here, ``Spawner.env_keep`` (e.g.
 ``PATH``) and ``Spawner.environment`` (the admin of this Outpost has the last word).
+Keys meant for the Outpost alone (``OUTPOST_ONLY_ENV_KEYS``: the flavors update token)
+never reach the server.
 """
 
 import asyncio
@@ -45,6 +47,9 @@ LOCAL_ENV_KEYS = frozenset(
     }
 )
 
+# env keys meant for the Outpost only: never passed on to the server (a user could read them)
+OUTPOST_ONLY_ENV_KEYS = frozenset({"JUPYTERHUB_FLAVORS_UPDATE_TOKEN"})
+
 
 class StandInDB:
     """Spawners call ``self.db.commit()`` after changing the server (BatchSpawner,
@@ -70,12 +75,18 @@ class StandInHub:
 
 
 class StandInUser:
-    """What spawners read from ``jupyterhub.user.User``: name, id, URLs, groups."""
+    """What spawners read from ``jupyterhub.user.User``: name, id, URLs, groups.
 
-    def __init__(self, name: str, user_id: int, env: dict, hub_name: str):
+    ``name`` is the local user name (``local_user_name``: hub-qualified by default, so
+    that two hubs' users of the same name share no directory, pod, volume or account);
+    the URLs stay the hub's, built from the hub's own user name ``hub_user``.
+    """
+
+    def __init__(self, name: str, user_id: int, env: dict, hub_name: str, hub_user: str = ""):
         self.name = name
         self.id = user_id
-        self.escaped_name = quote(name, safe="@~")
+        self.hub_user = hub_user or name
+        self.escaped_name = quote(self.hub_user, safe="@~")
         base = env.get("JUPYTERHUB_BASE_URL", "/")
         self.base_url = url_path_join(base, "user", self.escaped_name) + "/"
         self.url = self.base_url
@@ -140,15 +151,17 @@ class Runner:
         user_options: dict,
         misc: dict,
         state: dict | None = None,
+        local_user: str | None = None,
     ):
-        """A spawner for one server, with stand-ins; ``state`` is loaded when given."""
+        """A spawner for one server, with stand-ins; ``state`` is loaded when given.
+        ``local_user`` is the name the spawner sees (default: the hub's user name)."""
         user_name = env.get("JUPYTERHUB_USER") or f"{hub}-{row_id}"
         server_name = env.get("JUPYTERHUB_SERVER_NAME", "")
         try:
             user_id = int(env.get("JUPYTERHUB_USER_ID", row_id))
         except ValueError:
             user_id = row_id
-        user = StandInUser(user_name, user_id, env, hub)
+        user = StandInUser(local_user or user_name, user_id, env, hub, hub_user=user_name)
         base_url = env.get("JUPYTERHUB_SERVICE_PREFIX") or url_path_join(
             user.base_url, quote(server_name), "/"
         )
@@ -177,7 +190,7 @@ class Runner:
             api_token=env.get("JUPYTERHUB_API_TOKEN", ""),
             log=self.log,  # the Outpost's logger: request context, secrets masked
         )
-        spawner._outpost_hub_env = dict(env)
+        spawner._outpost_hub_env = {k: v for k, v in env.items() if k not in OUTPOST_ONLY_ENV_KEYS}
         self.redactor.track(spawner, secret_values(env))
         spawner.server = Server(orm_server=orm_server)
         for key, value in misc.items():
@@ -213,7 +226,7 @@ class Runner:
         if hasattr(spawner, "_run_apply_user_options"):
             await spawner._run_apply_user_options(spawner.user_options)
         await maybe_future(spawner.run_pre_spawn_hook())
-        if certs:
+        if certs.get("keyfile"):  # the schema makes keyfile, certfile and cafile come together
             paths, bundle_paths = await asyncio.to_thread(
                 self._write_certs, hub, row_id, certs, bundles
             )

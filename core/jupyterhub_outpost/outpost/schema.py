@@ -1,19 +1,29 @@
-"""Validation of request bodies against the OpenAPI document (``openapi.json``).
+r"""Validation of request bodies against the OpenAPI document (``openapi.json``).
 
 The document is the single source of truth: handlers validate with its component
 schemas, and tests check the answers against it too.
+
+Patterns in the document are ECMA 262 regular expressions, as JSON Schema says: ``$``
+ends the string. Python's ``re`` lets ``$`` match before a final newline too (``"abc\n"``
+matches ``^[a-z]+$``), so the validator reads each pattern with ``$`` as ``\Z``
+(:func:`full_match_pattern`): a name, key or id with a trailing newline is refused, as
+schemathesis and every other JSON Schema tool read the document.
 """
 
 import json
 import os
+import re
 from functools import cache, lru_cache
 
-from jsonschema import Draft202012Validator
+from jsonschema import Draft202012Validator, validators
+from jsonschema.exceptions import ValidationError
 
+from ..strict_json import JSONError
+from ..strict_json import loads as strict_loads
 from .errors import OutpostError
 
 OPENAPI_PATH = os.path.join(os.path.dirname(os.path.abspath(__file__)), "openapi.json")
-NAME_PATTERN = r"^[A-Za-z0-9._-]{1,63}$"
+NAME_RE = re.compile(r"[A-Za-z0-9._-]{1,63}")  # server names and start ids (fullmatch)
 
 
 @lru_cache(maxsize=1)
@@ -22,11 +32,41 @@ def openapi_document() -> dict:
         return json.load(f)
 
 
+@lru_cache(maxsize=256)
+def full_match_pattern(pattern: str) -> re.Pattern:
+    r"""``pattern`` (ECMA 262) compiled for Python with every ``$`` outside a character
+    class read as ``\Z``: the end of the string, never "before a final newline"."""
+    out, i, in_class = [], 0, False
+    while i < len(pattern):
+        ch = pattern[i]
+        if ch == "\\":
+            out.append(pattern[i : i + 2])
+            i += 2
+            continue
+        if in_class:
+            in_class = ch != "]"
+        elif ch == "[":
+            in_class = True
+        elif ch == "$":
+            ch = r"\Z"
+        out.append(ch)
+        i += 1
+    return re.compile("".join(out))
+
+
+def _pattern(validator, pattern, instance, schema):
+    if validator.is_type(instance, "string") and not full_match_pattern(pattern).search(instance):
+        yield ValidationError(f"{instance!r} does not match {pattern!r}")
+
+
+FullMatchValidator = validators.extend(Draft202012Validator, {"pattern": _pattern})
+
+
 @cache
 def validator(component: str) -> Draft202012Validator:
     document = openapi_document()
     schema = {"$ref": f"#/components/schemas/{component}", "components": document["components"]}
-    return Draft202012Validator(schema)
+    return FullMatchValidator(schema)
 
 
 def parse_json_body(body: bytes) -> dict:
@@ -37,9 +77,9 @@ def parse_json_body(body: bytes) -> dict:
         400, f"The request body is nested deeper than {MAX_DEPTH} levels; send flatter JSON."
     )
     try:
-        value = json.loads(body)
-    except (UnicodeDecodeError, json.JSONDecodeError) as e:
-        raise OutpostError(400, f"The request body is not valid JSON: {e}.") from None
+        value = strict_loads(body)
+    except JSONError as e:
+        raise OutpostError(400, f"Invalid request body: {e}.") from None
     except RecursionError:
         raise too_deep from None
     if not isinstance(value, dict):
@@ -92,41 +132,43 @@ def validate(component: str, value) -> None:
     raise OutpostError(400, f"Invalid start request: {'; '.join(messages)}{more}.")
 
 
-def check_user_name(env: dict) -> None:
-    """Refuse a JUPYTERHUB_USER that JupyterHub itself refuses (``Authenticator.validate_username``):
-    the name selects home directories and system users here, so ``../x`` must not pass."""
-    name = env.get("JUPYTERHUB_USER")
-    if name is None:
-        return
-    if (
-        not name
-        or "/" in name
-        or set(name) == {"."}
-        or name != name.strip()
-        or any(ord(ch) < 32 or ord(ch) == 127 for ch in name)
-    ):
-        raise OutpostError(
-            400,
-            f"Invalid start request: env.JUPYTERHUB_USER {name!r} is not a user name "
-            "JupyterHub accepts (no '/', not only dots, no surrounding space, no control "
-            "characters).",
-        )
+def check_env_names(env: dict) -> None:
+    """Refuse a JUPYTERHUB_USER or JUPYTERHUB_SERVER_NAME that JupyterHub itself would not
+    make: the user name selects home directories and system users here and both name the
+    hub's URLs, so ``../x``, ``.``, a newline or a line separator must not pass."""
+    for key, may_be_empty in (("JUPYTERHUB_USER", False), ("JUPYTERHUB_SERVER_NAME", True)):
+        name = env.get(key)
+        if name is None or (may_be_empty and name == ""):
+            continue
+        if (
+            not name
+            or "/" in name
+            or set(name) == {"."}
+            or name != name.strip()
+            or not name.isprintable()  # control characters, U+2028, U+2029, ...
+        ):
+            raise OutpostError(
+                400,
+                f"Invalid start request: env.{key} {name!r} is not a name JupyterHub makes "
+                "(no '/', not only dots, no surrounding space, no control or separator "
+                "characters).",
+            )
+
+
+def is_name(value: str) -> bool:
+    """A valid server name or start id: 1 to 63 of A-Z a-z 0-9 . _ -, not only dots."""
+    return bool(NAME_RE.fullmatch(value)) and set(value) != {"."}
 
 
 def _describe(error) -> str:
     where = ".".join(str(p) for p in error.path) or "body"
-    if error.validator == "pattern" and list(error.path) == ["name"]:
+    if error.validator in ("pattern", "not") and list(error.path) == ["name"]:
         return (
             f"Invalid server name {error.instance!r}: use 1 to 63 of the characters "
-            "A-Z a-z 0-9 . _ -"
+            "A-Z a-z 0-9 . _ -, not only dots"
         )
+    if error.validator == "not" and list(error.path) == ["user_options", "start_id"]:
+        return f"user_options.start_id {error.instance!r} must not be only dots"
     if error.validator == "required":
         return f"the field {error.message.split(' is a required')[0]} is required"
     return f"{where}: {error.message}"
-
-
-def check_path_name(value: str, what: str = "server name") -> None:
-    import re
-
-    if not re.fullmatch(NAME_PATTERN, value):
-        raise OutpostError(404, f"No server {value!r} on this Outpost (not a valid {what}).")

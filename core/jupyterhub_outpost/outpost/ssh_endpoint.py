@@ -20,12 +20,14 @@ import asyncio
 import logging
 import os
 import socket
+import weakref
 from collections.abc import Awaitable, Callable, Mapping
 
 import asyncssh
 from asyncssh.forward import SSHForwarder
 
 from ..tunnels import fastpath
+from .forward_rights import address_key
 
 # Flow-control window and packet size of accepted channels (what we advertise for the data
 # we receive). asyncssh's defaults (2 MiB / 32 KiB) cost throughput: every packet is a
@@ -214,6 +216,33 @@ class _EndpointServer(asyncssh.SSHServer):
     async def _open_forward(self, host: str, port: int) -> SSHForwarder:
         endpoint = self._endpoint
         hub = self._hub or "?"
+        key = (hub, address_key(host, port))
+        # [opens in flight, revocations meanwhile]: a revocation while we connect wins
+        opening = endpoint._opening.setdefault(key, [0, 0])
+        opening[0] += 1
+        revoked = opening[1]
+        try:
+            peer = await self._connect(hub, host, port)
+            if opening[1] != revoked:
+                peer.close()
+                self._refuse("forward", f"{host}:{port}", "the server stopped meanwhile")
+                raise asyncssh.ChannelOpenError(
+                    asyncssh.OPEN_ADMINISTRATIVELY_PROHIBITED,
+                    f"forwarding to {host}:{port} is no longer allowed for hub {hub}",
+                )
+        finally:
+            opening[0] -= 1
+            if not opening[0]:
+                endpoint._opening.pop(key, None)
+        endpoint._track(key, peer)
+        endpoint.log.debug("SSH forward of hub %s to %s:%s opened", hub, host, port)
+        if endpoint.on_forward_opened is not None:
+            endpoint.on_forward_opened(hub, host, port)
+        return SSHForwarder(peer)
+
+    async def _connect(self, hub: str, host: str, port: int) -> SSHForwarder:
+        """Authorize the forward, then connect to the target; the TCP side's forwarder."""
+        endpoint = self._endpoint
         try:
             allowed = await endpoint.authorize_forward(hub, host, port)
         except Exception:
@@ -238,10 +267,7 @@ class _EndpointServer(asyncssh.SSHServer):
             ) from None
         set_nodelay(transport)
         fastpath.set_read_size(transport)
-        endpoint.log.debug("SSH forward of hub %s to %s:%s opened", hub, host, port)
-        if endpoint.on_forward_opened is not None:
-            endpoint.on_forward_opened(hub, host, port)
-        return SSHForwarder(peer)
+        return peer
 
     def _refuse(self, what: str, target: str, reason: str = "not allowed on this endpoint") -> None:
         # the target comes from the client: never let it forge log lines
@@ -293,8 +319,33 @@ class SSHEndpoint:
         self.on_forward_opened: Callable[[str, str, int], None] | None = None
         self.on_refusal: Callable[[str, str, str, str], None] | None = None
         self._connections: set[asyncssh.SSHServerConnection] = set()
+        # open forwards by (hub, address key): closed when the hub's right ends (revoke)
+        self._open: dict[tuple[str, str], weakref.WeakSet[SSHForwarder]] = {}
+        self._opening: dict[tuple[str, str], list[int]] = {}  # see _open_forward
         self._acceptor: asyncssh.SSHAcceptor | None = None
         self._host_key = load_or_create_host_key(host_key_path, log)
+
+    def revoke(self, hub: str, key: str) -> int:
+        """``hub`` may no longer forward to the address ``key`` (``forward_rights.address_key``):
+        close its open forwards there, and any that is being opened; returns how many."""
+        if (hub, key) in self._opening:
+            self._opening[(hub, key)][1] += 1
+        forwarders = list(self._open.pop((hub, key), ()))
+        for forwarder in forwarders:
+            forwarder.close()  # the TCP side; it closes the SSH channel too
+        if forwarders:
+            self.log.info(
+                "Closed %d SSH forward(s) of hub %s to %s: its server there is gone",
+                len(forwarders),
+                hub,
+                key,
+            )
+        return len(forwarders)
+
+    def _track(self, key: tuple[str, str], forwarder: SSHForwarder) -> None:
+        if len(self._open) > 1000:  # forget addresses whose forwards have all closed
+            self._open = {k: v for k, v in self._open.items() if v}
+        self._open.setdefault(key, weakref.WeakSet()).add(forwarder)
 
     @property
     def fingerprint(self) -> str:

@@ -5,7 +5,7 @@
 import os
 
 from jupyterhub.traitlets import Callable
-from traitlets import Bool, Dict, HasTraits, Integer, List, Unicode, Union, default
+from traitlets import Bool, Dict, Float, HasTraits, Integer, List, Unicode, Union, default
 
 from .errors import StartupError
 
@@ -17,8 +17,8 @@ class SSHEndpointSettings(HasTraits):
         [Callable(), Bool()],
         default_value=False,
         help="""At start-up, ask each hub to re-create the tunnels of its running servers
-        (POST {"service": "host:port"} to each server's $JUPYTERHUB_SETUPTUNNEL_URL with the
-        server's API token): True, False (the default), or a hook (outpost, hub_name) ->
+        (POST {"service": "host:port"} to each server's setuptunnel URL built from the hub's
+        hub_api entry, with the server's API token): True, False (the default), or a hook (outpost, hub_name) ->
         bool, called once per server (may be a coroutine; outpost is this application).
         Off by default: a hub without tunnels answers such a request by stopping the
         server, and our OutpostSpawner's tunnel daemon reconnects by itself. Turn it on for
@@ -77,6 +77,16 @@ class SSHEndpointSettings(HasTraits):
         name always works. Empty: hubs must log in with their hub name.""",
     ).tag(config=True)
 
+    forward_recheck_interval = Float(
+        10.0,
+        help="""Seconds for which a poll that found a server running lets its hub open SSH
+        forwards to its address. An older one is repeated before the next forward opens
+        (at most 10 s; a poll that fails confirms nothing). Forward rights end at once
+        when the server stops, ends, fails a poll or another hub's server reports the same
+        address, and that hub's open forwards to the address are closed. 0: poll before
+        every forward.""",
+    ).tag(config=True)
+
     allowed_forward_targets = List(
         Unicode(),
         default_value=[],
@@ -91,7 +101,7 @@ class SSHEndpointSettings(HasTraits):
         def authorized_keys():
             return self.authorized_keys.get()
 
-        self.ssh_endpoint = SSHEndpoint(
+        self.ssh_endpoint = endpoint = SSHEndpoint(
             host_key_path=self.ssh_host_key_file,
             listen_host=self.ssh_ip,
             listen_port=self.ssh_port,
@@ -100,6 +110,8 @@ class SSHEndpointSettings(HasTraits):
             log=self.log,
             shared_usernames=set(self.ssh_shared_usernames),
         )
+        # a server that stops, ends or is replaced closes its hub's forwards to it
+        self.manager.rights.on_revoke = endpoint.revoke
         if not self.authorized_keys.get():
             self.log.warning(
                 "The SSH endpoint runs but ssh_authorized_keys is empty: no hub can open a "

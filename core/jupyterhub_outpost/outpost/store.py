@@ -17,7 +17,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import async_sessionmaker, create_async_engine
 
 from .crypto import Crypt
-from .models import ACTIVE, FAILED, STOPPED, CreditRecord, Service, utcnow
+from .models import ACTIVE, FAILED, RUNNING, STOPPED, CreditRecord, Service, utcnow
 
 
 def _sqlite_pragmas(dbapi_connection, _record) -> None:
@@ -191,16 +191,15 @@ class Store:
             )
             return {flavor: count for flavor, count in result}
 
-    async def has_running_address(self, hub: str, address: str) -> bool:
+    async def running_at(self, addresses: set[str]) -> list[Service]:
+        """RUNNING rows of any hub whose service address is one of ``addresses``."""
         async with self.sessions() as session:
-            found = await session.scalar(
-                select(Service.id).where(
-                    Service.hub == hub,
-                    Service.status.in_(ACTIVE),
-                    Service.service_address == address,
+            result = await session.scalars(
+                select(Service).where(
+                    Service.status == RUNNING, Service.service_address.in_(sorted(addresses))
                 )
             )
-            return found is not None
+            return list(result)
 
     # --- writes ----------------------------------------------------------------------
     async def update(self, row_id: int, **values) -> None:

@@ -13,6 +13,7 @@ import json
 
 from tornado import web
 
+from .. import strict_json
 from .manager import ForwardConflict, ForwardManager
 from .table import ForwardRequestError, check_key, parse_request
 
@@ -70,7 +71,7 @@ class ForwardHandler(APIHandler):
         try:
             check_key(key)
             try:
-                body = json.loads(self.request.body or b"")
+                body = strict_json.loads(self.request.body or b"")
             except ValueError as e:
                 raise ForwardRequestError(f"the body is not JSON: {e}") from None
             ssh, target_host, target_port, local_port = parse_request(body)

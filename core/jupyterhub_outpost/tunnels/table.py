@@ -16,10 +16,11 @@ from dataclasses import asdict, dataclass
 import asyncssh
 
 STATE_VERSION = 1
-KEY_RE = re.compile(r"^[A-Za-z0-9._-]{1,128}$")
-_HOST_RE = re.compile(r"^[A-Za-z0-9_.:\[\]-]{1,253}$")
-_USER_RE = re.compile(r"^[A-Za-z0-9_.@-]{1,128}$")
-_KEY_LINE_RE = re.compile(r"^[a-z0-9@.-]{3,64} [A-Za-z0-9+/]+={0,3}( [^\r\n]*)?$")
+# used with fullmatch: "$" would let a trailing newline through
+KEY_RE = re.compile(r"[A-Za-z0-9._-]{1,128}")
+_HOST_RE = re.compile(r"[A-Za-z0-9_.:\[\]-]{1,253}")
+_USER_RE = re.compile(r"[A-Za-z0-9_.@-]{1,128}")
+_KEY_LINE_RE = re.compile(r"[a-z0-9@.-]{3,64} [A-Za-z0-9+/]+={0,3}( [^\r\n]*)?")
 
 
 class ForwardRequestError(ValueError):
@@ -64,14 +65,14 @@ def _port(value, what: str, *, allow_zero: bool = False) -> int:
 
 
 def _host(value, what: str) -> str:
-    if not isinstance(value, str) or not _HOST_RE.match(value):
+    if not isinstance(value, str) or not _HOST_RE.fullmatch(value):
         raise ForwardRequestError(f"{what} must be a hostname or IP address, got {value!r}")
     return value
 
 
 def normalize_host_key(line) -> str:
     """Parse a pinned OpenSSH public key line; return ``"type base64"`` without comment."""
-    if not isinstance(line, str) or not _KEY_LINE_RE.match(line.strip()):
+    if not isinstance(line, str) or not _KEY_LINE_RE.fullmatch(line.strip()):
         raise ForwardRequestError(
             "ssh.host_key must be one OpenSSH public key line ('ssh-ed25519 AAAA...')"
         )
@@ -85,7 +86,7 @@ def normalize_host_key(line) -> str:
 
 
 def check_key(key: str) -> str:
-    if not isinstance(key, str) or not KEY_RE.match(key):
+    if not isinstance(key, str) or not KEY_RE.fullmatch(key):
         raise ForwardRequestError(
             f"forward key {key!r} must match [A-Za-z0-9._-]{{1,128}} (e.g. '<outpost>.<server>')"
         )
@@ -102,7 +103,7 @@ def parse_ssh(value) -> SSHTarget:
         if field not in value:
             raise ForwardRequestError(f'"ssh.{field}" is missing')
     user = value["user"]
-    if not isinstance(user, str) or not _USER_RE.match(user):
+    if not isinstance(user, str) or not _USER_RE.fullmatch(user):
         raise ForwardRequestError(f"ssh.user must be a user name, got {user!r}")
     return SSHTarget(
         host=_host(value["host"], "ssh.host"),
