@@ -189,6 +189,10 @@ class Hub:
         except (urllib.error.URLError, OSError) as e:
             return 0, str(e)
 
+    def knows_all_flavors(self) -> bool:
+        status, outposts = self.request("GET", "/hub/api/outpost/flavors")
+        return status == 200 and all(o.get("flavors") for o in outposts.values())
+
     def wait(self, what: str, check, timeout: float = 900):
         """Back off (0.2 s doubling to 5 s) until ``check()`` is true; TimeoutError after."""
         deadline = time.monotonic() + timeout
@@ -249,6 +253,10 @@ def deploy(scenario: str, hub: Cluster, remote: Cluster) -> Hub:
     remote.rollout_restart(OUTPOST_NS, "outpost-jupyterhub-outpost")
     client = Hub(hub_url, e2e_token)
     client.wait("the hub API", lambda: client.request("GET", "/hub/api/")[0] == 200, timeout=300)
+    # An Outpost reads changed hub credentials from its Secret's files, which the kubelet
+    # updates within a minute or two of an upgrade: the rollout is done when the hub has
+    # every Outpost's flavors (asked with its credential; a refusal is asked again in 30 s).
+    client.wait("the hub to hold every Outpost's flavors", client.knows_all_flavors, timeout=300)
     return client
 
 

@@ -422,3 +422,27 @@ def test_service_monitor_without_metrics_fails_with_a_clear_message():
         render(
             OUTPOST, {**HUBS, "metrics": {"enabled": False, "serviceMonitor": {"enabled": True}}}
         )
+
+
+def _pod_annotations(values: dict) -> dict:
+    objects, _ = render(OUTPOST, values)
+    [deployment] = [o for o in objects if o["kind"] == "Deployment"]
+    return deployment["spec"]["template"]["metadata"]["annotations"]
+
+
+def test_a_new_host_crypt_or_metrics_secret_restarts_the_pod_a_new_hub_credential_does_not():
+    """The SSH host key, crypt keys and metrics token are read at start: an upgrade that
+    gives a new one must replace the pod (found on kind: a rotated host key was served
+    only after a restart, and every hub's pinned key mismatched). The hubs' credentials
+    are re-read live, so a new password alone keeps the pod."""
+    host_key = asyncssh.generate_private_key("ssh-ed25519").export_private_key().decode()
+    base = {"hubs": {"hub": {"password": "one"}}}
+    before = _pod_annotations(base)
+    assert _pod_annotations(base) == before, "same values, same pod"
+    assert _pod_annotations({"hubs": {"hub": {"password": "two"}}}) == before
+    for change in (
+        {"ssh": {"hostKey": host_key}},
+        {"cryptKeys": [Fernet.generate_key().decode()]},
+        {"metrics": {"token": "a-new-token"}},
+    ):
+        assert _pod_annotations({**base, **change}) != before, change
