@@ -468,8 +468,11 @@ class HubProcess:
 
         return get
 
-    def progress_events(self, user: str, server: str = "", *, timeout: float = 120) -> list[dict]:
-        """Read the server's progress event stream until it says ready or failed."""
+    def progress_events(
+        self, user: str, server: str = "", *, timeout: float = 120, until=None
+    ) -> list[dict]:
+        """Read the server's progress event stream until it says ready or failed (or an
+        event for which ``until(event)`` is true)."""
         parsed = urllib.parse.urlparse(self.api_url)
         if server:
             path = f"{parsed.path}/users/{user}/servers/{urllib.parse.quote(server)}/progress"
@@ -499,7 +502,7 @@ class HubProcess:
                     continue
                 event = json.loads(line[5:])
                 events.append(event)
-                if event.get("ready") or event.get("failed"):
+                if event.get("ready") or event.get("failed") or (until and until(event)):
                     break
         finally:
             conn.close()

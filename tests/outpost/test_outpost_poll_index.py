@@ -111,3 +111,23 @@ async def test_the_reaper_unindexes_what_it_stops(make_outpost):
     assert not process_alive(pid)
     assert manager._running == {} and _holders(manager, address) == []
     assert (await api.call("DELETE", "/services/e"))[0] == 200
+
+
+async def test_the_spawner_knows_its_servers_address_after_start_and_after_recovery(outpost):
+    """The hub stores start()'s answer in spawner.server; spawners compare it with where
+    the server is at each poll (KubeSpawner warned "url changed!" at every first poll on
+    kind, because the Outpost left ip "" and port 0)."""
+    manager = outpost.app.manager
+    address, _ = await _start(outpost, "e")
+    host, port = _split(address)
+    row = await outpost.app.store.get("hub1", "e")
+    assert (
+        manager._spawners[row.id].spawner.server.ip,
+        manager._spawners[row.id].spawner.server.port,
+    ) == (host, port)
+    manager._spawners.clear()
+    manager._running.clear()
+    await manager.recover()
+    server = manager._spawners[row.id].spawner.server
+    assert (server.ip, server.port) == (host, port)
+    assert (await outpost.api.call("DELETE", "/services/e"))[0] == 200

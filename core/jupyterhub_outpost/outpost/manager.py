@@ -110,6 +110,7 @@ class ServiceManager(FlavorViews, Recovery, HubCalls, ForwardChecks):
         self._running[live.key] = row_id
         if not address:
             return
+        self.runner.set_address(live.spawner, address)
         for other in self.rights.hold(row_id, hub, address):
             # one address, live servers of two hubs: at most one is really there; no hub
             # may forward to it until polls tell which (authorize_forward refuses)

@@ -22,7 +22,7 @@ import asyncio
 import os
 import shutil
 from types import SimpleNamespace
-from urllib.parse import quote
+from urllib.parse import quote, urlsplit
 
 from jupyterhub import orm
 from jupyterhub.objects import Server
@@ -233,6 +233,14 @@ class Runner:
             spawner.internal_ssl = True
             spawner.internal_trust_bundles = bundle_paths
             spawner.cert_paths = await maybe_future(spawner.move_certs(paths))
+
+    @staticmethod
+    def set_address(spawner, address: str) -> None:
+        """What the hub does with ``start()``'s answer: the server's ip and port (spawners
+        such as KubeSpawner compare them with where the server really is at every poll)."""
+        parsed = urlsplit(f"//{address}")
+        spawner.server.ip = parsed.hostname or ""
+        spawner.server.port = parsed.port or 0
 
     def start(self, spawner) -> asyncio.Future:
         """Begin ``start()`` and return its future (kept so progress() knows when to stop)."""

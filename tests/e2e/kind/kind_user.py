@@ -13,6 +13,7 @@ Every wait is a backoff wait on observable state (``wait_until``), never a sleep
 from __future__ import annotations
 
 import http.cookiejar
+import threading
 import time
 import urllib.error
 import urllib.parse
@@ -183,6 +184,39 @@ class KindScenario:
         assert events and events[-1].get("ready"), events
         self.hub.wait_for_server(user, server, timeout=120)
         return events
+
+    def release_held_pod_when(self, ready_to_release) -> threading.Thread:
+        """In the background: once a user pod of the remote site is held in its init
+        container ("slowstart" users, scenarios/one-remote/kind/outpost.yaml) and
+        ``ready_to_release()`` returned, let it go on."""
+        remote = self.cluster(REMOTE)
+
+        def held_pod() -> str | None:
+            for pod in remote.pods(REMOTE.namespace, USER_POD):
+                statuses = pod["status"].get("initContainerStatuses") or []
+                if any(s.get("state", {}).get("running") for s in statuses):
+                    return pod["metadata"]["name"]
+            return None
+
+        def release() -> None:
+            name = wait_until(held_pod, 300, "a held user pod")
+            ready_to_release()
+            remote.kubectl(
+                "exec",
+                "-n",
+                REMOTE.namespace,
+                name,
+                "-c",
+                "hold",
+                "--",
+                "python3",
+                "-c",
+                "open('/tmp/release', 'w').close()",
+            )
+
+        thread = threading.Thread(target=release, daemon=True)
+        thread.start()
+        return thread
 
     def lab_and_kernel(self, user: str, server: str) -> KernelSession:
         browser = Browser(self.hub, user)

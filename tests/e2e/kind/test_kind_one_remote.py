@@ -17,7 +17,7 @@ import pytest
 
 from tests.helpers.hub_process import HubError, wait_until
 
-from .kind_user import REMOTE, USER_POD, KernelSession
+from .kind_user import REMOTE, KernelSession
 from .scenario_fixtures import kind_clusters, scenario_fixture  # noqa: F401 (fixtures)
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(3600)]
@@ -28,8 +28,19 @@ scenario = scenario_fixture("one-remote", REMOTE)
 def test_user_logs_in_picks_the_remote_cluster_sees_its_progress_runs_a_kernel_and_stops_clean(
     scenario,
 ):
-    events = scenario.start_as_user("alice", "lab", REMOTE)
+    """The user's pod is held in its init container (as an image pull would hold it) until
+    the hub's progress stream shows the remote cluster's own pod event: KubeSpawner reports
+    pod events only while the pod is pending (an instant start has none to show)."""
     node = "outpost-e2e-remote-control-plane"
+    user = "slowstart-alice"
+    scenario.hub.create_user(user)
+    released = scenario.release_held_pod_when(
+        lambda: scenario.hub.progress_events(
+            user, "lab", timeout=300, until=lambda e: node in e.get("message", "")
+        )
+    )
+    events = scenario.start_as_user(user, "lab", REMOTE)
+    released.join(60)
     assert any(node in e.get("message", "") for e in events), (
         "the progress shows the remote cluster's own pod events",
         events,
@@ -37,9 +48,9 @@ def test_user_logs_in_picks_the_remote_cluster_sees_its_progress_runs_a_kernel_a
     [pod] = scenario.user_pods(REMOTE)
     assert pod["spec"]["nodeName"] == node
     assert len(scenario.forward_services()) == 1, "the proxy reaches it through a Service"
-    session = scenario.lab_and_kernel("alice", "lab")
+    session = scenario.lab_and_kernel(user, "lab")
     assert session.run("import socket; print(socket.gethostname())") == pod["metadata"]["name"]
-    scenario.stop_and_assert_clean("alice", "lab", REMOTE)
+    scenario.stop_and_assert_clean(user, "lab", REMOTE)
 
 
 def test_the_remote_outpost_enforces_its_flavor_limit(scenario):
@@ -95,29 +106,7 @@ def test_outpost_pod_deleted_in_the_middle_of_a_start_fails_it_clearly_and_leave
     scenario.assert_nothing_left(REMOTE)
 
     # and the user can start again (released at once this time)
-    def release_when_held():
-        for pod in remote.pods(REMOTE.namespace, USER_POD):
-            statuses = pod["status"].get("initContainerStatuses") or []
-            if any(s.get("state", {}).get("running") for s in statuses):
-                remote.kubectl(
-                    "exec",
-                    "-n",
-                    REMOTE.namespace,
-                    pod["metadata"]["name"],
-                    "-c",
-                    "hold",
-                    "--",
-                    "python3",
-                    "-c",
-                    "open('/tmp/release', 'w').close()",
-                )
-                return True
-        return False
-
-    released = threading.Thread(
-        target=lambda: wait_until(release_when_held, 300, "the held pod"), daemon=True
-    )
-    released.start()
+    released = scenario.release_held_pod_when(lambda: True)
     hub.start_server("slowstart", "held", {"outpost": "remote", "flavor": "small"}, timeout=600)
     released.join(60)
     scenario.stop_and_assert_clean("slowstart", "held", REMOTE)
