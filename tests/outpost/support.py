@@ -3,10 +3,12 @@
 import json
 import os
 import sys
+from datetime import timedelta
 
 from jupyterhub.spawner import SimpleLocalProcessSpawner
 from jupyterhub.utils import exponential_backoff
 from jupyterhub_outpost.outpost.app import JupyterHubOutpost
+from jupyterhub_outpost.outpost.models import utcnow
 from tornado.httpclient import AsyncHTTPClient, HTTPRequest
 from traitlets.config import Config
 
@@ -147,6 +149,16 @@ async def wait_for(condition, message: str, timeout: float = 20):
         return result
 
     return await exponential_backoff(check, message, start_wait=0.02, max_wait=0.5, timeout=timeout)
+
+
+async def pass_runtime_deadline(outpost, name: str, hub: str = "hub1") -> None:
+    """Let the clock pass server ``name``'s runtime deadline: its stored deadline moves one
+    second into the past, so the reaper's next round finds it expired. (A flavor runtime of
+    a second would race the test under load: the reaper stopped the server before the test
+    saw it run.)"""
+    row = await outpost.app.store.get(hub, name)
+    assert row is not None and row.runtime_deadline is not None, row
+    await outpost.app.store.update(row.id, runtime_deadline=utcnow() - timedelta(seconds=1))
 
 
 async def fetch_server(address: str, path: str = "/"):

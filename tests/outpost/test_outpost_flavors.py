@@ -1,12 +1,14 @@
 """Flavor limits under concurrency, runtime expiry, usage reports to the hub."""
 
 import asyncio
+from datetime import timedelta
 
 import pytest
+from jupyterhub_outpost.outpost.models import utcnow
 
 from tests.helpers.outpost_process import process_alive
 
-from .support import fetch_or_none, start_body, wait_for
+from .support import fetch_or_none, pass_runtime_deadline, start_body, wait_for
 
 FLAVORS = {
     "small": {
@@ -15,13 +17,6 @@ FLAVORS = {
         "display_name": "Small",
         "description": "1 CPU",
         "runtime": {"hours": 2},
-    },
-    "tiny": {
-        "max": 2,
-        "weight": 1,
-        "display_name": "Tiny",
-        "description": "",
-        "runtime": {"seconds": 1},
     },
 }
 
@@ -95,21 +90,29 @@ async def test_undefined_max_limits_unknown_and_missing_flavors(make_outpost):
 async def test_server_past_its_runtime_is_stopped_by_the_outpost(make_outpost):
     outpost = await make_outpost(flavors=FLAVORS, runtime_check_interval=0.2)
     api = outpost.api
+    before = utcnow()
     code, data = await api.call(
-        "POST", "/services", body=start_body("brief", user_options={"flavor": "tiny"})
+        "POST", "/services", body=start_body("brief", user_options={"flavor": "small"})
     )
+    after = utcnow()
     assert code == 200
     pid = (await wait_for(lambda: fetch_or_none(data["service"]), "server answers"))["pid"]
+    # the deadline is the start plus the flavor's runtime (2 hours) ...
+    deadline = (await outpost.app.store.get("hub1", "brief")).runtime_deadline
+    assert before + timedelta(hours=2) <= deadline <= after + timedelta(hours=2)
+    # ... and once the clock has passed it, the Outpost's reaper stops the server
+    assert await api.call("GET", "/services/brief") == (200, {"status": None})
+    await pass_runtime_deadline(outpost, "brief")
 
     async def ended():
         _, poll = await api.call("GET", "/services/brief")
         return poll["status"] is not None and poll
 
     poll = await wait_for(ended, "runtime reaper stopped the server", timeout=15)
-    assert "runtime" in poll["error"]
+    assert "runtime" in poll["error"] and "'small'" in poll["error"]
     assert not process_alive(pid)
     _, flavors = await api.call("GET", "/flavors")
-    assert flavors["tiny"]["current"] == 0
+    assert flavors["small"]["current"] == 0
     assert (await api.call("DELETE", "/services/brief"))[0] == 200
 
 

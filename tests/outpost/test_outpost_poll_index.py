@@ -8,7 +8,7 @@ from jupyterhub_outpost.outpost.forward_rights import ForwardRights, address_key
 
 from tests.helpers.outpost_process import process_alive
 
-from .support import fetch_or_none, start_body, wait_for
+from .support import fetch_or_none, pass_runtime_deadline, start_body, wait_for
 
 
 async def _start(outpost, name, **extra):
@@ -97,10 +97,12 @@ async def test_a_poll_indexes_a_running_server_the_index_missed(outpost):
 
 
 async def test_the_reaper_unindexes_what_it_stops(make_outpost):
-    flavors = {"tiny": {"max": 2, "weight": 1, "runtime": {"seconds": 1}}}
+    flavors = {"hourly": {"max": 2, "weight": 1, "runtime": {"hours": 1}}}
     outpost = await make_outpost(flavors=flavors, runtime_check_interval=0.2)
     manager, api = outpost.app.manager, outpost.api
-    address, pid = await _start(outpost, "e", user_options={"flavor": "tiny"})
+    address, pid = await _start(outpost, "e", user_options={"flavor": "hourly"})
+    assert ("hub1", "e") in manager._running
+    await pass_runtime_deadline(outpost, "e")
 
     async def ended():
         _, poll = await api.call("GET", "/services/e")
