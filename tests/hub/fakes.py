@@ -165,6 +165,9 @@ class FakeTunnelClient:
         self.calls: list[tuple] = []
         self.next_port = 40000
         self.fail_state: str | None = None  # e.g. "error" to simulate a refused host key
+        # forwards report a passing error ("permanent": false) for this many answers first,
+        # as while the SSH endpoint restarts
+        self.passing_errors = 0
 
     async def put_forward(self, key, *, ssh, target_host, target_port, local_port=None):
         self.calls.append(("put", key, target_host, target_port, local_port))
@@ -186,6 +189,9 @@ class FakeTunnelClient:
         }
         if self.fail_state == "error":
             fwd["error"] = "host key mismatch"
+            fwd["permanent"] = True
+        if self.passing_errors:
+            fwd.update(state="error", error="SSH connection timed out", permanent=False)
         self.forwards[key] = fwd
         return dict(fwd)
 
@@ -195,6 +201,13 @@ class FakeTunnelClient:
 
     async def list_forwards(self):
         self.calls.append(("list",))
+        if self.passing_errors:
+            self.passing_errors -= 1
+            if not self.passing_errors:
+                for f in self.forwards.values():
+                    f["state"] = "up"
+                    f.pop("error", None)
+                    f.pop("permanent", None)
         return [dict(f) for f in self.forwards.values()]
 
     async def ping(self):

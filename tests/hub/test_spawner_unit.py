@@ -116,6 +116,31 @@ async def test_failed_tunnel_deletes_remote_server_and_forward(
     assert fake_tunnels.forwards == {}
 
 
+async def test_a_passing_tunnel_error_is_waited_out_and_the_start_succeeds(
+    make_spawner, fake_outpost, fake_tunnels
+):
+    """Found on kind: the SSH endpoint's pod restarted a few seconds before a start, the
+    daemon's link was between reconnect attempts, and the start failed at once."""
+    fake_tunnels.passing_errors = 3
+    spawner = make_spawner("x")
+    url = await spawner.start()
+    assert url and fake_tunnels.passing_errors == 0
+    assert fake_tunnels.forwards[spawner.forward_key]["state"] == "up"
+
+
+async def test_a_passing_tunnel_error_that_lasts_fails_the_start_with_its_reason(
+    make_spawner, fake_outpost, fake_tunnels
+):
+    fake_tunnels.passing_errors = 10**6
+    spawner = make_spawner("x")
+    spawner.tunnel_up_timeout = 0.5
+    with pytest.raises(SpawnException) as info:
+        await spawner.start()
+    assert "SSH connection timed out (still after" in info.value.message
+    assert fake_outpost.running == {}
+    assert fake_tunnels.forwards == {}
+
+
 async def test_invalid_address_from_outpost_is_refused(make_spawner, fake_outpost, fake_tunnels):
     fake_outpost.start_answer = {"service": "host;rm -rf /:80"}
     spawner = make_spawner("x")

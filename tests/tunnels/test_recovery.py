@@ -17,6 +17,7 @@ async def test_daemon_refuses_endpoint_with_wrong_host_key(daemon, endpoint, tar
     )
     failed = await daemon.wait_state("remote.pinned", "error")
     assert failed["error"].startswith("host key mismatch")
+    assert failed["permanent"] is True, "a hub fails the start at once: waiting cannot fix it"
     assert "host key mismatch" in daemon.proc.log
     assert f"hub@127.0.0.1:{endpoint.port}" in daemon.proc.log
     # no login happened, and nothing reaches the target through the forward: the client is
@@ -50,7 +51,8 @@ async def test_endpoint_restart_forward_returns_on_same_port_without_api_call(
     port = f["local_port"]
     assert (await http_get(port))[0] == 200
     endpoint.stop()
-    await daemon.wait_state("remote.r", "error")  # reconnect attempts fail while it is down
+    down = await daemon.wait_state("remote.r", "error")  # reconnect attempts fail while down
+    assert down["permanent"] is False, "a hub waits this out"
     assert await port_open(port)  # the local listener stays bound
     await endpoint.start()
     await daemon.wait_state("remote.r", "up")
@@ -222,3 +224,19 @@ async def test_concurrent_puts_and_deletes_survive_sigkill_right_after_the_last_
     assert restored == expected
     answers = await asyncio.gather(*(http_get(port) for port in restored.values()))
     assert all(a == (200, b"hello from target") for a in answers)
+
+
+async def test_a_new_forward_cuts_a_reconnect_backoff_short(procs, tmp_path, hub_key, target):
+    """A hub that puts a forward waits for it: the link tries at once instead of sleeping
+    out its backoff (30 s here) while the endpoint is back already."""
+    endpoint = Endpoint(procs, tmp_path, {"hub": [hub_key.public]}, ["127.0.0.1:1024-65535"])
+    await endpoint.start()
+    endpoint.stop()
+    d = Daemon(procs, tmp_path, hub_key.path, reconnect_initial_delay=30, reconnect_max_delay=60)
+    await d.start()
+    args = {"ssh": endpoint.ssh(), "target_host": "127.0.0.1", "target_port": target.port}
+    await d.client.put_forward("remote.first", **args)
+    await d.wait_state("remote.first", "error")  # refused; the next attempt in 30 s
+    await endpoint.start()
+    await d.client.put_forward("remote.second", **args)
+    await d.wait_state("remote.second", "up", timeout=10)

@@ -283,17 +283,24 @@ class TunnelSetupMixin(HasTraits):
         return {f.get("key"): f for f in forwards}
 
     async def _wait_forward_up(self, client, forward: dict) -> None:
-        state = {"forward": forward}
+        """Until the forward is up. An error that waiting cannot fix (a wrong host key, a
+        refused login) fails the start at once; a passing one (the SSH endpoint restarting,
+        its LoadBalancer not routed yet) is waited out for ``tunnel_up_timeout``."""
+        state = {"forward": forward, "error": None}
+
+        def failed(reason: str) -> OutpostSpawnError:
+            return OutpostSpawnError(
+                f"The tunnel to {self.get_outpost().label} failed: {reason}", reason="tunnel"
+            )
 
         async def is_up():
             f = state["forward"]
             if f.get("state") == "up":
                 return True
             if f.get("state") == "error":
-                raise OutpostSpawnError(
-                    f"The tunnel to {self.get_outpost().label} failed: {f.get('error') or 'unknown error'}",
-                    reason="tunnel",
-                )
+                state["error"] = f.get("error") or "unknown error"
+                if f.get("permanent", True):
+                    raise failed(state["error"])
             state["forward"] = {x.get("key"): x for x in await client.list_forwards()}.get(
                 self.forward_key, {}
             )
@@ -308,6 +315,10 @@ class TunnelSetupMixin(HasTraits):
                 timeout=self.tunnel_up_timeout,
             )
         except TimeoutError:
+            if state["error"]:
+                raise failed(
+                    f"{state['error']} (still after {self.tunnel_up_timeout:.0f} s)"
+                ) from None
             raise OutpostSpawnError(
                 f"The tunnel to {self.get_outpost().label} did not come up in time.",
                 reason="tunnel",

@@ -80,10 +80,11 @@ def describe_error(exc: BaseException, target: SSHTarget) -> str:
         )
     if isinstance(exc, asyncssh.DisconnectError):
         return f"SSH connection failed: {exc.reason}"
-    if isinstance(exc, OSError):
-        return f"cannot connect: {exc.strerror or exc}"
+    # before OSError: TimeoutError is one, with neither strerror nor text ("cannot connect: ")
     if isinstance(exc, asyncio.TimeoutError | TimeoutError):
         return "SSH connection timed out"
+    if isinstance(exc, OSError):
+        return f"cannot connect: {exc.strerror or exc}"
     return f"SSH connection failed: {exc!r}"
 
 
@@ -115,6 +116,7 @@ class SSHLink:
         self.hard_error = False  # the last attempt failed in a way that waiting will not fix
         self.conn: asyncssh.SSHClientConnection | None = None
         self._up = asyncio.Event()
+        self._wake = asyncio.Event()  # ends a reconnect backoff early
         self._task: asyncio.Task | None = None
         self._closing = False
 
@@ -137,6 +139,19 @@ class SSHLink:
             self.conn.close()
             self.conn = None
         self._up.clear()
+
+    def retry_now(self) -> None:
+        """Someone needs the connection now (a new forward): if it waits out a reconnect
+        backoff, try at once instead."""
+        if self.state == "error" and not self.hard_error:
+            self._wake.set()
+
+    async def _backoff(self, delay: float) -> None:
+        self._wake.clear()
+        try:
+            await asyncio.wait_for(self._wake.wait(), delay)
+        except (asyncio.TimeoutError, TimeoutError):
+            pass
 
     async def wait_up(self, timeout: float) -> asyncssh.SSHClientConnection | None:
         """The connection once it is up, or None after ``timeout`` seconds."""
@@ -209,7 +224,7 @@ class SSHLink:
                     self.error,
                     delay,
                 )
-                await asyncio.sleep(delay)
+                await self._backoff(delay)
                 continue
             if self._closing:  # close() ran while connecting and its cancel was lost
                 conn.close()
@@ -230,7 +245,7 @@ class SSHLink:
             self.state = "connecting"
             self.log.warning("SSH connection to %s dropped; reconnecting", self.target.describe())
             delays = backoff_delays(self.reconnect_initial_delay, self.reconnect_max_delay)
-            await asyncio.sleep(next(delays))
+            await self._backoff(next(delays))
 
 
 class _ChannelSide(SSHForwarder):

@@ -186,12 +186,15 @@ class ForwardManager:
         if key in self.bind_errors:
             data["state"] = "error"
             data["error"] = self.bind_errors[key]
+            data["permanent"] = False  # the bind is retried
             return data
         link = self.links.get(spec.ssh)
         state = link.state if link else "connecting"
         data["state"] = state
         if link is not None and link.error and state == "error":
             data["error"] = link.error
+            # a wrong host key or a refused login: waiting will not help
+            data["permanent"] = link.hard_error
         return data
 
     def list(self) -> list[dict]:
@@ -248,6 +251,7 @@ class ForwardManager:
             self.specs[key] = spec
             self.listeners[key] = listener
             self.bind_errors.pop(key, None)
+            listener.link.retry_now()  # a hub waits for this forward: no backoff wait
             version = self._changed()
             await self._release_unused_links()
             if old is None:

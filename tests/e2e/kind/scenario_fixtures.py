@@ -69,6 +69,9 @@ def scenario_fixture(name: str, *sites):
     def scenario(kind_clusters):
         hub, remote = kind_clusters
         sc = KindScenario(name, hub, remote, sites)
+        if os.environ.get("OUTPOST_KIND_KEEP"):
+            # an install kept from an earlier run may still hold its servers
+            sc.hub.stop_all_servers(timeout=300)
         RUN["scenarios"][name] = {"deploy_seconds": round(sc.deploy_seconds, 1)}
         try:
             yield sc
