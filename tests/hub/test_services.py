@@ -42,6 +42,8 @@ def test_make_service_manifest_selects_tunnel_pod_and_maps_port():
         {"name": "http", "protocol": "TCP", "port": 40001, "targetPort": 40001}
     ]
     assert manifest["spec"]["type"] == "ClusterIP"
+    # reachable while the hub pod (whose sidecar holds the forward) is not Ready yet
+    assert manifest["spec"]["publishNotReadyAddresses"] is True
 
 
 def test_make_service_validates_with_kubernetes_schema():

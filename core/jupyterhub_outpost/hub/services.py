@@ -78,6 +78,12 @@ def make_service(
         "spec": {
             "type": "ClusterIP",
             "selector": dict(selector),
+            # The forward listens in the tunnel daemon. As the hub pod's sidecar it is ready
+            # before the hub is, and a starting hub checks its running servers through these
+            # Services before its pod is Ready: without this they have no endpoint until then
+            # (found on kind: the hub's start-up check of a server took 15 s, its server showed
+            # "pending check" and could not be stopped meanwhile).
+            "publishNotReadyAddresses": True,
             "ports": [
                 {
                     "name": "http",
