@@ -132,10 +132,10 @@ def remove(prefix: str) -> list[str]:
 
 def prefixes() -> set[str]:
     """The prefixes of every lab that has a chain here (live or left by a crashed run)."""
-    pattern = re.compile(rf"^-N {re.escape(CHAIN_PREFIX)}(\S+)$")
+    pattern = re.compile(rf"-N {re.escape(CHAIN_PREFIX)}(\S+)")  # fullmatch
     found = set()
     for command in commands():
         for rule in _rules(command):
-            if m := pattern.match(rule):
+            if m := pattern.fullmatch(rule):
                 found.add(m.group(1))
     return found

@@ -69,7 +69,7 @@ log = logging.getLogger("outpost_scenarios")
 
 ISOLATION_ENV = "JUPYTERHUB_OUTPOST_TOPOLOGY_ISOLATION"
 REGISTRY_DIR = "/run/jupyterhub-outpost-topology"
-PREFIX_RE = re.compile(r"^jot[0-9a-f]{5}$")
+PREFIX_RE = re.compile(r"jot[0-9a-f]{5}")  # used with fullmatch
 #: subnets are picked from 10.231.N.0/24 (N from 1 to 254)
 SUBNET_POOL = ipaddress.ip_network("10.231.0.0/16")
 CLONE_NEWNET = 0x40000000
@@ -300,7 +300,7 @@ def cleanup(prefix: str, *, log_removed: bool = True, _locked: bool = False) -> 
     for loopback runs), deletes the namespaces, the bridges and veths, and the registry
     file. Returns what it removed, for the log.
     """
-    if not prefix or not re.match(r"^[A-Za-z0-9_-]{3,}$", prefix):
+    if not prefix or not re.fullmatch(r"[A-Za-z0-9_-]{3,}", prefix):
         raise ValueError(f"refusing to clean up with prefix {prefix!r}")
     removed: list[str] = []
     record = _read_registry(prefix) if os.path.isdir(REGISTRY_DIR) else None
@@ -357,19 +357,21 @@ def cleanup_stale() -> list[str]:
     """
     if os.geteuid() != 0:
         return []
-    if not os.path.isdir(REGISTRY_DIR) and not any(PREFIX_RE.match(o) for o in _object_prefixes()):
+    if not os.path.isdir(REGISTRY_DIR) and not any(
+        PREFIX_RE.fullmatch(o) for o in _object_prefixes()
+    ):
         return []
     cleaned = []
     with _registry_lock():
         prefixes = set()
         for name in os.listdir(REGISTRY_DIR):
-            if name.endswith(".json") and PREFIX_RE.match(name[:-5]):
+            if name.endswith(".json") and PREFIX_RE.fullmatch(name[:-5]):
                 record = _read_registry(name[:-5]) or {}
                 owner = record.get("owner", [0, None])
                 if _proc_start_time(owner[0]) != owner[1] or _is_zombie(owner[0]):
                     prefixes.add(name[:-5])
         for candidate in _object_prefixes():
-            if PREFIX_RE.match(candidate) and not os.path.exists(_registry_path(candidate)):
+            if PREFIX_RE.fullmatch(candidate) and not os.path.exists(_registry_path(candidate)):
                 prefixes.add(candidate)
         for prefix in sorted(prefixes):
             cleanup(prefix, _locked=True)
@@ -574,7 +576,7 @@ class Lab:
 
     def __init__(self, prefix: str | None = None, *, isolation: bool | None = None):
         self.prefix = prefix or f"jot{secrets.token_hex(3)[:5]}"
-        if len(self.prefix) > 8 or not re.match(r"^[a-z0-9]+$", self.prefix):
+        if len(self.prefix) > 8 or not re.fullmatch(r"[a-z0-9]+", self.prefix):
             raise ValueError(f"prefix {self.prefix!r}: use at most 8 lowercase letters/digits")
         available, reason = isolation_available()
         if isolation and not available:
@@ -697,7 +699,7 @@ class Lab:
 
     def add_host(self, name: str, networks: Sequence[str]) -> Host:
         """Create a host on ``networks`` (names of networks made with :meth:`add_network`)."""
-        if not re.match(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,40}$", name):
+        if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,40}", name):
             raise ValueError(f"host name {name!r}: use letters, digits, '_', '.', '-'")
         if name in self.hosts:
             raise ValueError(f"host {name!r} exists already")

@@ -19,7 +19,7 @@ import yaml
 SPEC_FILE = "topology.yaml"
 RESTART_POLICIES = ("no", "on-failure", "always")
 SECRET_KINDS = ("hex", "urlsafe", "fernet", "password")
-NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,40}$")
+NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{0,40}")  # used with fullmatch
 
 #: placeholder kinds; ``{kind}`` or ``{kind:arg}``. Anything else in braces is left alone,
 #: so Python dicts and JSON in templated files need no escaping.
@@ -158,7 +158,7 @@ def _no_extra(data: Mapping, allowed: set[str], where: str) -> None:
 
 
 def _name(name: Any, where: str) -> str:
-    if not isinstance(name, str) or not NAME_RE.match(name):
+    if not isinstance(name, str) or not NAME_RE.fullmatch(name):
         raise SpecError(f"{where}: name {name!r} must match {NAME_RE.pattern}")
     return name
 

@@ -182,13 +182,42 @@ def test_the_validator_reads_dollar_as_the_end_of_the_string_as_json_schema_does
     assert FullMatchValidator({"pattern": "^[a-z$]+$"}).is_valid("a$b")
 
 
-def test_no_regex_of_the_product_lets_a_trailing_newline_through():
-    """The class, not the example: no compiled pattern in the product package ends in a
-    bare "$" (which Python reads as "end, or before a final newline")."""
+def _ends_in_bare_dollar(pattern: str) -> bool:
+    """Ends in "$" (perhaps closing a group), not in an escaped "\\$"."""
+    return bool(re.search(r"(?<!\\)\$\)?\??$", pattern))
+
+
+def _regex_literals(path):
+    """(line, pattern) of every string literal given to a function of ``re`` in ``path``
+    (f-strings by their last literal part)."""
+    import ast
+
+    for node in ast.walk(ast.parse(path.read_text(), str(path))):
+        if not (
+            isinstance(node, ast.Call)
+            and isinstance(node.func, ast.Attribute)
+            and isinstance(node.func.value, ast.Name)
+            and node.func.value.id == "re"
+            and node.args
+        ):
+            continue
+        arg = node.args[0]
+        if isinstance(arg, ast.JoinedStr) and arg.values:
+            arg = arg.values[-1]
+        if isinstance(arg, ast.Constant) and isinstance(arg.value, str):
+            yield node.lineno, arg.value
+
+
+def test_no_regex_of_the_product_or_the_runner_lets_a_trailing_newline_through():
+    """The class, not the example: no pattern of the product package or the scenario
+    runner ends in a bare "$" (which Python reads as "end, or before a final newline"):
+    neither a compiled pattern of a product module nor a literal given to ``re``."""
     import importlib
     import pkgutil
+    from pathlib import Path
 
     import jupyterhub_outpost
+    import outpost_scenarios
 
     offenders = []
     for info in pkgutil.walk_packages(jupyterhub_outpost.__path__, "jupyterhub_outpost."):
@@ -197,6 +226,14 @@ def test_no_regex_of_the_product_lets_a_trailing_newline_through():
         module = importlib.import_module(info.name)
         for attr, value in vars(module).items():
             if isinstance(value, re.Pattern) and isinstance(value.pattern, str):
-                if re.search(r"(?<!\\)\$\)?\??$", value.pattern):
+                if _ends_in_bare_dollar(value.pattern):
                     offenders.append(f"{info.name}.{attr} = {value.pattern!r}")
+    sources = 0
+    for package in (jupyterhub_outpost, outpost_scenarios):
+        for path in sorted(Path(package.__path__[0]).rglob("*.py")):
+            sources += 1
+            for line, pattern in _regex_literals(path):
+                if _ends_in_bare_dollar(pattern):
+                    offenders.append(f"{path}:{line}: {pattern!r}")
+    assert sources > 50
     assert offenders == []
