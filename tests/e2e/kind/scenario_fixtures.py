@@ -19,6 +19,8 @@ import time
 import pytest
 from outpost_scenarios import kind
 
+from tests.helpers.hub_process import wait_until
+
 from .kind_user import KindScenario
 
 HUB_CLUSTER = "outpost-e2e-hub"
@@ -61,6 +63,17 @@ def kind_clusters():
             kind.down_clusters(hub, remote)
 
 
+def _pending_servers(hub) -> list[str]:
+    status, users = hub.api("GET", "/users")
+    assert status == 200, users
+    return [
+        f"{u['name']}/{name}"
+        for u in users
+        for name, server in (u.get("servers") or {}).items()
+        if server.get("pending")
+    ]
+
+
 def scenario_fixture(name: str, *sites):
     """A module-scoped :class:`KindScenario`: the scenario installed on the session's
     clusters, removed at the end of the module."""
@@ -70,7 +83,9 @@ def scenario_fixture(name: str, *sites):
         hub, remote = kind_clusters
         sc = KindScenario(name, hub, remote, sites)
         if os.environ.get("OUTPOST_KIND_KEEP"):
-            # an install kept from an earlier run may still hold its servers
+            # an install kept from an earlier run may still hold its servers (which a hub
+            # that has just started may still be checking: JupyterHub refuses to stop those)
+            wait_until(lambda: not _pending_servers(sc.hub), 300, "the hub's start-up checks")
             sc.hub.stop_all_servers(timeout=300)
         RUN["scenarios"][name] = {"deploy_seconds": round(sc.deploy_seconds, 1)}
         try:
