@@ -95,24 +95,34 @@ def block_the_node(scenario) -> str:
 def start_in_background(
     scenario, user: str, server: str, **options
 ) -> tuple[threading.Thread, dict]:
-    """Ask the hub to start ``user``'s ``server`` and follow its progress in a thread."""
-    hub, result = scenario.hub, {}
+    """Ask the hub to start ``user``'s ``server`` in a thread that follows its progress as
+    the user's spawn-pending page does; ``result["events"]`` fills as the events arrive."""
+    hub, result = scenario.hub, {"events": []}
 
     def run():
         try:
             hub.create_user(user)
-            result["answer"] = hub.api(
-                "POST",
-                f"/users/{user}/servers/{server}",
-                {"outpost": "hpc", "flavor": "batch", **options},
+            result["answer"], _ = hub.follow_start(
+                lambda: hub.api(
+                    "POST",
+                    f"/users/{user}/servers/{server}",
+                    {"outpost": "hpc", "flavor": "batch", **options},
+                ),
+                user,
+                server,
+                timeout=240,
+                into=result["events"],
             )
-            result["events"] = hub.progress_events(user, server, timeout=240)
         except Exception as e:  # reported by the test
             result["error"] = repr(e)
 
     thread = threading.Thread(target=run, daemon=True)
     thread.start()
     return thread, result
+
+
+def messages(events: list[dict]) -> list[str]:
+    return [e.get("message", "") for e in list(events)]
 
 
 def job_processes(scenario, job: str) -> list[int]:
@@ -173,20 +183,30 @@ def test_start_waits_in_the_queue_while_the_node_is_full_and_runs_when_it_frees(
     blocker = block_the_node(scenario)
     try:
         thread, result = start_in_background(scenario, "dave", "queued")
-        wait_until(
-            lambda: [j for j in jobs(scenario, "dave") if j.endswith("PENDING Resources")],
-            60,
-            "dave's job waiting for node1's CPUs",
-        )
-        assert thread.is_alive() and scenario.hub.server_model("dave", "queued")["pending"]
-    finally:
-        slurm(scenario, "scancel", blocker)
-    thread.join(240)
-    assert "error" not in result, result
-    messages = [e.get("message", "") for e in result["events"]]
-    assert "Pending in queue..." in messages, messages
-    assert result["events"][-1].get("ready"), result["events"]
-    scenario.hub.stop_server("dave", "queued", timeout=90)
+        try:
+            wait_until(
+                lambda: [j for j in jobs(scenario, "dave") if j.endswith("PENDING Resources")],
+                60,
+                "dave's job waiting for node1's CPUs",
+            )
+            # what dave's progress page shows while the job waits
+            try:
+                wait_until(
+                    lambda: "Pending in queue..." in messages(result["events"]),
+                    60,
+                    "the wait in dave's progress stream",
+                )
+            except TimeoutError:
+                raise AssertionError(f"dave's progress never showed the wait: {result}") from None
+            assert thread.is_alive() and scenario.hub.server_model("dave", "queued")["pending"]
+        finally:
+            slurm(scenario, "scancel", blocker)
+        thread.join(240)
+        assert "error" not in result, result
+        assert result["answer"][0] in (201, 202), result["answer"]
+        assert result["events"][-1].get("ready"), result["events"]
+    finally:  # a failure above leaves no job behind for the tests after it
+        scenario.hub.stop_server("dave", "queued", timeout=90)
     wait_until(lambda: jobs(scenario, "dave") == [], 60, "dave's job ended")
 
 

@@ -469,17 +469,26 @@ class HubProcess:
         return get
 
     def progress_events(
-        self, user: str, server: str = "", *, timeout: float = 120, until=None
+        self,
+        user: str,
+        server: str = "",
+        *,
+        timeout: float = 120,
+        until=None,
+        into: list | None = None,
     ) -> list[dict]:
         """Read the server's progress event stream until it says ready or failed (or an
-        event for which ``until(event)`` is true)."""
+        event for which ``until(event)`` is true).
+
+        ``into`` (a list) receives each event as it arrives, for a caller that watches the
+        stream from another thread; it is also the list returned."""
         parsed = urllib.parse.urlparse(self.api_url)
         if server:
             path = f"{parsed.path}/users/{user}/servers/{urllib.parse.quote(server)}/progress"
         else:
             path = f"{parsed.path}/users/{user}/server/progress"
         conn = http.client.HTTPConnection(parsed.hostname, parsed.port, timeout=timeout)
-        events: list[dict] = []
+        events: list[dict] = [] if into is None else into
         try:
             conn.request(
                 "GET",
@@ -508,49 +517,79 @@ class HubProcess:
             conn.close()
         return events
 
-    def start_server(
-        self, user: str, server: str = "", options: dict | None = None, *, timeout: float = 150
-    ) -> list[dict]:
-        """Start a server through the REST API and return its progress events.
+    def follow_start(
+        self,
+        request,
+        user: str,
+        server: str = "",
+        *,
+        timeout: float = 150,
+        into: list | None = None,
+    ) -> tuple[object, list[dict]]:
+        """Run ``request()`` (the start: a REST POST, a form submission) in a thread and
+        follow the start's progress as the hub's spawn-pending page does: the stream is
+        opened as soon as the server is pending, and replays the events sent before.
+        Returns ``request()``'s answer and the events (empty when the start ended before
+        the stream was opened). ``into`` receives each event as it arrives (see
+        :meth:`progress_events`).
 
-        The start request runs in a thread while this reads the progress stream (opened
-        as soon as the server is pending), so the events are seen as they happen even
-        when the spawn finishes before the start request returns. Raises HubError when
-        the start fails (its events are in the message); returns once it is ready.
+        The answer cannot be awaited first: the hub answers a start only after it ended
+        when it ends within ``slow_spawn_timeout``, and the stream then has only the
+        final event.
         """
         import threading
 
-        path = (
-            f"/users/{user}/servers/{urllib.parse.quote(server)}"
-            if server
-            else f"/users/{user}/server"
-        )
         result: dict = {}
 
-        def post():
+        def run():
             try:
-                result["answer"] = self.api("POST", path, options or {}, timeout=timeout)
+                result["answer"] = request()
             except Exception as e:  # reported below
-                result["answer"] = (0, repr(e))
+                result["error"] = e
 
-        thread = threading.Thread(target=post, daemon=True)
+        thread = threading.Thread(target=run, daemon=True)
         thread.start()
 
         def pending_or_done():
-            if "answer" in result:
+            if not thread.is_alive():
                 return True
             model = self.server_model(user, server)
             return bool(model and model.get("pending") == "spawn")
 
         wait_until(pending_or_done, timeout, f"{user}/{server} to be pending")
-        events = []
-        if "answer" not in result:
+        events = [] if into is None else into
+        if thread.is_alive():
             try:
-                events = self.progress_events(user, server, timeout=timeout)
+                self.progress_events(user, server, timeout=timeout, into=events)
             except HubError:
-                events = []  # finished between the check and the request
+                pass  # finished between the check and the request
         thread.join(timeout)
-        status, body = result.get("answer", (0, "no answer"))
+        if "error" in result:
+            raise result["error"]
+        if thread.is_alive():
+            raise HubError(f"the start of {user}/{server} did not answer in {timeout:.0f}s")
+        return result["answer"], events
+
+    def start_server(
+        self, user: str, server: str = "", options: dict | None = None, *, timeout: float = 150
+    ) -> list[dict]:
+        """Start a server through the REST API and return its progress events, seen as they
+        happen (:meth:`follow_start`). Raises HubError when the start fails (its events are
+        in the message); returns once it is ready.
+        """
+        path = (
+            f"/users/{user}/servers/{urllib.parse.quote(server)}"
+            if server
+            else f"/users/{user}/server"
+        )
+
+        def post():
+            try:
+                return self.api("POST", path, options or {}, timeout=timeout)
+            except Exception as e:  # reported below, with the hub's log
+                return 0, repr(e)
+
+        (status, body), events = self.follow_start(post, user, server, timeout=timeout)
         if status not in (201, 202) or (events and events[-1].get("failed")):
             raise HubError(
                 f"start of {user}/{server} failed: {status} {body} events={events}\n{self.log_tail()}"
