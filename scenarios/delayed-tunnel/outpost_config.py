@@ -21,6 +21,9 @@ class SiteSlurmSpawner(LabSlurmSpawner):
 
 
 c.JupyterHubOutpost.spawner_class = SiteSlurmSpawner
+# one trusted hub whose user names are the cluster's accounts: jobs are submitted as, named
+# after and run in the homes of the hub's users (as the scenario's Ansible inventory says)
+c.JupyterHubOutpost.local_user_name = "{user}"
 c.SiteSlurmSpawner.homes_dir = "{run_dir}/homes"  # the site's shared home directories
 c.SiteSlurmSpawner.req_partition = "batch"
 c.SiteSlurmSpawner.req_nprocs = "1"
