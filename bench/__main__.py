@@ -36,6 +36,7 @@ FULL = {
     "load_seconds": 40,
     "servers": 1000,
     "concurrent_starts": 200,
+    "sequential_starts": 50,
     "poll_seconds": 10,
     "forwards": 500,
 }
@@ -50,6 +51,7 @@ SMOKE = {
     "load_seconds": 4,
     "servers": 20,
     "concurrent_starts": 10,
+    "sequential_starts": 3,
     "poll_seconds": 1,
     "forwards": 5,
 }
@@ -63,7 +65,7 @@ def measure(sections, params: dict, workdir: Path, log) -> tuple[dict, dict]:
         "tunnel": lambda: {"tunnel": tunnel.run(workdir, params, log)},
         "hub": lambda: dict(zip(("hub", "spawn"), hub.run(workdir, params, log), strict=True)),
         "outpost": lambda: dict(
-            zip(("outpost", "db"), outpost.run(workdir, params, log), strict=True)
+            zip(("outpost", "db", "workers"), outpost.run(workdir, params, log), strict=True)
         ),
         "tunnels": lambda: {"tunnels": forwards.run(workdir, params, log)},
     }

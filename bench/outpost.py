@@ -1,9 +1,12 @@
-"""Figures 4 [outpost] and 6 [db]: how many servers one Outpost process can track.
+"""Figures 4 [outpost], 6 [db] and 7 [workers]: how many servers one Outpost can track.
 
 The Outpost is the real ``jupyterhub-outpost serve`` (tests/helpers/outpost_process.py)
 with ``bench.cheap_spawner.CheapSpawner``, pinned to CPU 0 with ``taskset``; the poll load
-runs in its own process pinned to CPU 1. Order: 200 starts fired at once, then starts up
-to ``servers`` (16 at a time), resident memory, then polls for ``poll_seconds``.
+runs in its own process pinned to CPU 1. Order: 200 starts fired at once, then
+``sequential_starts`` one after the other (their latency), then starts up to ``servers``
+(16 at a time), resident memory, then polls for ``poll_seconds``. [workers]: the
+PostgreSQL Outpost of [db] started again with ``--workers 2`` on both cores (it recovers
+every server), the poll load unpinned.
 """
 
 from __future__ import annotations
@@ -19,7 +22,7 @@ from pathlib import Path
 import aiohttp
 
 from bench import tunnel_compare as tc
-from bench.common import PYTHON, ROOT, rss_kb
+from bench.common import PYTHON, ROOT, percentile, rss_kb
 from tests.helpers.outpost_process import OutpostProcess
 from tests.helpers.postgres import PostgresServer
 
@@ -91,11 +94,40 @@ async def start_many(url: str, auth: dict, indices: range, concurrency: int) -> 
     return ok, errors
 
 
-def poll_load(outpost: OutpostProcess, servers: int, seconds: float, workdir: Path) -> dict:
+def sequential_starts(url: str, auth: dict, indices: range) -> list[float]:
+    """POST /services for each index, one after the other: each start's milliseconds."""
+    times = []
+
+    async def run():
+        headers = {**auth, "Content-Type": "application/json"}
+        connector = aiohttp.TCPConnector(limit=0, force_close=True)
+        async with aiohttp.ClientSession(connector=connector) as session:
+            for i in indices:
+                t0 = time.perf_counter()
+                async with session.post(
+                    f"{url}/services", data=start_body(i), headers=headers
+                ) as r:
+                    await r.read()
+                    if r.status != 200:
+                        raise RuntimeError(f"start {i}: {r.status}")
+                times.append((time.perf_counter() - t0) * 1000)
+
+    asyncio.run(run())
+    return times
+
+
+def poll_load(
+    outpost: OutpostProcess,
+    servers: int,
+    seconds: float,
+    workdir: Path,
+    pin: bool = True,
+    connections: int = 8,
+) -> dict:
     argv = [PYTHON, "-m", "bench.poll_load", "--port", str(outpost.port)]
     argv += ["--auth", outpost.auth(HUB)["Authorization"], "--names", str(servers)]
-    argv += ["--seconds", str(seconds), "--concurrency", "8"]
-    if (os.cpu_count() or 1) > 1:
+    argv += ["--seconds", str(seconds), "--concurrency", str(connections)]
+    if pin and (os.cpu_count() or 1) > 1:
         argv += ["--cpu", str(LOAD_CPU)]
     with open(workdir / "poll_load.log", "ab") as log:
         done = subprocess.run(
@@ -118,8 +150,25 @@ c.JupyterHubOutpost.runtime_check_interval = 3600
     return config
 
 
-def capacity(workdir: Path, p: dict, env: dict | None, *, concurrent: bool, log) -> dict:
-    """Start an Outpost on ``env``'s database, fill it, measure; the [outpost] dict."""
+def measure_polls(
+    outpost: BenchOutpost, p: dict, workdir: Path, log, pin: bool = True, connections: int = 8
+) -> dict:
+    """The poll load on a filled Outpost: rps, p50, p99 and the Outpost's CPU per poll."""
+    cpu_before = tc.tree_cpu_seconds(outpost.pid)
+    polls = poll_load(
+        outpost, p["servers"], p["poll_seconds"], workdir, pin=pin, connections=connections
+    )
+    cpu_s = tc.tree_cpu_seconds(outpost.pid) - cpu_before  # includes the 1 s warm-up
+    polls["cpu_ms_per_poll"] = cpu_s * 1000 / max(1, polls["rps"] * (p["poll_seconds"] + 1))
+    log(f"    polls: {polls}")
+    if polls["errors"]:
+        raise RuntimeError(f"{polls['errors']} polls failed: {outpost.log_text()[-2000:]}")
+    return polls
+
+
+def capacity(workdir: Path, p: dict, env: dict | None, *, concurrent: bool, log, keep=None) -> dict:
+    """Start an Outpost on ``env``'s database, fill it, measure; the [outpost] dict.
+    ``keep(outpost)``: called with the filled Outpost before it is closed."""
     workdir.mkdir()
     outpost = BenchOutpost(
         write_config(workdir),
@@ -145,6 +194,13 @@ def capacity(workdir: Path, p: dict, env: dict | None, *, concurrent: bool, log)
             )
             result["concurrent_starts_ok"], result["concurrent_starts_errors"] = ok, errors
             filled = burst
+            times = sequential_starts(
+                outpost.url, auth, range(filled, filled + p["sequential_starts"])
+            )
+            filled += p["sequential_starts"]
+            result["start_p50_ms"] = percentile(times, 0.5)
+            result["start_p99_ms"] = percentile(times, 0.99)
+            log(f"    {len(times)} sequential starts: p50 {result['start_p50_ms']:.1f} ms")
         t0 = time.perf_counter()
         ok, errors = asyncio.run(start_many(outpost.url, auth, range(filled, p["servers"]), 16))
         if errors:
@@ -154,36 +210,57 @@ def capacity(workdir: Path, p: dict, env: dict | None, *, concurrent: bool, log)
         full_kb = rss_kb(outpost.pid)
         result["rss_kb_per_server"] = (full_kb - idle_kb) / p["servers"]
         result["rss_mb_idle"] = idle_kb / 1024
-        cpu_before = tc.tree_cpu_seconds(outpost.pid)
-        polls = poll_load(outpost, p["servers"], p["poll_seconds"], workdir)
-        cpu_s = tc.tree_cpu_seconds(outpost.pid) - cpu_before  # includes the 1 s warm-up
-        polls["cpu_ms_per_poll"] = cpu_s * 1000 / max(1, polls["rps"] * (p["poll_seconds"] + 1))
-        log(f"    polls: {polls}")
-        if polls["errors"]:
-            raise RuntimeError(f"{polls['errors']} polls failed: {outpost.log_text()[-2000:]}")
+        result["rss_mb_full"] = full_kb / 1024
+        polls = measure_polls(outpost, p, workdir, log)
         result["poll_rps"] = polls["rps"]
         result["poll_p99_ms"] = polls["p99_ms"]
         result["poll_p50_ms"] = polls["p50_ms"]
         # CPU the Outpost spent per poll: 1000 / this is the rate one free core would give
         result["poll_cpu_ms"] = polls["cpu_ms_per_poll"]
+        if keep is not None:
+            keep(outpost)
     finally:
         outpost.close()
     return result
 
 
-def run(workdir: Path, p: dict, log=print) -> tuple[dict, dict]:
-    """([outpost] figure on SQLite, [db] figure)."""
+def two_workers(outpost: BenchOutpost, p: dict, workdir: Path, log) -> dict:
+    """The filled PostgreSQL Outpost started again with ``--workers 2`` on both cores."""
+    outpost.terminate()
+    outpost.pin = False
+    outpost.extra_args = [*outpost.extra_args, "--workers", "2"]
+    t0 = time.perf_counter()
+    outpost.start(timeout=120)
+    log(f"    2 workers up (recovering {p['servers']} servers) in {time.perf_counter() - t0:.1f}s")
+    time.sleep(1.0)  # the leader's recovery polls every server once
+    # 16 connections: the kernel spreads connections over the workers by a hash of their
+    # addresses, and 8 often split 6:2; the load stays closed-loop and saturating
+    polls = measure_polls(outpost, p, workdir, log, pin=False, connections=16)
+    return {"poll_rps_2": polls["rps"], "poll_p99_ms_2": polls["p99_ms"]}
+
+
+def run(workdir: Path, p: dict, log=print) -> tuple[dict, dict, dict]:
+    """([outpost] figure on SQLite, [db] figure, [workers] figure)."""
     log(f"  outpost: SQLite, {p['servers']} servers, {p['poll_seconds']}s of polls")
     outpost = capacity(workdir / "outpost-sqlite", p, None, concurrent=True, log=log)
     db = {"poll_rps_sqlite": outpost["poll_rps"], "poll_rps_postgresql": None}
+    workers: dict = {"poll_rps_1": None, "poll_rps_2": None}
     reason = PostgresServer.unavailable_reason()
     if reason:
         log(f"  db: PostgreSQL skipped: {reason}")
-        return outpost, db
-    log(f"  db: PostgreSQL 15, {p['servers']} servers")
+        return outpost, db, workers
+    log(f"  db: PostgreSQL 15, {p['servers']} servers; then workers: the same with 2 workers")
     with PostgresServer() as pg:
         env = pg.create_database("bench").env
-        pg_result = capacity(workdir / "outpost-postgresql", p, env, concurrent=False, log=log)
+
+        def keep(filled):
+            workers.update(two_workers(filled, p, workdir, log))
+
+        pg_result = capacity(
+            workdir / "outpost-postgresql", p, env, concurrent=False, log=log, keep=keep
+        )
     db["poll_rps_postgresql"] = pg_result["poll_rps"]
     db["poll_p99_ms_postgresql"] = pg_result["poll_p99_ms"]
-    return outpost, db
+    workers["poll_rps_1"] = pg_result["poll_rps"]
+    workers["poll_p99_ms_1"] = pg_result["poll_p99_ms"]
+    return outpost, db, workers

@@ -257,6 +257,18 @@ def test_sqlite_gets_a_pvc_and_postgresql_none():
     assert "PostgreSQL" in notes and "my-db-secret" in notes
 
 
+def test_workers_become_serve_workers_on_postgresql_and_are_refused_on_sqlite():
+    objects, _ = render(OUTPOST, HUBS)
+    assert "--workers" not in container(objects)[1]["args"]
+    postgresql = {"type": "postgresql", "workers": 2}
+    objects, _ = render(OUTPOST, {**HUBS, "database": postgresql})
+    args = container(objects)[1]["args"]
+    assert args[args.index("--workers") + 1] == "2"
+    assert one(objects, "Deployment")["spec"]["replicas"] == 1
+    with pytest.raises(helm_python.HelmError, match="database.workers > 1 needs"):
+        render(OUTPOST, {**HUBS, "database": {"type": "sqlite", "workers": 2}})
+
+
 def test_existing_secret_replaces_the_chart_secret():
     objects, notes = render(OUTPOST, {"existingSecret": "my-outpost-secret"})
     assert find(objects, "Secret") == []

@@ -133,3 +133,64 @@ async def test_the_spawner_knows_its_servers_address_after_start_and_after_recov
     server = manager._spawners[row.id].spawner.server
     assert (server.ip, server.port) == (host, port)
     assert (await outpost.api.call("DELETE", "/services/e"))[0] == 200
+
+
+async def test_a_poll_of_a_running_indexed_server_reads_nothing_from_the_store(outpost):
+    """One process on SQLite makes every change of the store itself: a poll of a server its
+    index holds as running is answered from the index and the live spawner, without a
+    statement; the end a poll finds is written (and the next poll reads the row)."""
+    from sqlalchemy import event
+
+    api = outpost.api
+    _, pid = await _start(outpost, "f")
+    assert await api.call("GET", "/services/f") == (200, {"status": None})
+    statements = []
+
+    def record(_conn, _cursor, statement, *_args):
+        statements.append(statement.split(None, 1)[0].upper())
+
+    engine = outpost.app.store.engine.sync_engine
+    event.listen(engine, "before_cursor_execute", record)
+    try:
+        for _ in range(5):
+            assert await api.call("GET", "/services/f") == (200, {"status": None})
+        assert statements == []
+        os.kill(pid, signal.SIGTERM)
+        await wait_for(lambda: not process_alive(pid), "server f gone")
+        _, poll = await api.call("GET", "/services/f")
+        assert poll["status"] is not None
+        assert "UPDATE" in statements
+    finally:
+        event.remove(engine, "before_cursor_execute", record)
+    assert (await api.call("DELETE", "/services/f"))[0] == 200
+
+
+async def test_an_answered_poll_makes_a_log_record_only_when_a_handler_writes_debug(
+    make_outpost,
+):
+    import io
+    import logging
+
+    outpost = await make_outpost(log_level="INFO")
+    api, log = outpost.api, outpost.app.log
+    await _start(outpost, "g")
+    made = []
+
+    def spy(record):
+        made.append(record.getMessage())
+        return True
+
+    log.addFilter(spy)
+    written = io.StringIO()
+    handler = logging.StreamHandler(written)
+    try:
+        assert await api.call("GET", "/services/g") == (200, {"status": None})
+        assert not [line for line in made if "GET /services/g" in line]  # no record at INFO
+        handler.setLevel(logging.DEBUG)
+        log.addHandler(handler)
+        assert await api.call("GET", "/services/g") == (200, {"status": None})
+        assert "200 GET /services/g " in written.getvalue()
+    finally:
+        log.removeFilter(spy)
+        log.removeHandler(handler)
+    assert (await api.call("DELETE", "/services/g"))[0] == 200

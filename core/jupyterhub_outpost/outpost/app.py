@@ -40,6 +40,7 @@ from traitlets.config import Application, Config, catch_config_error
 from jupyterhub_outpost import __version__
 
 from . import flavor_rules, handlers, migrations
+from .coordination import PostgresCoordination, SingleProcess
 from .credentials import CredentialsError, FileBackedMapping, HubCredentials
 from .crypto import Crypt, CryptError
 from .database import DatabaseConfigError, describe, resolve_db_url
@@ -56,6 +57,7 @@ from .runner import Runner
 from .server_logs import ServerLogs
 from .ssh_settings import SSHEndpointSettings
 from .store import Store
+from .workers import run_workers
 
 aliases = {
     "config": "JupyterHubOutpost.config_file",
@@ -63,6 +65,7 @@ aliases = {
     "port": "JupyterHubOutpost.port",
     "data-dir": "JupyterHubOutpost.data_dir",
     "log-level": "JupyterHubOutpost.log_level",
+    "workers": "JupyterHubOutpost.workers",
 }
 
 
@@ -281,7 +284,19 @@ class JupyterHubOutpost(SSHEndpointSettings, HubAPISettings, Application):
 
     runtime_check_interval = Float(
         60.0,
-        help="Seconds between two checks for servers past their flavor's runtime.",
+        help="""Seconds between two checks for servers past their flavor's runtime (and,
+        under --workers N, for starts left behind by a worker that died).""",
+    ).tag(config=True)
+
+    workers = Integer(
+        1,
+        help="""Number of worker processes serving the REST API and the SSH endpoint
+        (--workers N). More than one needs PostgreSQL: every worker answers any hub about
+        any server from the shared database, PostgreSQL advisory locks make sure no server
+        is started or stopped by two workers at once (and flavor limits hold exactly), and
+        one worker at a time (the leader) runs recovery and the runtime reaper. With SQLite
+        the Outpost runs one process: an Outpost started with --workers > 1 on SQLite
+        refuses to start. See docs/decisions/workers.md.""",
     ).tag(config=True)
 
     # --- database --------------------------------------------------------------------
@@ -363,6 +378,9 @@ class JupyterHubOutpost(SSHEndpointSettings, HubAPISettings, Application):
     http_server = None
     ssh_endpoint = None
     parsed_forward_targets: list = []
+    _crypt = None
+    _reaper = None
+    _run_id = ""  # one id per `serve`, shared by its workers (coordination.py)
 
     def _load_config(self, cfg, section_names=None, traits=None):
         """traitlets deep-copies config values, and logging handlers (they hold a lock)
@@ -461,6 +479,13 @@ class JupyterHubOutpost(SSHEndpointSettings, HubAPISettings, Application):
 
     async def start_outpost(self) -> None:
         """Everything up to serving; raises StartupError on an operator mistake."""
+        url = self.prepare()
+        await self.upgrade_database(url)
+        await self.serve(url)
+
+    def prepare(self):
+        """Checks, logging, data directory and encryption key (before any worker forks);
+        returns the database URL."""
         self._check_hooks()
         if not any(isinstance(f, ContextFilter) for f in self.log.filters):
             self.log.addFilter(ContextFilter())
@@ -480,11 +505,20 @@ class JupyterHubOutpost(SSHEndpointSettings, HubAPISettings, Application):
         for owner in (self.log, *self.log.handlers):
             owner.addFilter(self.redactor)
         url = self.resolved_db_url()
+        if self.workers > 1 and url.get_backend_name() != "postgresql":
+            raise StartupError(
+                f"--workers {self.workers} needs PostgreSQL (db_url or SQL_TYPE=postgresql): "
+                "with SQLite the Outpost runs as one process. Use --workers 1, or move the "
+                "database to PostgreSQL (docs/decisions/workers.md)."
+            )
         os.makedirs(self.data_dir, mode=0o700, exist_ok=True)
         try:
-            crypt = Crypt.from_environment(self.data_dir, self.log)
+            self._crypt = Crypt.from_environment(self.data_dir, self.log)
         except CryptError as e:
             raise StartupError(str(e)) from None
+        return url
+
+    async def upgrade_database(self, url) -> None:
         self.log.info("Database: %s", describe(url))
         try:
             await migrations.upgrade_async(url)
@@ -492,7 +526,21 @@ class JupyterHubOutpost(SSHEndpointSettings, HubAPISettings, Application):
             raise StartupError(
                 f"Cannot prepare the database {describe(url)}: {type(e).__name__}: {e}"
             ) from None
-        self.store = Store(url, crypt)
+
+    def _coordination(self, url, worker: int, published):
+        if url.get_backend_name() != "postgresql" or self.workers <= 1:
+            return SingleProcess()  # the only process that changes this database
+        dsn = url.set(drivername="postgresql").render_as_string(hide_password=False)
+        return PostgresCoordination(
+            dsn, self.log, published=published, index=worker, run=self._run_id
+        )
+
+    async def serve(self, url, *, worker: int = 0, published=None) -> None:
+        """Store, manager, REST API and SSH endpoint of one worker (under ``--workers N``
+        each binds its own sockets on the shared ports, SO_REUSEPORT)."""
+        self.store = Store(url, self._crypt)
+        coordination = self._coordination(url, worker, published)
+        self.store.coordination = coordination
         runner = Runner(
             self.spawner_class,
             self.config,
@@ -508,12 +556,22 @@ class JupyterHubOutpost(SSHEndpointSettings, HubAPISettings, Application):
             hub_client=hub_client,
             log=self.log,
             server_logs=self.server_logs,
+            coordination=coordination,
         )
         self.metrics = Metrics(self)
         self.log.info(
             "Spawner class: %s.%s", self.spawner_class.__module__, self.spawner_class.__name__
         )
-        await self.manager.recover()
+        led_at_start = False
+
+        async def lead():  # at the start, or when this worker takes over from a dead leader
+            nonlocal led_at_start
+            led_at_start = not self.http_server
+            await self.manager.recover()
+            if self._reaper is None or self._reaper.done():
+                self._reaper = asyncio.ensure_future(self._reap_loop())
+
+        await coordination.start(lead)
 
         ssl_context = None
         if self.certfile:
@@ -527,22 +585,31 @@ class JupyterHubOutpost(SSHEndpointSettings, HubAPISettings, Application):
             body_timeout=self.body_timeout,
             xheaders=False,
         )
-        self.http_server.listen(self.port, self.ip)
+        self.http_server.listen(self.port, self.ip, reuse_port=self.workers > 1)
         scheme = "https" if ssl_context else "http"
         self.log.info("Outpost API at %s://%s:%s", scheme, self.ip, self.port)
 
+        if self.workers > 1:  # server processes a sibling stopped (manager.py)
+            asyncio.get_running_loop().add_signal_handler(
+                signal.SIGCHLD, self.manager.collect_exited_children
+            )
         if self.ssh_enabled:
-            await self.start_ssh_endpoint()
-        self.manager._background(self.manager.recreate_tunnels())
-        self._reaper = asyncio.ensure_future(self._reap_loop())
+            await self.start_ssh_endpoint(reuse_port=self.workers > 1)
+        if led_at_start:
+            self.manager._background(self.manager.recreate_tunnels())
 
     async def _reap_loop(self) -> None:
         while True:
             await asyncio.sleep(self.runtime_check_interval)
+            if not self.manager.coordination.is_leader:
+                continue  # lost the coordination connection: another worker may lead
             try:
                 await self.manager.reap_expired()
+                await self.manager.recover_orphans()
             except Exception:
-                self.log.exception("Checking flavor runtimes failed; trying again later")
+                self.log.exception(
+                    "Checking flavor runtimes and orphaned starts failed; trying again later"
+                )
 
     async def stop_outpost(self) -> None:
         """Stop serving; every server keeps running."""
@@ -561,17 +628,21 @@ class JupyterHubOutpost(SSHEndpointSettings, HubAPISettings, Application):
                 await asyncio.wait_for(self.http_server.close_all_connections(), 10)
             except asyncio.TimeoutError:
                 self.log.warning("Some HTTP connections did not close within 10s")
+        if self.manager is not None:
+            await self.manager.coordination.close()
         if self.store is not None:
             await self.store.close()
         if self.server_logs is not None:
             self.log.removeHandler(self.server_logs)
 
-    async def run(self) -> None:
+    async def run(self, serving=None) -> None:
+        """Serve until SIGTERM/SIGINT; ``serving``: a worker's serve() call (default: the
+        whole single-process start)."""
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, stop.set)
-        await self.start_outpost()
+        await (serving or self.start_outpost())
         await stop.wait()
         self.log.info(
             "Shutting down; the servers keep running and are recovered at the next start."
@@ -586,6 +657,8 @@ def main(argv: list[str] | None = None) -> None:
         app.initialize(argv)
         if app.subapp:
             return
+        if app.workers > 1:
+            sys.exit(run_workers(app))
         asyncio.run(app.run())
     except StartupError as e:
         app.log.critical("%s", e)

@@ -69,8 +69,19 @@ class FileBackedMapping:
 
 
 class HubCredentials:
+    """``check_basic`` remembers the headers it verified (as SHA-256 digests, in memory
+    only, at most ``MAX_REMEMBERED``) while the credentials stay the same: a hub's next
+    request costs a digest and a dict lookup instead of a decode and two digests. A header
+    it does not remember is checked in full, so wrong credentials take the constant-time
+    path every time; any change of the credentials (the file re-read, the dict changed)
+    forgets every remembered header."""
+
+    MAX_REMEMBERED = 256
+
     def __init__(self, source):
         self._mapping = FileBackedMapping(source, "hub_credentials")
+        self._verified: dict[bytes, str] = {}  # sha256(header) -> hub
+        self._verified_with: dict = {}  # the credentials they were verified with
 
     def hubs(self) -> dict[str, str]:
         mapping = self._mapping.get()
@@ -86,6 +97,18 @@ class HubCredentials:
         """The hub name when ``header`` is valid HTTP Basic for a known hub, else None."""
         if not header or not header.startswith("Basic "):
             return None
+        mapping = self.hubs()
+        if mapping != self._verified_with:
+            self._verified, self._verified_with = {}, dict(mapping)
+        key = hashlib.sha256(header.encode()).digest()
+        hub = self._verified.get(key)
+        if hub is None:
+            hub = self._check_basic(header, mapping)
+            if hub is not None and len(self._verified) < self.MAX_REMEMBERED:
+                self._verified[key] = hub
+        return hub
+
+    def _check_basic(self, header: str, mapping: dict) -> str | None:
         try:
             decoded = base64.b64decode(header[6:].strip(), validate=True).decode("utf-8")
         except (ValueError, UnicodeDecodeError):
@@ -93,7 +116,7 @@ class HubCredentials:
         hub, sep, secret = decoded.partition(":")
         if not sep:
             return None
-        expected = self.hubs().get(hub)
+        expected = mapping.get(hub)
         ok = secrets_match(secret, expected)
         return hub if ok and expected is not None else None
 

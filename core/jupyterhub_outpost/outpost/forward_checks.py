@@ -8,7 +8,6 @@ import time
 
 from .forward_rights import address_key, split_address
 from .forward_targets import is_allowed
-from .models import RUNNING
 
 RECHECK_TIMEOUT = 10.0  # longest a poll on behalf of a forward may take
 
@@ -79,10 +78,10 @@ class ForwardChecks:
             return
         async with asyncio.timeout(RECHECK_TIMEOUT), live.lock:
             row = await self.store.poll_view(row_id)
-            if row is None or row.status != RUNNING:
-                self._unindex(row_id)
+            live = await self._apply_row(row_id, live, row)  # None: forgotten, not running
+            if live is None:
                 return
-            status = await self._poll_running(row, live)
+            status = await self._poll_running(row_id, live)
             if status is None:
                 if live.key is None:  # adopted: index it like a poll would
                     self._index_running(row.id, row.hub, row.name, row.service_address)

@@ -61,15 +61,18 @@ class ForwardRights:
     def hold(self, row_id: int, hub: str, address: str) -> list[Holder]:
         """Server ``row_id`` of ``hub`` runs at ``address`` (just confirmed). Returns the
         other hubs' holders of the same address: they cannot all be alive, so the caller
-        checks them at once."""
-        self.release(row_id)
+        checks them at once. A server that holds this address already keeps it (confirmed;
+        its hub's forwards stay open)."""
         key = address_key(*split_address(address))
-        if not key:
-            return []
-        holders = self._by_address.setdefault(key, {})
-        holders[row_id] = Holder(row_id, hub, time.monotonic())
-        self._address_of[row_id] = key
-        return [h for h in holders.values() if h.hub != hub]
+        if key and self._address_of.get(row_id) == key:
+            self.confirm(row_id)
+        else:
+            self.release(row_id)
+            if not key:
+                return []
+            self._by_address.setdefault(key, {})[row_id] = Holder(row_id, hub, time.monotonic())
+            self._address_of[row_id] = key
+        return [h for h in self._by_address[key].values() if h.hub != hub]
 
     def confirm(self, row_id: int) -> None:
         """A poll found server ``row_id`` running."""

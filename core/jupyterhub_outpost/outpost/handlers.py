@@ -7,8 +7,8 @@ JSON and schema (400), override policy (403), name and flavor (409/403), start.
 
 import json
 import logging
+import os
 import re
-import uuid
 
 from tornado import web
 
@@ -59,7 +59,7 @@ class BaseHandler(web.RequestHandler):
 
     def initialize(self):
         incoming = self.request.headers.get("X-Request-Id", "")
-        self.request_id = incoming if REQUEST_ID_RE.fullmatch(incoming) else uuid.uuid4().hex[:12]
+        self.request_id = incoming if REQUEST_ID_RE.fullmatch(incoming) else os.urandom(6).hex()
         self.set_header("X-Request-Id", self.request_id)
         self.log_context = logcontext.set_context(request_id=self.request_id)
         self.log = self.outpost.log  # lines get the context prefix (logcontext.ContextFilter)

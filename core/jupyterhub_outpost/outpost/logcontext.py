@@ -1,4 +1,5 @@
-"""Request context in log lines: ``[req=<id> hub=<hub> server=<name>]`` before the message.
+"""Request context in log lines: ``[req=<id> hub=<hub> server=<name>]`` before the message
+(and ``worker=<i>`` under ``serve --workers N``).
 
 Handlers set the context at the start of a request; asyncio copies it into every task
 started from there (background starts, event relays, flavor updates), so their lines carry
@@ -18,6 +19,9 @@ def set_context(**values) -> dict:
     return context
 
 
+worker = ""  # this worker's index under `serve --workers N` (workers.py), else ""
+
+
 def prefix() -> str:
     context = _context.get()
     if not context:
@@ -27,6 +31,8 @@ def prefix() -> str:
         for key, name in (("req", "request_id"), ("hub", "hub"), ("server", "server"))
         if context.get(name)
     ]
+    if worker and parts:
+        parts.append(f"worker={worker}")
     return f"[{' '.join(parts)}] " if parts else ""
 
 

@@ -12,19 +12,26 @@ Poll path: ``self._running`` maps (hub, name) of each RUNNING server with a live
 to its row id, and ``self.rights`` (``forward_rights.ForwardRights``) records which server
 holds which address for ``authorize_forward``. They are only set once the store says
 RUNNING (start, recovery, a poll that found it running) and cleared on every stop, reap,
-end, failed poll and failed start; clearing an address closes that hub's forwards to it. A
-poll of an indexed server still reads its row once (by primary key, under the server's
-lock), so another hub's name, a changed start id, an end recorded meanwhile and an
-unreachable database are answered exactly as before; the index only saves the lookup.
+end, failed poll and failed start; clearing an address closes that hub's forwards to it.
+Every change of a row goes through this object or, under ``serve --workers N``, through a
+sibling worker that announces it (coordination.py): while ``self.coordination.fresh()``
+says that no sibling's change is pending here and no announced change of the server is
+still to be read (``Live.stale``), a poll of an indexed server is answered without reading
+the store: its hub, name and start id are those of the index, and the state it compares
+with is the one last stored (``Live.state``). Otherwise the poll reads the row once by
+primary key, as every poll of a server that is not indexed.
 """
 
 import asyncio
+import subprocess
 import time
 from dataclasses import dataclass, field
+from typing import NamedTuple
 
 from jupyterhub.spawner import SpawnException
 
 from . import flavors as flavor_rules
+from .coordination import SingleProcess
 from .errors import OutpostError
 from .events import EventRelay
 from .flavor_views import FlavorViews
@@ -48,15 +55,26 @@ class Live:
     start_future: asyncio.Future | None = None
     stop_requested: bool = False
     lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+    start_id: str = ""
     key: tuple[str, str] | None = None  # (hub, name) while indexed as running
-    state_enc: str | None = None  # the stored state last seen, and its decryption
-    state: dict | None = None
+    state: dict | None = None  # the state last stored, decrypted
+    state_enc: str | None = None  # its encrypted form as read from the store, if known
+    stale: bool = False  # a sibling worker changed the row: read it before answering
 
 
 class ServiceManager(FlavorViews, Recovery, HubCalls, ForwardChecks):
-    def __init__(self, *, settings, store, runner, hub_client, log, server_logs=None):
+    def __init__(
+        self, *, settings, store, runner, hub_client, log, server_logs=None, coordination=None
+    ):
         self.settings = settings  # the JupyterHubOutpost app: options are read live
         self.store = store
+        # sibling workers' changes, server locks, leader (coordination.py)
+        self.coordination = coordination or SingleProcess()
+        self.coordination.on_change = self._changed_elsewhere
+        self.coordination.on_resync = self._all_changed_elsewhere
+        self.coordination.on_stop_request = self._stop_requested
+        self._starting: dict[tuple[str, str], int] = {}  # (hub, name) -> row id
+        self._former_procs: set[subprocess.Popen] = set()  # of spawners rebuilt meanwhile
         self.runner = runner
         self.hub_client = hub_client
         self.log = log
@@ -86,29 +104,36 @@ class ServiceManager(FlavorViews, Recovery, HubCalls, ForwardChecks):
     def _live(self, row: Service) -> Live:
         live = self._spawners.get(row.id)
         if live is None:
-            secrets = self.store.secrets(row)
-            spawner = self.runner.build(
-                hub=row.hub,
-                row_id=row.id,
-                env=secrets.get("env", {}),
-                user_options=row.user_options or {},
-                misc=row.misc or {},
-                state=self.store.state(row),
-                # decided once at the start (older rows: the hub's user name)
-                local_user=secrets.get("local_user"),
-            )
-            live = self._spawners[row.id] = Live(spawner)
+            live = self._spawners[row.id] = self._build(row)
         return live
+
+    def _build(self, row: Service) -> Live:
+        """A Live of ``row`` with a spawner built from its stored state."""
+        secrets = self.store.secrets(row)
+        state = self.store.state(row)
+        spawner = self.runner.build(
+            hub=row.hub,
+            row_id=row.id,
+            env=secrets.get("env", {}),
+            user_options=row.user_options or {},
+            misc=row.misc or {},
+            state=state,
+            # decided once at the start (older rows: the hub's user name)
+            local_user=secrets.get("local_user"),
+        )
+        return Live(spawner, start_id=row.start_id, state=state, state_enc=row.state_enc)
 
     def _index_running(self, row_id: int, hub: str, name: str, address: str) -> None:
         """The store says this server runs: let polls and forwards find it in memory."""
         live = self._spawners.get(row_id)
         if live is None:
             return
-        self._unindex(row_id)
+        if live.key is not None and self._running.get(live.key) == row_id:
+            del self._running[live.key]
         live.key = (hub, name)
         self._running[live.key] = row_id
         if not address:
+            self.rights.release(row_id)
             return
         self.runner.set_address(live.spawner, address)
         for other in self.rights.hold(row_id, hub, address):
@@ -142,15 +167,75 @@ class ServiceManager(FlavorViews, Recovery, HubCalls, ForwardChecks):
         self._unindex(row_id)
         self._spawners.pop(row_id, None)
 
-    def _stored_state(self, live: Live, row) -> dict:
-        """The decrypted stored state, decrypted again only when it changed."""
+    # --- changes made by sibling workers (coordination.py) ---------------------------
+    def _changed_elsewhere(self, row_id: int) -> None:
+        """A sibling worker changed (or removed) this row: the next poll reads it, and a
+        check in the background follows the change at once (a server stopped there loses
+        its forwards here too). A server this worker starts or stops right now is its own."""
+        live = self._spawners.get(row_id)
+        if live is None or live.start_future is not None or live.stop_requested:
+            return
+        live.stale = True
+        self._background(self._follow_change(row_id, live))
+
+    def _all_changed_elsewhere(self) -> None:
+        for row_id in list(self._spawners):
+            self._changed_elsewhere(row_id)
+
+    async def _follow_change(self, row_id: int, live: Live) -> None:
+        async with live.lock:
+            if self._spawners.get(row_id) is not live or not live.stale:
+                return  # a poll followed it already
+            await self._apply_row(row_id, live, await self.store.poll_view(row_id))
+
+    async def _apply_row(self, row_id: int, live: Live, row) -> Live | None:
+        """Bring ``live`` up to the row as read (caller holds ``live.lock``): the Live to
+        poll, or None when the server no longer runs (it is forgotten; the caller answers
+        from the store). A state that changed elsewhere means a new spawner built from it;
+        the index and the forward rights stay as long as the server runs."""
+        if row is None or row.status != RUNNING:
+            self._forget(row_id)
+            return None
+        if live.stale and live.state_enc != row.state_enc:
+            if self.store.state(row) != live.state:  # another worker stored a new state
+                full = await self.store.get_by_id(row_id)
+                if full is None:
+                    self._forget(row_id)
+                    return None
+                live = self._rebuild(full, live)
+            live.state_enc = row.state_enc
+        else:
+            self._sync_state(live, row)
+        live.stale = False
+        return live
+
+    def _rebuild(self, row: Service, live: Live) -> Live:
+        """A new Live of ``row`` built from its stored state, in ``live``'s place (index and
+        forward rights stay: they follow the row, not the spawner object)."""
+        proc = getattr(live.spawner, "proc", None)
+        if isinstance(proc, subprocess.Popen) and proc.returncode is None:
+            self._former_procs.add(proc)  # still this worker's child: collect it when it ends
+        rebuilt = self._spawners[row.id] = self._build(row)
+        rebuilt.key = live.key
+        if row.service_address:
+            self.runner.set_address(rebuilt.spawner, row.service_address)
+        return rebuilt
+
+    def _stop_requested(self, hub: str, name: str) -> None:
+        """A sibling worker stops (hub, name), which this worker is starting: cancel that."""
+        row_id = self._starting.get((hub, name))
+        if row_id is not None:
+            self._cancel_start(self._spawners.get(row_id))
+
+    def _sync_state(self, live: Live, row) -> None:
+        """``live.state`` := the state of ``row`` as read (decrypted only when it changed)."""
         if live.state_enc != row.state_enc:
             live.state = self.store.state(row)
             live.state_enc = row.state_enc
-        return live.state
 
-    async def _save_state(self, row_id: int, spawner) -> None:
-        await self.store.update(row_id, state=spawner.get_state())
+    async def _save_state(self, row_id: int, live: Live, state: dict) -> None:
+        await self.store.update(row_id, state=state)
+        live.state, live.state_enc = state, None
 
     # --- start ---------------------------------------------------------------------
     async def _overrides(self, hub: str, name: str, misc: dict) -> tuple[dict, list[str]]:
@@ -165,7 +250,33 @@ class ServiceManager(FlavorViews, Recovery, HubCalls, ForwardChecks):
         return applied, dropped
 
     async def start(self, hub: str, body: dict, *, background: bool) -> dict:
-        """Admit, store and start one server; ``{"service": "host:port" or ""}``."""
+        """Admit, store and start one server; ``{"service": "host:port" or ""}``. The
+        server's lock (coordination.py) is held from the admission to the end of the start,
+        so that no other worker starts or stops it meanwhile."""
+        name = body["name"]
+        lock = self.coordination.server_lock(hub, name)
+        await lock.__aenter__()
+        try:
+            row, coro = await self._admit(hub, body, background)
+        except BaseException:
+            await lock.__aexit__(None, None, None)
+            raise
+        self._starting[(hub, name)] = row.id
+        coro = self._holding(lock, (hub, name), coro)
+        if background:
+            self._background(coro)
+            return {"service": ""}
+        return {"service": await coro}
+
+    async def _holding(self, lock, key: tuple[str, str], coro):
+        try:
+            return await coro
+        finally:
+            self._starting.pop(key, None)
+            await lock.__aexit__(None, None, None)
+
+    async def _admit(self, hub: str, body: dict, background: bool):
+        """The stored row of an admitted start, and the coroutine that runs the start."""
         name = body["name"]
         env = body.get("env") or {}
         user_options = body.get("user_options") or {}
@@ -243,10 +354,7 @@ class ServiceManager(FlavorViews, Recovery, HubCalls, ForwardChecks):
         coro = self._run_start(
             row, live, body, keep_failed=background, dropped=dropped, billing=billing
         )
-        if background:
-            self._background(coro)
-            return {"service": ""}
-        return {"service": await coro}
+        return row, coro
 
     async def _send_events(self, hub: str) -> bool:
         try:
@@ -300,13 +408,15 @@ class ServiceManager(FlavorViews, Recovery, HubCalls, ForwardChecks):
                     await _finish_relay(relay_task)
                 address = await call_hook(self.settings.sanitize_start_response, spawner, response)
                 address = address or ""
+                state = spawner.get_state()
                 await self.store.update(
                     row.id,
                     status=RUNNING,
                     service_address=address,
                     started_at=utcnow(),
-                    state=spawner.get_state(),
+                    state=state,
                 )
+                live.state, live.state_enc = state, None
                 self._index_running(row.id, row.hub, row.name, address)
                 if billing:
                     await self.store.start_billing(row, *billing)
@@ -378,14 +488,17 @@ class ServiceManager(FlavorViews, Recovery, HubCalls, ForwardChecks):
         live = self._spawners.get(row_id) if row_id is not None else None
         if live is None:
             return await self._poll_lookup(hub, name, start_id)
+        if start_id and live.start_id != start_id:
+            raise OutpostError(
+                404, f"No server {name!r} with start id {start_id!r} on this Outpost."
+            )
         async with live.lock:
-            row = await self.store.poll_view(row_id)
-            if row is not None and row.hub == hub and row.name == name and row.status == RUNNING:
-                if start_id and row.start_id != start_id:
-                    raise OutpostError(
-                        404, f"No server {name!r} with start id {start_id!r} on this Outpost."
-                    )
-                status = await self._poll_running(row, live)
+            if self.coordination.fresh() and not live.stale:
+                current = live if live.key == (hub, name) else None
+            else:
+                current = await self._apply_row(row_id, live, await self.store.poll_view(row_id))
+            if current is not None and self._spawners.get(row_id) is current:
+                status = await self._poll_running(row_id, current)
                 if status is None:
                     return {"status": None}
             else:
@@ -408,29 +521,33 @@ class ServiceManager(FlavorViews, Recovery, HubCalls, ForwardChecks):
                 raise OutpostError(404, f"No server {name!r} on this Outpost.")
             if row.status != RUNNING:  # ended meanwhile (reaper, concurrent poll)
                 return _ended(row)
-            status = await self._poll_running(row, live)
+            self._sync_state(live, row)
+            status = await self._poll_running(row.id, live)
             if status is None:
                 self._index_running(row.id, hub, name, row.service_address)
                 return {"status": None}
         return self._ended_now(hub, name, status)
 
-    async def _poll_running(self, row, live: Live) -> int | None:
-        """Poll a RUNNING row's spawner (caller holds ``live.lock``); store what changed."""
-        if self.settings.poll_requires_state and not self._stored_state(live, row):
-            self.rights.confirm(row.id)  # the admin's choice: such a server counts as running
+    async def _poll_running(self, row_id: int, live: Live) -> int | None:
+        """Poll a RUNNING server's spawner (caller holds ``live.lock``; ``live.state`` is
+        the stored state); store what changed."""
+        if self.settings.poll_requires_state and not live.state:
+            self.rights.confirm(row_id)  # the admin's choice: such a server counts as running
             return None  # nothing to poll by (the original Outpost's answer: running)
         status = await self.runner.poll(live.spawner)
         state = live.spawner.get_state()
         if status is None:
-            self.rights.confirm(row.id)
-            if state != self._stored_state(live, row):  # most polls change nothing: no write
-                await self.store.update(row.id, state=state)
+            self.rights.confirm(row_id)
+            if state != live.state:  # most polls change nothing: no write
+                await self._save_state(row_id, live, state)
             return None
-        self._unindex(row.id)
+        hub, name = live.key or ("", "")
+        self._unindex(row_id)
         await self.store.update(
-            row.id, state=state, status=STOPPED, exit_status=int(status), error=None
+            row_id, state=state, status=STOPPED, exit_status=int(status), error=None
         )
-        await self.store.end_billing(row)
+        live.state, live.state_enc = state, None
+        await self.store.end_billing(_Server(hub, name, live.start_id))
         return int(status)
 
     def _ended_now(self, hub: str, name: str, status: int) -> dict:
@@ -467,13 +584,28 @@ class ServiceManager(FlavorViews, Recovery, HubCalls, ForwardChecks):
             self.log.exception("Stopping %s of hub %s failed", row.name, row.hub)
 
     async def _stop(self, row: Service, *, remove: bool = True, reason: str | None = None):
-        live = self._live(row)
+        self._cancel_start(self._spawners.get(row.id))  # the hub gave up on a pending start
+        async with self.coordination.server_lock(row.hub, row.name, cancel_start=True):
+            await self._stop_locked(row, remove=remove, reason=reason)
+
+    def _cancel_start(self, live: Live | None) -> None:
+        if live is None:
+            return
         live.stop_requested = True
         if live.start_future is not None and not live.start_future.done():
-            live.start_future.cancel()  # the hub gave up on a pending start
+            live.start_future.cancel()
+
+    async def _stop_locked(self, row: Service, *, remove: bool, reason: str | None):
+        current = await self.store.get_by_id(row.id)
+        if current is None:  # a concurrent stop finished first
+            return
+        live = self._live(current)  # built from the state stored now, unless it is ours
+        if live.stale:  # changed by a sibling worker: the spawner of the state stored now
+            live = self._rebuild(current, live)
+        live.stop_requested = True
         async with live.lock:
             current = await self.store.get_by_id(row.id)
-            if current is None:  # a concurrent stop finished first
+            if current is None:  # a concurrent stop of this worker finished first
                 return
             try:
                 await self.runner.stop(live.spawner, hub=row.hub, row_id=row.id)
@@ -499,6 +631,19 @@ class ServiceManager(FlavorViews, Recovery, HubCalls, ForwardChecks):
     async def list(self, hub: str) -> list[dict]:
         return [row.summary() for row in await self.store.list_hub(hub)]
 
+    def collect_exited_children(self) -> None:
+        """On SIGCHLD under ``serve --workers N``: collect the exit status of this worker's
+        server processes (a LocalProcessSpawner's Popen). A sibling worker may have stopped
+        one: until its parent collects it, a process that ended still answers kill(pid, 0),
+        and the sibling's spawner would wait for it in vain."""
+        for live in list(self._spawners.values()):
+            proc = getattr(live.spawner, "proc", None)
+            if isinstance(proc, subprocess.Popen):
+                proc.poll()
+        for proc in list(self._former_procs):
+            if proc.poll() is not None:
+                self._former_procs.discard(proc)
+
     async def shutdown(self) -> None:
         """Stop background work; servers keep running (a restart recovers them)."""
         for task in list(self._tasks):
@@ -518,6 +663,14 @@ async def _finish_relay(task: asyncio.Task) -> None:
 
 
 _MISSED = object()  # an indexed poll found the row no longer running
+
+
+class _Server(NamedTuple):
+    """What ``Store.end_billing`` reads of a row."""
+
+    hub: str
+    name: str
+    start_id: str
 
 
 class _StartCancelled(Exception):

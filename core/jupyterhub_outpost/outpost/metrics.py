@@ -5,6 +5,7 @@ carry secrets; labels are hub, route pattern, method and status code.
 """
 
 import hmac
+import logging
 import time
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
@@ -87,7 +88,14 @@ class Metrics:
         self.requests.labels(route, handler.request.method, str(status)).inc()
         self.request_seconds.labels(route, handler.request.method).observe(duration)
         if status < 400:
-            level = self.app.log.debug if route in ("/ping", "/metrics") else self.app.log.info
+            # probes, scrapes and answered polls (a hub polls each server every 30 s by
+            # default) are routine: DEBUG; every other request is an INFO line
+            routine = route in ("/ping", "/metrics") or (
+                route == "/services/{name}" and handler.request.method == "GET"
+            )
+            if routine and not self._debug_written():
+                return  # no LogRecord for a line nobody writes: a fifth of a poll's CPU
+            level = self.app.log.debug if routine else self.app.log.info
         elif status < 500:
             level = self.app.log.warning
         else:
@@ -100,6 +108,17 @@ class Metrics:
             handler.request.path,
             duration * 1000,
             extra={"outpost_access_log": True},  # not a line of the server (server_logs)
+        )
+
+    def _debug_written(self) -> bool:
+        """Does any handler of the Outpost's logger write DEBUG lines? (traitlets keeps the
+        logger itself at DEBUG and sets ``log_level`` on its handlers; the per-server line
+        buffer never keeps access lines.)"""
+        log = self.app.log
+        return log.isEnabledFor(logging.DEBUG) and any(
+            handler.level <= logging.DEBUG
+            for handler in log.handlers
+            if getattr(handler, "keeps_access_lines", True)
         )
 
     async def render(self) -> bytes:

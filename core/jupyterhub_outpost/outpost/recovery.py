@@ -5,6 +5,11 @@ mixin of it)."""
 from .hooks import decide
 from .models import FAILED, RUNNING, STARTING, STOPPED, Service, utcnow
 
+START_INTERRUPTED = (
+    "The Outpost restarted while this server was starting (or, under --workers N, the worker "
+    "that started it ended); start it again."
+)
+
 
 class Recovery:
     """ServiceManager's recovery at start-up, runtime reaper and tunnel re-creation."""
@@ -56,23 +61,45 @@ class Recovery:
         if rows:
             self.log.info("Recovering %d server(s) from the store", len(rows))
         for row in rows:
-            try:
-                await self._recover_one(row)
-            except Exception:
-                self.log.exception("Recovering server %s of hub %s failed", row.name, row.hub)
+            await self._recover_unless_busy(row)
             self._remember_flavors_token(row.hub, self.store.secrets(row).get("env", {}))
+
+    async def recover_orphans(self) -> int:
+        """Workers on one database (coordination.py): a STARTING server whose lock no worker
+        holds was being started by a worker that died; recover it as after a restart (stop
+        what the start had launched, mark it failed). Returns how many were recovered."""
+        if not self.coordination.shared:
+            return 0  # one process: its own starts are never orphans while it runs
+        recovered = 0
+        for row in await self.store.list_active():
+            if row.status == STARTING:
+                recovered += await self._recover_unless_busy(row)
+        return recovered
+
+    async def _recover_unless_busy(self, row: Service) -> bool:
+        """Recover ``row`` unless another task or worker starts or stops it right now."""
+        try:
+            async with self.coordination.server_lock(row.hub, row.name, wait=False) as mine:
+                if mine:  # read again: a start or stop may have finished meanwhile
+                    current = await self.store.get_by_id(row.id)
+                    if current is not None and current.status in (STARTING, RUNNING):
+                        await self._recover_one(current)
+                        return True
+        except Exception:
+            self.log.exception("Recovering server %s of hub %s failed", row.name, row.hub)
+        return False
 
     async def _recover_one(self, row: Service) -> None:
         live = self._live(row)
         if row.status == STARTING:
-            message = "The Outpost restarted while this server was starting; start it again."
+            message = START_INTERRUPTED
             await self._cleanup_failed(row, live.spawner)
             await self.store.mark_ended(row.id, status=FAILED, exit_status=1, error=message)
             self.log.warning("Server %s of hub %s: %s", row.name, row.hub, message)
             return
         status = await self.runner.poll(live.spawner)
         if status is None:
-            await self._save_state(row.id, live.spawner)
+            await self._save_state(row.id, live, live.spawner.get_state())
             self._index_running(row.id, row.hub, row.name, row.service_address)
             self.log.info("Server %s of hub %s is still running", row.name, row.hub)
         else:

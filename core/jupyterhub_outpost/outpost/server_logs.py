@@ -17,6 +17,8 @@ from . import logcontext
 
 
 class ServerLogs(logging.Handler):
+    keeps_access_lines = False  # metrics.py: the access log's lines are not the server's
+
     def __init__(self, max_lines: int = 100, max_chars: int = 1000):
         super().__init__(level=logging.DEBUG)
         self.max_lines = max_lines

@@ -306,6 +306,7 @@ class SSHEndpoint:
         login_timeout: float = 30,
         keepalive_interval: float = 30,
         shared_usernames: frozenset[str] | set[str] = frozenset({"jhuboutpost"}),
+        reuse_port: bool = False,
     ):
         self.host_key_path = host_key_path
         self.listen_host = listen_host
@@ -316,6 +317,7 @@ class SSHEndpoint:
         self.login_timeout = login_timeout
         self.keepalive_interval = keepalive_interval
         self.shared_usernames = frozenset(shared_usernames)
+        self.reuse_port = reuse_port  # several Outpost workers listen on one port
         self.on_forward_opened: Callable[[str, str, int], None] | None = None
         self.on_refusal: Callable[[str, str, str, str], None] | None = None
         self._connections: set[asyncssh.SSHServerConnection] = set()
@@ -426,6 +428,7 @@ class SSHEndpoint:
             keepalive_interval=self.keepalive_interval,
             keepalive_count_max=3,
             reuse_address=True,
+            reuse_port=self.reuse_port,
         )
         self.log.info(
             "SSH endpoint listening on %s:%s, host key %s",

@@ -95,7 +95,8 @@ class SSHEndpointSettings(HasTraits):
         "10.20.0.0/16:8000-9000" or "*.cluster.local:8888". Default: none.""",
     ).tag(config=True)
 
-    async def start_ssh_endpoint(self) -> None:
+    async def start_ssh_endpoint(self, *, reuse_port: bool = False) -> None:
+        """Start the endpoint; ``reuse_port``: several workers listen on the same port."""
         from .ssh_endpoint import SSHEndpoint
 
         def authorized_keys():
@@ -109,6 +110,7 @@ class SSHEndpointSettings(HasTraits):
             authorize_forward=self.manager.authorize_forward,
             log=self.log,
             shared_usernames=set(self.ssh_shared_usernames),
+            reuse_port=reuse_port,
         )
         # a server that stops, ends or is replaced closes its hub's forwards to it
         self.manager.rights.on_revoke = endpoint.revoke

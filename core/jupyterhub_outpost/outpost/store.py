@@ -16,6 +16,7 @@ from sqlalchemy.engine import URL
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import async_sessionmaker, create_async_engine
 
+from .coordination import SingleProcess
 from .crypto import Crypt
 from .models import ACTIVE, FAILED, RUNNING, STOPPED, CreditRecord, Service, utcnow
 
@@ -59,6 +60,8 @@ class Store:
         self.sessions = async_sessionmaker(self.engine, expire_on_commit=False)
         self._hub_locks: dict[str, asyncio.Lock] = defaultdict(asyncio.Lock)
         self._is_postgres = url.get_backend_name() == "postgresql"
+        # tells other workers which rows a transaction changed (coordination.py)
+        self.coordination = SingleProcess()
 
     async def close(self) -> None:
         await self.engine.dispose()
@@ -94,9 +97,11 @@ class Store:
             existing = await session.scalar(
                 select(Service).where(Service.hub == hub, Service.name == name)
             )
+            replaced = []
             if existing is not None:
                 if existing.status in ACTIVE:
                     raise AlreadyRunning(name)
+                replaced.append(existing.id)
                 await session.delete(existing)
                 await session.flush()
             same_flavor = Service.flavor.is_(None) if flavor is None else Service.flavor == flavor
@@ -135,6 +140,8 @@ class Store:
             except IntegrityError:
                 # another replica inserted the same name between our check and insert
                 raise AlreadyRunning(name) from None
+            await self.coordination.announce(session, [row.id, *replaced])
+        self.coordination.committed()
         return row
 
     # --- reads -----------------------------------------------------------------------
@@ -212,6 +219,8 @@ class Store:
                 return
             for key, value in values.items():
                 setattr(row, key, value)
+            await self.coordination.announce(session, [row_id])
+        self.coordination.committed()
 
     async def mark_ended(self, row_id: int, *, status: str, exit_status: int, error=None):
         assert status in (STOPPED, FAILED)
@@ -220,6 +229,8 @@ class Store:
     async def remove(self, row_id: int) -> None:
         async with self.sessions() as session, session.begin():
             await session.execute(delete(Service).where(Service.id == row_id))
+            await self.coordination.announce(session, [row_id])
+        self.coordination.committed()
 
     async def reencrypt_all(self) -> int:
         """Write every row's secrets and state again with the first key (key rotation)."""

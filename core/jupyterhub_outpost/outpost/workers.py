@@ -1,0 +1,110 @@
+"""``jupyterhub-outpost serve --workers N``: N worker processes on one PostgreSQL database.
+
+The supervisor (the process started) checks the configuration, prepares the data directory
+and the encryption key, upgrades the database, checks that the REST API's port is free and
+makes the shared counters of coordination.py; then it forks the workers. Each worker runs
+the whole Outpost with its own listening sockets for the REST API and the SSH endpoint on
+the shared ports (SO_REUSEPORT: the kernel spreads new connections over the workers by
+their addresses; a burst of connections does not all land on the worker that accepts
+first, as it would on one inherited socket). The supervisor forwards SIGTERM and
+SIGINT to every worker and waits for them; a worker that dies otherwise is started again
+after a second. A worker whose supervisor dies gets SIGTERM (PR_SET_PDEATHSIG), so no
+worker outlives a killed supervisor. Servers keep running through all of this: the next
+leader recovers them (docs/decisions/workers.md).
+"""
+
+import asyncio
+import ctypes
+import multiprocessing
+import os
+import signal
+import sys
+import time
+
+PR_SET_PDEATHSIG = 1
+RESTART_DELAY = 1.0  # seconds before a crashed worker is started again
+
+
+def run_workers(app) -> int:
+    """Run ``app`` (an initialized JupyterHubOutpost) in ``app.workers`` processes; the exit
+    code of the supervisor."""
+    from tornado.netutil import bind_sockets
+
+    from . import logcontext
+    from .errors import StartupError
+
+    try:
+        url = app.prepare()
+        asyncio.run(app.upgrade_database(url))
+    except StartupError as e:
+        app.log.critical("%s", e)
+        return 1
+    for probe in bind_sockets(app.port, app.ip, reuse_port=True):  # the port is ours
+        probe.close()
+    published = multiprocessing.RawArray("Q", app.workers)  # shared, made before the fork
+    app._run_id = os.urandom(6).hex()
+    parent = os.getpid()
+    children: dict[int, int] = {}  # pid -> worker index
+    stopping = False
+
+    def spawn(index: int) -> None:
+        pid = os.fork()
+        if pid == 0:
+            code = 1
+            try:
+                signal.signal(signal.SIGTERM, signal.SIG_DFL)
+                signal.signal(signal.SIGINT, signal.SIG_DFL)
+                libc = ctypes.CDLL(None, use_errno=True)
+                libc.prctl(PR_SET_PDEATHSIG, signal.SIGTERM, 0, 0, 0)
+                if os.getppid() != parent:  # the supervisor died before the prctl
+                    os._exit(0)
+                logcontext.worker = str(index)
+                app.log.info("Worker %d (pid %d) starts", index, os.getpid())
+                asyncio.run(app.run(app.serve(url, worker=index, published=published)))
+                code = 0
+            except StartupError as e:
+                app.log.critical("Worker %d: %s", index, e)
+            except BaseException:
+                app.log.exception("Worker %d failed", index)
+            finally:
+                sys.stdout.flush()
+                sys.stderr.flush()
+                os._exit(code)
+        children[pid] = index
+
+    def forward(signum, _frame) -> None:
+        nonlocal stopping
+        stopping = True
+        for pid in list(children):
+            try:
+                os.kill(pid, signum)
+            except ProcessLookupError:
+                pass
+
+    signal.signal(signal.SIGTERM, forward)
+    signal.signal(signal.SIGINT, forward)
+    for index in range(app.workers):
+        spawn(index)
+    app.log.info("Supervising %d workers on %s:%s", app.workers, app.ip, app.port)
+    while children:
+        try:
+            pid, status = os.wait()
+        except ChildProcessError:
+            break
+        index = children.pop(pid, None)
+        if index is None:
+            continue
+        code = os.waitstatus_to_exitcode(status)
+        if stopping:
+            continue
+        app.log.error(
+            "Worker %d (pid %d) exited with %s; starting it again in %.0fs",
+            index,
+            pid,
+            code,
+            RESTART_DELAY,
+        )
+        time.sleep(RESTART_DELAY)
+        if not stopping:
+            spawn(index)
+    return 0
