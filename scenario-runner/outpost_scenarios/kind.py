@@ -111,6 +111,15 @@ class Cluster:
             timeout=timeout,
         )
 
+    def kubectl_input(self, stdin: bytes, *args: str, timeout: float = 120) -> str:
+        """kubectl with ``stdin`` (secrets go there, never into an argv)."""
+        return run(
+            [str(self.tools.kubectl), *args],
+            env=self.tools.env(self.kubeconfig_path),
+            timeout=timeout,
+            stdin=stdin,
+        )
+
     def json(self, *args: str) -> dict:
         return json.loads(self.kubectl(*args, "-o", "json"))
 

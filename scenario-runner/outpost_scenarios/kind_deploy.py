@@ -189,10 +189,6 @@ class Hub:
         except (urllib.error.URLError, OSError) as e:
             return 0, str(e)
 
-    def knows_all_flavors(self) -> bool:
-        status, outposts = self.request("GET", "/hub/api/outpost/flavors")
-        return status == 200 and all(o.get("flavors") for o in outposts.values())
-
     def wait(self, what: str, check, timeout: float = 900):
         """Back off (0.2 s doubling to 5 s) until ``check()`` is true; TimeoutError after."""
         deadline = time.monotonic() + timeout
@@ -254,10 +250,50 @@ def deploy(scenario: str, hub: Cluster, remote: Cluster) -> Hub:
     client = Hub(hub_url, e2e_token)
     client.wait("the hub API", lambda: client.request("GET", "/hub/api/")[0] == 200, timeout=300)
     # An Outpost reads changed hub credentials from its Secret's files, which the kubelet
-    # updates within a minute or two of an upgrade: the rollout is done when the hub has
-    # every Outpost's flavors (asked with its credential; a refusal is asked again in 30 s).
-    client.wait("the hub to hold every Outpost's flavors", client.knows_all_flavors, timeout=300)
+    # updates within a minute or two of an upgrade: the rollout is done when every Outpost
+    # accepts the credential its hub was given.
+    outposts = [(remote, OUTPOST_NS, "outpost", keys.password)]
+    if local_password is not None:
+        outposts.append((hub, LOCAL_OUTPOST_NS, "outpost-local", local_password))
+    for cluster, namespace, release, password in outposts:
+        client.wait(
+            f"the Outpost in {namespace} to accept the hub's credential",
+            lambda c=cluster, n=namespace, r=release, p=password: outpost_accepts(c, n, r, p),
+            timeout=300,
+        )
     return client
+
+
+# Run in the Outpost's container: GET /flavors on its own port with "hub:password" (stdin).
+_ACCEPTS = """
+import base64, sys, urllib.error, urllib.request
+auth = base64.b64encode(sys.stdin.read().strip().encode()).decode()
+req = urllib.request.Request("http://127.0.0.1:8080/flavors", headers={"Authorization": "Basic " + auth})
+try:
+    print(urllib.request.urlopen(req, timeout=10).status)
+except urllib.error.HTTPError as e:
+    print(e.code)
+"""
+
+
+def outpost_accepts(cluster: Cluster, namespace: str, release: str, password: str) -> bool:
+    """Whether the Outpost of ``release`` answers the hub "hub" with this password."""
+    try:
+        answer = cluster.kubectl_input(
+            f"hub:{password}".encode(),
+            "exec",
+            "-i",
+            "-n",
+            namespace,
+            f"deployment/{release}-jupyterhub-outpost",
+            "--",
+            "python3",
+            "-c",
+            _ACCEPTS,
+        )
+    except Exception:  # noqa: BLE001 (pod not there yet: ask again)
+        return False
+    return answer.strip() == "200"
 
 
 def teardown(scenario: str, hub: Cluster, remote: Cluster) -> None:
