@@ -293,6 +293,22 @@ async def test_progress_yields_remote_events_as_they_arrive(
     assert [e["message"] for e in received] == ["Pulling image", "Starting"]
 
 
+async def test_progress_shows_a_repeated_state_once_and_what_follows_a_long_wait(make_spawner):
+    spawner = make_spawner("x")
+    for _ in range(900):  # a batch job 15 minutes in the queue: its state every second
+        spawner.add_event({"message": "Pending in queue..."})
+    spawner.add_event({"message": "Cluster job running... waiting to connect"})
+    spawner.add_event({"message": "Pending in queue..."})  # not the one before: shown again
+    spawner._spawn_future = asyncio.get_running_loop().create_future()
+    spawner._spawn_future.set_result(None)
+    received = [event["message"] async for event in spawner.progress()]
+    assert received == [
+        "Pending in queue...",
+        "Cluster job running... waiting to connect",
+        "Pending in queue...",
+    ]
+
+
 async def test_poll_reports_running_and_puts_back_lost_forward(
     make_spawner, fake_outpost, fake_tunnels
 ):

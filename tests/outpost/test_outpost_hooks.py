@@ -1,5 +1,9 @@
 """Admin hooks: allow_override, sanitize_start_response; progress event relay."""
 
+import asyncio
+
+from jupyterhub.spawner import SimpleLocalProcessSpawner
+
 from .support import fetch_or_none, local_spawner_config, server_answers, start_body, wait_for
 
 OVERRIDE = {"environment": {"OUTPOST_TEST_EXTRA": "from-misc"}}
@@ -135,6 +139,42 @@ async def test_progress_events_are_relayed_to_the_hub_with_the_server_token(make
     assert all(h["Authorization"] == "token token-ev" for h, _ in events)
     assert events[0][1] == {"progress": 0, "message": "Server requested"}
     assert all("message" in e for _, e in events)
+
+
+class QueuedSpawner(SimpleLocalProcessSpawner):
+    """Reports its state as a batch spawner does, once per poll while its job waits; the
+    start goes on once the progress was read (the relay reads progress alongside start)."""
+
+    def __init__(self, **kwargs):
+        super().__init__(**kwargs)
+        self.progress_read = asyncio.Event()
+
+    async def progress(self):
+        for _ in range(20):
+            yield {"message": "Pending in queue..."}
+        yield {"message": "Cluster job running... waiting to connect"}
+        self.progress_read.set()
+
+    async def start(self):
+        await self.progress_read.wait()
+        return await super().start()
+
+
+async def test_a_repeated_progress_event_is_relayed_once(make_outpost, tmp_path, receiver):
+    c = local_spawner_config(tmp_path)
+    c.JupyterHubOutpost.spawner_class = QueuedSpawner
+    c.QueuedSpawner.cmd = c.SimpleLocalProcessSpawner.cmd
+    c.QueuedSpawner.home_dir_template = c.SimpleLocalProcessSpawner.home_dir_template
+    outpost = await make_outpost(c, hub_api=receiver.hub_api())
+    code, _ = await outpost.api.call("POST", "/services", body=start_body("q"))
+    assert code == 200
+    messages = [e["message"] for _, e in receiver.posts_to("/hub/api/outpost/events/alice/q")]
+    assert messages == [
+        "Server requested",
+        "Pending in queue...",
+        "Cluster job running... waiting to connect",
+    ]
+    assert (await outpost.api.call("DELETE", "/services/q"))[0] == 200
 
 
 async def test_failed_start_sends_a_final_failure_event(make_outpost, tmp_path, receiver):

@@ -24,7 +24,10 @@ class ProgressMixin(HasTraits):
         """Store a progress event reported by the Outpost (via the events endpoint).
 
         The remote spawner's first event is JupyterHub's own "Server requested" (the Outpost
-        drives it like a hub); this hub already showed that line, so it is dropped."""
+        drives it like a hub); this hub already showed that line, so it is dropped. An event
+        equal to the one before is kept once: batch spawners repeat their state every poll
+        ("Pending in queue..." each second while a job waits), which would otherwise fill
+        the start's events and crowd out what comes after the wait."""
         if event.get("message") == "Server requested" and event.get("progress") == 0:
             return {}
         clean = {k: event[k] for k in _EVENT_KEYS if k in event}
@@ -40,6 +43,8 @@ class ProgressMixin(HasTraits):
             clean["html_message"] = escape(clean["html_message"])
         if "failed" in clean:
             clean["failed"] = bool(clean["failed"])
+        if self._events and self._events[-1] == clean:
+            return clean
         if len(self._events) < _MAX_EVENTS:
             self._events.append(clean)
         changed, self._events_changed = self._events_changed, asyncio.Event()

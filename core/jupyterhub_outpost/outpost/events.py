@@ -5,6 +5,8 @@ The events go to the hub's events URL for this server, built from this Outpost's
 server's own API token, one POST per event, in order, until the start future resolves
 (``jupyterhub.utils.iterate_until``, as the hub's progress API does). When the start
 fails, a final event ``{"progress": 100, "failed": True, "message": ...}`` follows.
+An event equal to the one sent before is not sent again (a batch spawner repeats "Pending
+in queue..." every second while its job waits: one request per waiting job and second).
 A hub that does not answer never slows down or breaks the start. An empty ``url`` (no
 ``hub_api`` entry, or the admin's ``send_events`` is off) sends nothing.
 """
@@ -35,9 +37,12 @@ class EventRelay:
         """Forward every progress event until ``start_future`` resolves."""
         if not self.enabled:
             return
+        last = None
         try:
             async for event in iterate_until(start_future, spawner._generate_progress()):
-                await self.send(event)
+                if event != last:
+                    await self.send(event)
+                    last = dict(event)  # a spawner may change and yield one dict again
         except Exception:
             self.log.exception("Relaying progress events failed; the start goes on.")
 
