@@ -55,9 +55,6 @@ c.JupyterHubOutpost.flavors = {
     },
 }
 c.JupyterHubOutpost.flavors_undefined_max = 0
-# one trusted hub whose user names are the cluster's accounts and home directories
-# (homes/<user>; the default "{user}@{hub}" keeps several hubs' users apart)
-c.JupyterHubOutpost.local_user_name = "{user}"
 # where this Outpost calls the hub (progress events, flavor usage, tunnel re-creation):
 # only URLs built from this entry, never URLs a start request names
 c.JupyterHubOutpost.hub_api = {
