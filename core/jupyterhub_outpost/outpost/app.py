@@ -40,13 +40,13 @@ from traitlets.config import Application, Config, catch_config_error
 from jupyterhub_outpost import __version__
 
 from . import flavor_rules, handlers, migrations
-from .coordination import PostgresCoordination, SingleProcess
 from .credentials import CredentialsError, FileBackedMapping, HubCredentials
 from .crypto import Crypt, CryptError
 from .database import DatabaseConfigError, describe, resolve_db_url
 from .errors import StartupError
 from .flavors import validate_flavors
 from .hooks import default_allow_override, default_sanitize_start_response
+from .http_settings import HTTPSettings
 from .hub_api import HubAPISettings
 from .hub_client import HubClient
 from .logcontext import ContextFilter
@@ -57,7 +57,7 @@ from .runner import Runner
 from .server_logs import ServerLogs
 from .ssh_settings import SSHEndpointSettings
 from .store import Store
-from .workers import run_workers
+from .workers import WorkerSettings, run_workers
 
 aliases = {
     "config": "JupyterHubOutpost.config_file",
@@ -69,7 +69,9 @@ aliases = {
 }
 
 
-class JupyterHubOutpost(SSHEndpointSettings, HubAPISettings, Application):
+class JupyterHubOutpost(
+    SSHEndpointSettings, HubAPISettings, HTTPSettings, WorkerSettings, Application
+):
     """Runs a JupyterHub Spawner on this system on behalf of remote hubs."""
 
     name = "jupyterhub-outpost"
@@ -288,17 +290,6 @@ class JupyterHubOutpost(SSHEndpointSettings, HubAPISettings, Application):
         under --workers N, for starts left behind by a worker that died).""",
     ).tag(config=True)
 
-    workers = Integer(
-        1,
-        help="""Number of worker processes serving the REST API and the SSH endpoint
-        (--workers N). More than one needs PostgreSQL: every worker answers any hub about
-        any server from the shared database, PostgreSQL advisory locks make sure no server
-        is started or stopped by two workers at once (and flavor limits hold exactly), and
-        one worker at a time (the leader) runs recovery and the runtime reaper. With SQLite
-        the Outpost runs one process: an Outpost started with --workers > 1 on SQLite
-        refuses to start. See docs/decisions/workers.md.""",
-    ).tag(config=True)
-
     # --- database --------------------------------------------------------------------
     db_url = Unicode(
         "",
@@ -308,65 +299,6 @@ class JupyterHubOutpost(SSHEndpointSettings, HubAPISettings, Application):
         else an SQLite file outpost.sqlite in data_dir. The schema is upgraded at
         start-up (or with jupyterhub-outpost db-upgrade).""",
     ).tag(config=True)
-
-    # --- HTTP ---
-    base_path = Unicode(
-        help="""URL path prefix of the REST API, for an Outpost behind an ingress or reverse
-        proxy that publishes it under a prefix (e.g. "/outpost": hubs then use
-        https://host/outpost/services). The API answers with and without the prefix, so it
-        works whether the proxy strips the prefix or not. Default: $OUTPOST_BASE_PATH (as
-        the original Outpost reads it), else none.""",
-    ).tag(config=True)
-
-    @default("base_path")
-    def _base_path_default(self):
-        return os.environ.get("OUTPOST_BASE_PATH", "")
-
-    max_body_size = Integer(
-        1024 * 1024,
-        help="Largest accepted request body in bytes; a larger one is answered 413.",
-    ).tag(config=True)
-
-    idle_connection_timeout = Float(
-        60.0,
-        help="""Seconds a client connection may stay open without sending a complete
-        request head (idle keep-alive, or headers trickled in slowly); then it is closed.
-        Bounds how long slow or stalled clients hold the Outpost's connections.""",
-    ).tag(config=True)
-
-    body_timeout = Float(
-        60.0,
-        help="""Seconds a client may take to send a request body once its head arrived;
-        a slower body is dropped with the connection and nothing of it is stored.""",
-    ).tag(config=True)
-
-    certfile = Unicode(
-        "",
-        help="""TLS certificate (PEM) of the REST API. With keyfile, the API speaks
-        HTTPS only.""",
-    ).tag(config=True)
-
-    keyfile = Unicode("", help="TLS private key (PEM) for certfile.").tag(config=True)
-
-    hub_ca_file = Unicode(
-        "",
-        help="""CA bundle to verify the hubs' HTTPS URLs (events, flavor updates, tunnel
-        re-creation). Default: the system's trust store. Verification is always on.""",
-    ).tag(config=True)
-
-    hub_request_timeout = Float(
-        10.0, help="Timeout in seconds of each request the Outpost sends to a hub."
-    ).tag(config=True)
-
-    metrics_token = Unicode(
-        help="""Token that protects GET /metrics (Prometheus format; send
-        "Authorization: token <metrics_token>" or "Bearer <metrics_token>", as Prometheus
-        does). Default: $OUTPOST_METRICS_TOKEN. Empty: /metrics answers 404.""",
-    ).tag(config=True)
-
-    @default("metrics_token")
-    def _metrics_token_default(self):
-        return os.environ.get("OUTPOST_METRICS_TOKEN", "")
 
     # --- runtime objects -------------------------------------------------------------
     store = None
@@ -505,12 +437,7 @@ class JupyterHubOutpost(SSHEndpointSettings, HubAPISettings, Application):
         for owner in (self.log, *self.log.handlers):
             owner.addFilter(self.redactor)
         url = self.resolved_db_url()
-        if self.workers > 1 and url.get_backend_name() != "postgresql":
-            raise StartupError(
-                f"--workers {self.workers} needs PostgreSQL (db_url or SQL_TYPE=postgresql): "
-                "with SQLite the Outpost runs as one process. Use --workers 1, or move the "
-                "database to PostgreSQL (docs/decisions/workers.md)."
-            )
+        self.check_workers(url)
         os.makedirs(self.data_dir, mode=0o700, exist_ok=True)
         try:
             self._crypt = Crypt.from_environment(self.data_dir, self.log)
@@ -526,14 +453,6 @@ class JupyterHubOutpost(SSHEndpointSettings, HubAPISettings, Application):
             raise StartupError(
                 f"Cannot prepare the database {describe(url)}: {type(e).__name__}: {e}"
             ) from None
-
-    def _coordination(self, url, worker: int, published):
-        if url.get_backend_name() != "postgresql" or self.workers <= 1:
-            return SingleProcess()  # the only process that changes this database
-        dsn = url.set(drivername="postgresql").render_as_string(hide_password=False)
-        return PostgresCoordination(
-            dsn, self.log, published=published, index=worker, run=self._run_id
-        )
 
     async def serve(self, url, *, worker: int = 0, published=None) -> None:
         """Store, manager, REST API and SSH endpoint of one worker (under ``--workers N``

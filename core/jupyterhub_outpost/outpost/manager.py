@@ -10,23 +10,13 @@ restart).
 
 Poll path: ``self._running`` maps (hub, name) of each RUNNING server with a live spawner
 to its row id, and ``self.rights`` (``forward_rights.ForwardRights``) records which server
-holds which address for ``authorize_forward``. They are only set once the store says
-RUNNING (start, recovery, a poll that found it running) and cleared on every stop, reap,
-end, failed poll and failed start; clearing an address closes that hub's forwards to it.
-Every change of a row goes through this object or, under ``serve --workers N``, through a
-sibling worker that announces it (coordination.py): while ``self.coordination.fresh()``
-says that no sibling's change is pending here and no announced change of the server is
-still to be read (``Live.stale``), a poll of an indexed server is answered without reading
-the store: its hub, name and start id are those of the index, and the state it compares
-with is the one last stored (``Live.state``). Otherwise the poll reads the row once by
-primary key, as every poll of a server that is not indexed.
+holds which address for ``authorize_forward``: see polls.py (a mixin of this class).
 """
 
 import asyncio
 import subprocess
 import time
 from dataclasses import dataclass, field
-from typing import NamedTuple
 
 from jupyterhub.spawner import SpawnException
 
@@ -40,10 +30,12 @@ from .forward_rights import ForwardRights
 from .hooks import call_hook, decide
 from .hub_calls import HubCalls
 from .local_users import local_user_name
-from .models import FAILED, RUNNING, STARTING, STOPPED, Service, utcnow
+from .models import FAILED, RUNNING, STOPPED, Service, utcnow
 from .overrides import dropped_event, split_overrides
+from .polls import Polls
 from .recovery import Recovery
 from .server_logs import ServerLogs
+from .sibling_changes import SiblingChanges
 from .store import AlreadyRunning, FlavorFull
 
 
@@ -62,7 +54,7 @@ class Live:
     stale: bool = False  # a sibling worker changed the row: read it before answering
 
 
-class ServiceManager(FlavorViews, Recovery, HubCalls, ForwardChecks):
+class ServiceManager(Polls, FlavorViews, Recovery, HubCalls, ForwardChecks, SiblingChanges):
     def __init__(
         self, *, settings, store, runner, hub_client, log, server_logs=None, coordination=None
     ):
@@ -166,76 +158,6 @@ class ServiceManager(FlavorViews, Recovery, HubCalls, ForwardChecks):
     def _forget(self, row_id: int) -> None:
         self._unindex(row_id)
         self._spawners.pop(row_id, None)
-
-    # --- changes made by sibling workers (coordination.py) ---------------------------
-    def _changed_elsewhere(self, row_id: int) -> None:
-        """A sibling worker changed (or removed) this row: the next poll reads it, and a
-        check in the background follows the change at once (a server stopped there loses
-        its forwards here too). A server this worker starts or stops right now is its own."""
-        live = self._spawners.get(row_id)
-        if live is None or live.start_future is not None or live.stop_requested:
-            return
-        live.stale = True
-        self._background(self._follow_change(row_id, live))
-
-    def _all_changed_elsewhere(self) -> None:
-        for row_id in list(self._spawners):
-            self._changed_elsewhere(row_id)
-
-    async def _follow_change(self, row_id: int, live: Live) -> None:
-        async with live.lock:
-            if self._spawners.get(row_id) is not live or not live.stale:
-                return  # a poll followed it already
-            await self._apply_row(row_id, live, await self.store.poll_view(row_id))
-
-    async def _apply_row(self, row_id: int, live: Live, row) -> Live | None:
-        """Bring ``live`` up to the row as read (caller holds ``live.lock``): the Live to
-        poll, or None when the server no longer runs (it is forgotten; the caller answers
-        from the store). A state that changed elsewhere means a new spawner built from it;
-        the index and the forward rights stay as long as the server runs."""
-        if row is None or row.status != RUNNING:
-            self._forget(row_id)
-            return None
-        if live.stale and live.state_enc != row.state_enc:
-            if self.store.state(row) != live.state:  # another worker stored a new state
-                full = await self.store.get_by_id(row_id)
-                if full is None:
-                    self._forget(row_id)
-                    return None
-                live = self._rebuild(full, live)
-            live.state_enc = row.state_enc
-        else:
-            self._sync_state(live, row)
-        live.stale = False
-        return live
-
-    def _rebuild(self, row: Service, live: Live) -> Live:
-        """A new Live of ``row`` built from its stored state, in ``live``'s place (index and
-        forward rights stay: they follow the row, not the spawner object)."""
-        proc = getattr(live.spawner, "proc", None)
-        if isinstance(proc, subprocess.Popen) and proc.returncode is None:
-            self._former_procs.add(proc)  # still this worker's child: collect it when it ends
-        rebuilt = self._spawners[row.id] = self._build(row)
-        rebuilt.key = live.key
-        if row.service_address:
-            self.runner.set_address(rebuilt.spawner, row.service_address)
-        return rebuilt
-
-    def _stop_requested(self, hub: str, name: str) -> None:
-        """A sibling worker stops (hub, name), which this worker is starting: cancel that."""
-        row_id = self._starting.get((hub, name))
-        if row_id is not None:
-            self._cancel_start(self._spawners.get(row_id))
-
-    def _sync_state(self, live: Live, row) -> None:
-        """``live.state`` := the state of ``row`` as read (decrypted only when it changed)."""
-        if live.state_enc != row.state_enc:
-            live.state = self.store.state(row)
-            live.state_enc = row.state_enc
-
-    async def _save_state(self, row_id: int, live: Live, state: dict) -> None:
-        await self.store.update(row_id, state=state)
-        live.state, live.state_enc = state, None
 
     # --- start ---------------------------------------------------------------------
     async def _overrides(self, hub: str, name: str, misc: dict) -> tuple[dict, list[str]]:
@@ -482,79 +404,7 @@ class ServiceManager(FlavorViews, Recovery, HubCalls, ForwardChecks):
         except Exception:
             self.log.exception("Cleaning up after the failed start of %s failed", row.name)
 
-    # --- poll / stop -----------------------------------------------------------------
-    async def poll(self, hub: str, name: str, start_id: str | None = None) -> dict:
-        row_id = self._running.get((hub, name))
-        live = self._spawners.get(row_id) if row_id is not None else None
-        if live is None:
-            return await self._poll_lookup(hub, name, start_id)
-        if start_id and live.start_id != start_id:
-            raise OutpostError(
-                404, f"No server {name!r} with start id {start_id!r} on this Outpost."
-            )
-        async with live.lock:
-            if self.coordination.fresh() and not live.stale:
-                current = live if live.key == (hub, name) else None
-            else:
-                current = await self._apply_row(row_id, live, await self.store.poll_view(row_id))
-            if current is not None and self._spawners.get(row_id) is current:
-                status = await self._poll_running(row_id, current)
-                if status is None:
-                    return {"status": None}
-            else:
-                status = _MISSED  # stopped or ended meanwhile: answer as without the index
-        if status is _MISSED:
-            return await self._poll_lookup(hub, name, start_id)
-        return self._ended_now(hub, name, status)
-
-    async def _poll_lookup(self, hub: str, name: str, start_id: str | None) -> dict:
-        """A poll of a server that is not indexed as running: find it by name."""
-        row = await self._row(hub, name, start_id)
-        if row.status == STARTING:
-            return {"status": None}
-        if row.status in (STOPPED, FAILED):
-            return _ended(row)
-        live = self._live(row)
-        async with live.lock:
-            row = await self.store.poll_view(row.id)
-            if row is None:  # stopped meanwhile
-                raise OutpostError(404, f"No server {name!r} on this Outpost.")
-            if row.status != RUNNING:  # ended meanwhile (reaper, concurrent poll)
-                return _ended(row)
-            self._sync_state(live, row)
-            status = await self._poll_running(row.id, live)
-            if status is None:
-                self._index_running(row.id, hub, name, row.service_address)
-                return {"status": None}
-        return self._ended_now(hub, name, status)
-
-    async def _poll_running(self, row_id: int, live: Live) -> int | None:
-        """Poll a RUNNING server's spawner (caller holds ``live.lock``; ``live.state`` is
-        the stored state); store what changed."""
-        if self.settings.poll_requires_state and not live.state:
-            self.rights.confirm(row_id)  # the admin's choice: such a server counts as running
-            return None  # nothing to poll by (the original Outpost's answer: running)
-        status = await self.runner.poll(live.spawner)
-        state = live.spawner.get_state()
-        if status is None:
-            self.rights.confirm(row_id)
-            if state != live.state:  # most polls change nothing: no write
-                await self._save_state(row_id, live, state)
-            return None
-        hub, name = live.key or ("", "")
-        self._unindex(row_id)
-        await self.store.update(
-            row_id, state=state, status=STOPPED, exit_status=int(status), error=None
-        )
-        live.state, live.state_enc = state, None
-        await self.store.end_billing(_Server(hub, name, live.start_id))
-        return int(status)
-
-    def _ended_now(self, hub: str, name: str, status: int) -> dict:
-        self.log.info("Server %s of hub %s ended with status %s", name, hub, status)
-        self._background(self.send_flavor_update(hub))
-        return {"status": status}
-
+    # --- stop ------------------------------------------------------------------------
     async def stop(
         self, hub: str, name: str, start_id: str | None, *, background: bool
     ) -> list[str]:
@@ -631,19 +481,6 @@ class ServiceManager(FlavorViews, Recovery, HubCalls, ForwardChecks):
     async def list(self, hub: str) -> list[dict]:
         return [row.summary() for row in await self.store.list_hub(hub)]
 
-    def collect_exited_children(self) -> None:
-        """On SIGCHLD under ``serve --workers N``: collect the exit status of this worker's
-        server processes (a LocalProcessSpawner's Popen). A sibling worker may have stopped
-        one: until its parent collects it, a process that ended still answers kill(pid, 0),
-        and the sibling's spawner would wait for it in vain."""
-        for live in list(self._spawners.values()):
-            proc = getattr(live.spawner, "proc", None)
-            if isinstance(proc, subprocess.Popen):
-                proc.poll()
-        for proc in list(self._former_procs):
-            if proc.poll() is not None:
-                self._former_procs.discard(proc)
-
     async def shutdown(self) -> None:
         """Stop background work; servers keep running (a restart recovers them)."""
         for task in list(self._tasks):
@@ -662,26 +499,8 @@ async def _finish_relay(task: asyncio.Task) -> None:
         task.cancel()
 
 
-_MISSED = object()  # an indexed poll found the row no longer running
-
-
-class _Server(NamedTuple):
-    """What ``Store.end_billing`` reads of a row."""
-
-    hub: str
-    name: str
-    start_id: str
-
-
 class _StartCancelled(Exception):
     """A stop request cancelled a pending start."""
-
-
-def _ended(row: Service) -> dict:
-    result = {"status": row.exit_status if row.exit_status is not None else 0}
-    if row.error:
-        result["error"] = row.error
-    return result
 
 
 def _failure_message(name: str, error: Exception) -> str:

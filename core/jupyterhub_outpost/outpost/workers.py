@@ -21,8 +21,44 @@ import signal
 import sys
 import time
 
+from traitlets import HasTraits, Integer
+
+from .coordination import PostgresCoordination, SingleProcess
+from .errors import StartupError
+
 PR_SET_PDEATHSIG = 1
 RESTART_DELAY = 1.0  # seconds before a crashed worker is started again
+
+
+class WorkerSettings(HasTraits):
+    """The application's ``workers`` option and what a worker coordinates with."""
+
+    workers = Integer(
+        1,
+        help="""Number of worker processes serving the REST API and the SSH endpoint
+        (--workers N). More than one needs PostgreSQL: every worker answers any hub about
+        any server from the shared database, PostgreSQL advisory locks make sure no server
+        is started or stopped by two workers at once (and flavor limits hold exactly), and
+        one worker at a time (the leader) runs recovery and the runtime reaper. With SQLite
+        the Outpost runs one process: an Outpost started with --workers > 1 on SQLite
+        refuses to start. See docs/decisions/workers.md.""",
+    ).tag(config=True)
+
+    def check_workers(self, url) -> None:
+        if self.workers > 1 and url.get_backend_name() != "postgresql":
+            raise StartupError(
+                f"--workers {self.workers} needs PostgreSQL (db_url or SQL_TYPE=postgresql): "
+                "with SQLite the Outpost runs as one process. Use --workers 1, or move the "
+                "database to PostgreSQL (docs/decisions/workers.md)."
+            )
+
+    def _coordination(self, url, worker: int, published):
+        if url.get_backend_name() != "postgresql" or self.workers <= 1:
+            return SingleProcess()  # the only process that changes this database
+        dsn = url.set(drivername="postgresql").render_as_string(hide_password=False)
+        return PostgresCoordination(
+            dsn, self.log, published=published, index=worker, run=self._run_id
+        )
 
 
 def run_workers(app) -> int:
@@ -31,7 +67,6 @@ def run_workers(app) -> int:
     from tornado.netutil import bind_sockets
 
     from . import logcontext
-    from .errors import StartupError
 
     try:
         url = app.prepare()
