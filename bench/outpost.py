@@ -229,10 +229,14 @@ def two_workers(outpost: BenchOutpost, p: dict, workdir: Path, log) -> dict:
     outpost.terminate()
     outpost.pin = False
     outpost.extra_args = [*outpost.extra_args, "--workers", "2"]
+    listening = outpost.log_text().count("Outpost API at")
     t0 = time.perf_counter()
     outpost.start(timeout=120)
+    # the leader listens once it recovered every server
+    tc.wait_for(
+        lambda: outpost.log_text().count("Outpost API at") >= listening + 2, "2 workers", 120
+    )
     log(f"    2 workers up (recovering {p['servers']} servers) in {time.perf_counter() - t0:.1f}s")
-    time.sleep(1.0)  # the leader's recovery polls every server once
     # 16 connections: the kernel spreads connections over the workers by a hash of their
     # addresses, and 8 often split 6:2; the load stays closed-loop and saturating
     polls = measure_polls(outpost, p, workdir, log, pin=False, connections=16)

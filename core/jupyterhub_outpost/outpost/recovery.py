@@ -99,7 +99,9 @@ class Recovery:
             return
         status = await self.runner.poll(live.spawner)
         if status is None:
-            await self._save_state(row.id, live, live.spawner.get_state())
+            state = live.spawner.get_state()
+            if state != live.state:  # a write (and, with workers, a notification) only then
+                await self._save_state(row.id, live, state)
             self._index_running(row.id, row.hub, row.name, row.service_address)
             self.log.info("Server %s of hub %s is still running", row.name, row.hub)
         else:
