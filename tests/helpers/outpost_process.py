@@ -175,6 +175,25 @@ class OutpostProcess:
         """HTTP Basic header for ``hub`` (its secret from hub_credentials by default)."""
         return basic_auth(hub, self.hub_credentials[hub] if secret is None else secret)
 
+    def call(
+        self, method: str, path: str, body=None, *, hub: str, headers=None, timeout: float = 60
+    ) -> tuple[int, object]:
+        """One request as ``hub`` on a new connection: (status, JSON answer)."""
+        data = json.dumps(body).encode() if body is not None else None
+        request = urllib.request.Request(
+            self.url + path,
+            data=data,
+            method=method,
+            headers={**self.auth(hub), **(headers or {})},
+        )
+        if data is not None:
+            request.add_header("Content-Type", "application/json")
+        try:
+            with urllib.request.urlopen(request, timeout=timeout) as response:  # noqa: S310
+                return response.status, json.loads(response.read() or b"null")
+        except urllib.error.HTTPError as e:
+            return e.code, json.loads(e.read() or b"null")
+
     def log_text(self) -> str:
         return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
 

@@ -5,9 +5,7 @@ The orphan is made as a lost hub database would leave it: a start sent to the Ou
 the hub's credentials that the hub's database does not record.
 """
 
-import json
 import sys
-import urllib.request
 
 import pytest
 
@@ -58,24 +56,13 @@ def rig(tmp_path):
         outpost.close()
 
 
-def outpost_call(outpost, method: str, path: str, body=None) -> tuple[int, object]:
-    data = json.dumps(body).encode() if body is not None else None
-    headers = {**outpost.auth("hub"), "Content-Type": "application/json"}
-    request = urllib.request.Request(outpost.url + path, data=data, method=method, headers=headers)
-    try:
-        with urllib.request.urlopen(request, timeout=30) as response:
-            return response.status, json.loads(response.read() or b"null")
-    except urllib.error.HTTPError as e:
-        return e.code, json.loads(e.read() or b"null")
-
-
 def test_orphan_report_lists_only_servers_no_spawner_holds_and_stops_one_on_request(rig):
     hub, outpost = rig
     hub.start_server("alice", "lab", {"outpost": "site"})
     ghost = start_body("jh-ghost", user="ghost", user_options={"start_id": "0ld0ld0ld0ld0ld0"})
-    assert outpost_call(outpost, "POST", "/services", ghost)[0] == 200
+    assert outpost.call("POST", "/services", ghost, hub="hub")[0] == 200
     [alice_row] = [
-        s for s in outpost_call(outpost, "GET", "/services")[1] if s["name"] != "jh-ghost"
+        s for s in outpost.call("GET", "/services", hub="hub")[1] if s["name"] != "jh-ghost"
     ]
 
     status, report = hub.api("GET", "/outpost/orphans")
@@ -96,16 +83,18 @@ def test_orphan_report_lists_only_servers_no_spawner_holds_and_stops_one_on_requ
     assert hub.api("GET", "/outpost/orphans", token=token)[0] == 403
     path = f"/outpost/orphans/site/jh-ghost/{orphan['start_id']}"
     assert hub.api("DELETE", path, token=token)[0] in (403, 404)  # JupyterHub: 404 for args
-    assert len(outpost_call(outpost, "GET", "/services")[1]) == 2
+    assert len(outpost.call("GET", "/services", hub="hub")[1]) == 2
 
     status, body = hub.api("DELETE", path)
     assert (status, body) == (200, {"stopped": True})
-    assert [s["name"] for s in outpost_call(outpost, "GET", "/services")[1]] == [alice_row["name"]]
+    assert [s["name"] for s in outpost.call("GET", "/services", hub="hub")[1]] == [
+        alice_row["name"]
+    ]
     assert hub.api("GET", "/outpost/orphans")[1]["site"]["orphans"] == []
     assert hub.api("DELETE", path)[0] == 404
 
     # a server started without a start_id is stopped by its name
-    assert outpost_call(outpost, "POST", "/services", start_body("jh-nameonly"))[0] == 200
+    assert outpost.call("POST", "/services", start_body("jh-nameonly"), hub="hub")[0] == 200
     [orphan] = hub.api("GET", "/outpost/orphans")[1]["site"]["orphans"]
     assert orphan["name"] == "jh-nameonly" and not orphan.get("start_id")
     assert hub.api("DELETE", "/outpost/orphans/site/jh-nameonly") == (200, {"stopped": True})

@@ -8,13 +8,10 @@ Each request here opens a new connection: the kernel hands connections to either
 (both accept on the shared socket), and every access line names its worker."""
 
 import asyncio
-import json
 import os
 import re
 import signal
 import time
-import urllib.error
-import urllib.request
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -64,20 +61,7 @@ c.JupyterHubOutpost.spawner_class = CountingSpawner
 
 def call(outpost, method, path, body=None, hub="hub1", headers=None):
     """One request on a new connection: (status, JSON answer)."""
-    data = json.dumps(body).encode() if body is not None else None
-    request = urllib.request.Request(
-        outpost.url + path,
-        data=data,
-        method=method,
-        headers={**outpost.auth(hub), **(headers or {})},
-    )
-    if data is not None:
-        request.add_header("Content-Type", "application/json")
-    try:
-        with urllib.request.urlopen(request, timeout=60) as response:
-            return response.status, json.loads(response.read() or b"null")
-    except urllib.error.HTTPError as e:
-        return e.code, json.loads(e.read() or b"null")
+    return outpost.call(method, path, body, hub=hub, headers=headers)
 
 
 def parallel(calls):
