@@ -137,15 +137,7 @@ class ImageBuilder:
     # -- helpers ------------------------------------------------------------------------
 
     def _exists(self, ref: str) -> bool:
-        return (
-            subprocess.run(
-                [self.docker, "image", "inspect", ref],
-                capture_output=True,
-                check=False,
-                env=self.docker_env,
-            ).returncode
-            == 0
-        )
+        return self._image_id(ref) is not None
 
     def _timed(self, step: str, fn: Callable[[], object]) -> None:
         start = time.monotonic()

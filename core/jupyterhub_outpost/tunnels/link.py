@@ -147,7 +147,6 @@ class SSHLink:
             self._wake.set()
 
     async def _backoff(self, delay: float) -> None:
-        self._wake.clear()
         try:
             await asyncio.wait_for(self._wake.wait(), delay)
         except (asyncio.TimeoutError, TimeoutError):
@@ -200,6 +199,7 @@ class SSHLink:
             if not first:
                 self.metrics.ssh_reconnect(self.target.describe())
             first = False
+            self._wake.clear()  # a retry_now() from here on ends the next backoff
             try:
                 conn = await self._connect()
             except asyncio.CancelledError:

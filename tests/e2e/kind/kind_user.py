@@ -18,7 +18,6 @@ import time
 import urllib.error
 import urllib.parse
 import urllib.request
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
@@ -170,17 +169,12 @@ class KindScenario:
         browser.log_in()
         form = browser.options_form(server)
         assert f'value="{site.name}"' in form and site.flavor in form, form[:2000]
-        with ThreadPoolExecutor(1) as pool:
-            submitted = pool.submit(browser.request_server, server, site.name, site.flavor)
-            wait_until(
-                lambda: (
-                    submitted.done() or (self.hub.server_model(user, server) or {}).get("pending")
-                ),
-                120,
-                f"{user}/{server} to be pending",
-            )
-            events = self.hub.progress_events(user, server, timeout=600)
-            submitted.result(120)
+        _, events = self.hub.follow_start(
+            lambda: browser.request_server(server, site.name, site.flavor),
+            user,
+            server,
+            timeout=600,
+        )
         assert events and events[-1].get("ready"), events
         self.hub.wait_for_server(user, server, timeout=120)
         return events
