@@ -8,13 +8,20 @@
 The Outpost runs a spawner that launches the server process first and then waits while a
 hold file exists (as a batch spawner submits a job and waits for it to run), so the kill
 lands while a process already exists and the start has not returned.
+
+The Outpost stores a starting spawner's state as soon as one of its traits changes (here the
+pid). The Outpost kill waits until that row holds a state: a SIGKILL in the milliseconds
+between the launch and that write cannot be recovered for a spawner that finds its process
+only by its state (a pid; KubeSpawner finds its pod by name), and this test does not claim it.
 """
 
 import json
+import sqlite3
 import sys
 import threading
 
 import pytest
+from jupyterhub_outpost.outpost.crypto import Crypt, parse_keys
 
 from tests.helpers.hub_process import CHP, HubProcess, wait_until
 from tests.helpers.outpost_process import OutpostProcess, process_alive
@@ -122,9 +129,23 @@ def start_and_wait_for_the_process(hub, markers) -> tuple[threading.Thread, int]
     return thread, pid
 
 
+def stored_pid(outpost) -> int | None:
+    """The pid in the Outpost's stored (encrypted) state of the starting server, if any."""
+    crypt = Crypt(parse_keys(outpost.env["OUTPOST_CRYPT_KEYS"]))
+    db = sqlite3.connect(f"file:{outpost.data_dir / 'outpost.sqlite'}?mode=ro", uri=True)
+    try:
+        rows = db.execute("SELECT state_enc FROM outpost_services").fetchall()
+    finally:
+        db.close()
+    return next(
+        (state["pid"] for (enc,) in rows if "pid" in (state := crypt.decrypt(enc) or {})), None
+    )
+
+
 def test_outpost_killed_during_a_start_fails_it_clearly_and_leaves_nothing(rig):
     hub, outpost, markers, _ = rig
     thread, pid = start_and_wait_for_the_process(hub, markers)
+    assert wait_until(lambda: stored_pid(outpost), 10, "the Outpost stored the pid") == pid
     outpost.kill()  # SIGKILL in the middle of start()
 
     # the hub shows a clear failure: the spawn ends, the server is not running

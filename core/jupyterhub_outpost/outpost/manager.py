@@ -55,6 +55,9 @@ class Live:
 
 
 class ServiceManager(Polls, FlavorViews, Recovery, HubCalls, ForwardChecks, SiblingChanges):
+    # seconds between two looks at a starting spawner's state besides its trait changes
+    state_check_interval = 0.5
+
     def __init__(
         self, *, settings, store, runner, hub_client, log, server_logs=None, coordination=None
     ):
@@ -373,20 +376,44 @@ class ServiceManager(Polls, FlavorViews, Recovery, HubCalls, ForwardChecks, Sibl
             error.counted = True  # in outpost_start_failures_total already
             raise error from None
 
-    async def _save_state_during(self, row_id: int, spawner, future, interval=0.5) -> None:
+    async def _save_state_during(self, row_id: int, spawner, future) -> None:
         """While ``start()`` runs, store the spawner's state whenever it changes (a pid, a
         batch job id): an Outpost killed mid-start then finds, at its restart, what the
-        start had launched and stops it, instead of leaving an orphan."""
+        start had launched and stops it, instead of leaving an orphan.
+
+        A change of any spawner trait (``pid``, ``job_id``, ...) wakes the save at once;
+        every ``state_check_interval`` seconds the state is compared as well, for spawners
+        that keep their state outside traits."""
+        interval = self.state_check_interval
+        changed = asyncio.Event()
+
+        def wake(_change) -> None:
+            changed.set()
+
+        spawner.observe(wake)
         last = None
-        while not future.done():
-            state = spawner.get_state()
-            if state and state != last:
+        try:
+            while not future.done():
+                changed.clear()
+                state = spawner.get_state()
+                if state and state != last:
+                    try:
+                        await self.store.update(row_id, state=state)
+                        last = state
+                        continue  # a trait may have changed during the write
+                    except Exception:
+                        self.log.debug(
+                            "Saving the state of a starting server failed", exc_info=True
+                        )
+                waker = asyncio.ensure_future(changed.wait())
                 try:
-                    await self.store.update(row_id, state=state)
-                    last = state
-                except Exception:
-                    self.log.debug("Saving the state of a starting server failed", exc_info=True)
-            await asyncio.wait({future}, timeout=interval)
+                    await asyncio.wait(
+                        {future, waker}, timeout=interval, return_when=asyncio.FIRST_COMPLETED
+                    )
+                finally:
+                    waker.cancel()
+        finally:
+            spawner.unobserve(wake)
 
     def _observe_start(self, hub: str, outcome: str, began: float, reason: str = "") -> None:
         metrics = getattr(self.settings, "metrics", None)
