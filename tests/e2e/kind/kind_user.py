@@ -219,18 +219,23 @@ class KindScenario:
         return KernelSession(self.hub, user, server)
 
     def stop_and_assert_clean(self, user: str, server: str, site: SiteInfo) -> None:
+        """Stop one server; then nothing of it is left at its site, and the hub lists it no
+        more (another user's server on another site may run on)."""
         self.hub.stop_server(user, server, timeout=300)
-        self.assert_nothing_left(site)
+        self.assert_nothing_left(site, server=f"{user}/{server}")
 
-    def assert_nothing_left(self, *sites: SiteInfo) -> None:
-        """No user pod on any Outpost, no per-server Service on the hub cluster, no server
-        at any Outpost (its own list, read with the hub's credentials), no forward."""
+    def assert_nothing_left(self, *sites: SiteInfo, server: str = "") -> None:
+        """No user pod on the sites (all by default), no per-server Service on the hub
+        cluster, and no server in the hub (with ``server``: not that one)."""
         for site in sites or self.sites:
             wait_until(
                 lambda site=site: not self.user_pods(site), 300, f"no user pod at {site.name}"
             )
         wait_until(lambda: not self.forward_services(), 120, "no per-server Service")
-        wait_until(lambda: not self.hub_side_servers(), 120, "no server in the hub")
+        if server:
+            wait_until(lambda: server not in self.hub_side_servers(), 120, f"{server} gone")
+        else:
+            wait_until(lambda: not self.hub_side_servers(), 120, "no server in the hub")
 
     def hub_side_servers(self) -> list[str]:
         status, users = self.hub.api("GET", "/users")
