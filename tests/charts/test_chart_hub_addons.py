@@ -218,7 +218,7 @@ def test_z2jh_values_make_a_valid_hub_pod_that_mounts_the_snippet_and_secret(mod
         assert rule["to"][0]["podSelector"]["matchLabels"].items() <= labels.items()
 
 
-def test_tunnel_deployment_api_and_networkpolicy():
+def test_tunnel_deployment_api_and_networkpolicy_let_the_hub_reach_api_and_forwards():
     objects, _ = render(ADDONS, {"outposts": OUTPOSTS, "tunnel": {"mode": "deployment"}})
     [(_, labels, spec)] = pod_specs(objects)
     [container] = spec["containers"]
@@ -230,12 +230,17 @@ def test_tunnel_deployment_api_and_networkpolicy():
     assert spec["automountServiceAccountToken"] is False
     policy = one(objects, "NetworkPolicy")
     assert policy["spec"]["podSelector"]["matchLabels"].items() <= labels.items()
-    api_rule, forward_rule = policy["spec"]["ingress"]
-    assert api_rule["from"][0]["podSelector"]["matchLabels"] == {
+    hub_rule, forward_rule = policy["spec"]["ingress"]
+    assert hub_rule["from"][0]["podSelector"]["matchLabels"] == {
         "app": "jupyterhub",
         "component": "hub",
     }
-    assert api_rule["ports"] == [{"port": "api", "protocol": "TCP"}]
+    # the hub calls the API and checks its servers through the forwards (any port): with an
+    # enforcing CNI, an API-only rule made every start fail ("server never showed up")
+    assert "ports" not in hub_rule and "ports" not in forward_rule
+    [hub_egress] = z2jh_values(objects)["hub"]["networkPolicy"]["egress"]
+    assert hub_egress["to"][0]["podSelector"]["matchLabels"].items() <= labels.items()
+    assert "ports" not in hub_egress
     assert forward_rule["from"][0]["podSelector"]["matchLabels"] == {
         "app": "jupyterhub",
         "component": "proxy",

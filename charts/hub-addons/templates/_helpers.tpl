@@ -307,14 +307,12 @@ hub:
   {{- else }}
   networkPolicy:
     egress:
-      # The hub talks to the tunnel daemon's API.
+      # The hub talks to the tunnel daemon's API, and checks its servers through the
+      # forwards (any port: the daemon binds them as they come).
       - to:
           - podSelector:
               matchLabels:
                 {{- include "addons.tunnelSelectorLabels" . | nindent 16 }}
-        ports:
-          - port: {{ .Values.tunnel.apiPort }}
-            protocol: TCP
   {{- end }}
 proxy:
   chp:
