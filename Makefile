@@ -125,8 +125,12 @@ docker-engine:
 kind-images: docker-engine runner
 	$(BIN)/jupyterhub-outpost kind images
 
-e2e-kind: deps kind-images
-	$(BIN)/pytest -rs tests/e2e/kind tests/ansible/kind $(PYTEST_ARGS)
+# The build's report (its time, cold or warm) goes into the run's summary (docs/kind-e2e.md).
+KIND_IMAGES_REPORT := run/kind/images-report.json
+e2e-kind: deps docker-engine
+	rm -f $(KIND_IMAGES_REPORT)
+	$(BIN)/jupyterhub-outpost kind images --report $(KIND_IMAGES_REPORT)
+	OUTPOST_KIND_IMAGES_REPORT=$(KIND_IMAGES_REPORT) $(BIN)/pytest -rs tests/e2e/kind tests/ansible/kind $(PYTEST_ARGS)
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache

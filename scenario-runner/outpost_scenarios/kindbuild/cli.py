@@ -12,6 +12,7 @@ Exit codes: 0 done, 1 a step failed (the message says which and what to do), 2 u
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import sys
 import time
@@ -30,7 +31,15 @@ def parser() -> argparse.ArgumentParser:
     sub = p.add_subparsers(dest="command", required=True)
     engine = sub.add_parser("engine", help="the project's Docker engine")
     engine.add_argument("action", choices=["start", "stop", "status"])
-    sub.add_parser("images", help="build what is missing of the node image, kind, kubectl and helm")
+    images = sub.add_parser(
+        "images", help="build what is missing of the node image, kind, kubectl and helm"
+    )
+    images.add_argument(
+        "--report",
+        type=Path,
+        help="write what this build did (seconds, whether the node image was built) to this "
+        "JSON file; make e2e-kind records it as the run's first step",
+    )
     cluster = sub.add_parser("cluster", help="create or delete a kind cluster with MetalLB")
     cluster.add_argument("action", choices=["create", "delete"])
     cluster.add_argument("name")
@@ -62,22 +71,38 @@ def engine_command(action: str) -> None:
             say(f"(not this checkout's wrapper {engine.wrapper}: started by someone else)")
 
 
+def images_command(report: Path | None) -> None:
+    start, load = time.monotonic(), os.getloadavg()[0]
+    said: list[str] = []
+
+    def say_and_keep(message: str) -> None:
+        said.append(message)
+        say(message)
+
+    tools = ensure_node_image(say_and_keep)
+    say(
+        f"node image {tools.image} ({time.monotonic() - start:.0f} s; load average "
+        f"{load:.1f} at the start, {os.getloadavg()[0]:.1f} at the end)"
+    )
+    say(f"kind {tools.kind}")
+    say(f"kubectl {tools.kubectl}")
+    say(f"helm {ensure_helm(say)}")
+    say(f"DOCKER_HOST={tools.docker_host}")
+    if report:
+        built = any(m.startswith("node image") and m.endswith(" built") for m in said)
+        report.parent.mkdir(parents=True, exist_ok=True)
+        report.write_text(
+            json.dumps({"seconds": round(time.monotonic() - start, 1), "node_image_built": built})
+        )
+
+
 def main(argv: list[str] | None = None) -> None:
     args = parser().parse_args(argv)
     try:
         if args.command == "engine":
             engine_command(args.action)
         elif args.command == "images":
-            start, load = time.monotonic(), os.getloadavg()[0]
-            tools = ensure_node_image(say)
-            say(
-                f"node image {tools.image} ({time.monotonic() - start:.0f} s; load average "
-                f"{load:.1f} at the start, {os.getloadavg()[0]:.1f} at the end)"
-            )
-            say(f"kind {tools.kind}")
-            say(f"kubectl {tools.kubectl}")
-            say(f"helm {ensure_helm(say)}")
-            say(f"DOCKER_HOST={tools.docker_host}")
+            images_command(args.report)
         elif args.action == "create":
             kubeconfig = create_cluster(
                 args.name, args.config, tools=ensure_node_image(say), kubeconfig=args.kubeconfig

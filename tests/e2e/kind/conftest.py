@@ -71,4 +71,5 @@ def pytest_sessionfinish(session, exitstatus):
     from .scenario_fixtures import RUN
     from .summary import record
 
-    record(RUN, OUTCOMES, time.monotonic() - STARTED)
+    before = RUN["steps"].get("node image, kind, kubectl and helm (make kind-images)", 0)
+    record(RUN, OUTCOMES, before + time.monotonic() - STARTED)
