@@ -545,3 +545,31 @@ def test_the_rendered_tunnel_daemon_opens_only_metrics_to_the_metrics_token(tmp_
         process.terminate()
         output = process.communicate(timeout=30)[0]
     assert metrics_token not in output and api_token not in output
+
+
+def test_a_new_ssh_key_or_outpost_secret_in_values_restarts_the_pods_that_read_it():
+    """The tunnel daemon reads its SSH key and tokens at start, the hub its passwords and
+    pinned host keys: a new value in hub-addons' values must change their pod templates
+    (found on kind: after a re-install with a new key pair the running tunnel pod kept the
+    old key, and every forward failed with 'host key mismatch', then 'Permission denied')."""
+    base = {"outposts": OUTPOSTS, "tunnel": {"mode": "deployment"}}
+
+    def annotations(values):
+        objects, _ = render(ADDONS, values)
+        tunnels = one(objects, "Deployment")["spec"]["template"]["metadata"]["annotations"]
+        hub = z2jh_values(objects)["hub"]["annotations"]
+        return tunnels["checksum/start-secrets"], hub["checksum/outpost-start-secrets"]
+
+    tunnel0, hub0 = annotations(base)
+    assert annotations(base) == (tunnel0, hub0), "the same values restart nothing"
+    tunnel1, hub1 = annotations({**base, "sshKey": "-----BEGIN OPENSSH PRIVATE KEY-----\nx\n"})
+    assert tunnel1 != tunnel0 and hub1 != hub0
+    rotated = {**OUTPOSTS, "remote": {**OUTPOSTS["remote"], "password": "new-password"}}
+    tunnel2, hub2 = annotations({**base, "outposts": rotated})
+    assert tunnel2 == tunnel0 and hub2 != hub0, "a hub password does not restart the tunnels"
+    new_key = HOST_KEY[:-4] + "AAAA"
+    rekeyed = {
+        **OUTPOSTS,
+        "remote": {**OUTPOSTS["remote"], "ssh": {**OUTPOSTS["remote"]["ssh"], "hostKey": new_key}},
+    }
+    assert annotations({**base, "outposts": rekeyed})[1] != hub0

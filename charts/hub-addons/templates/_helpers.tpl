@@ -252,9 +252,29 @@ c.OutpostSpawner.kubernetes_service_selector = {{ include "addons.tunnelSelector
 {{- end }}
 
 {{/* Values to add to the zero-to-jupyterhub release (rendered into the ConfigMap). */}}
+{{/* What the tunnel daemon reads at its start and that values may set: a new value
+restarts its pod (generated values are kept in the Secret and never change). */}}
+{{- define "addons.tunnelStartSecretsChecksum" -}}
+{{- list .Values.sshKey .Values.tunnel.apiToken .Values.tunnel.metrics.token | toJson | sha256sum }}
+{{- end }}
+
+{{/* What the hub reads at its start from the Secret and that values may set (passwords,
+flavors tokens, pinned host keys; the sidecar's keys too): a new value restarts the hub
+pod through hub.annotations. */}}
+{{- define "addons.hubStartSecretsChecksum" -}}
+{{- $parts := list (include "addons.tunnelStartSecretsChecksum" .) }}
+{{- range $name, $o := .Values.outposts }}
+{{- $parts = append $parts (list $name $o.password $o.flavorsToken (($o.ssh | default dict).hostKey)) }}
+{{- end }}
+{{- $parts | toJson | sha256sum }}
+{{- end }}
+
 {{- define "addons.z2jhValues" -}}
 {{- $hubSelector := .Values.jupyterhub.hubPodLabels }}
 hub:
+  annotations:
+    # a secret set in hub-addons' values changed: restart the hub, which reads it at start
+    checksum/outpost-start-secrets: {{ include "addons.hubStartSecretsChecksum" . | quote }}
   image:
     name: {{ .Values.jupyterhub.hubImage.name | quote }}
     tag: {{ .Values.jupyterhub.hubImage.tag | default .Chart.AppVersion | quote }}
