@@ -137,12 +137,21 @@ class Cluster:
         )
 
     def install(self, release: str, chart, values: dict, namespace: str) -> None:
-        """``helm upgrade --install --wait``."""
+        """``helm upgrade --install --wait``. A release left pending by a run killed in the
+        middle of its install or upgrade ("another operation is in progress") is first
+        uninstalled or rolled back to its last deployed revision."""
         hp = helm_python()
         with self.helm(namespace) as helm:
             try:
-                helm.status(release)
+                status = helm.status(release).get("info", {}).get("status", "")
             except hp.HelmNotFoundError:
+                status = None
+            if status == "pending-install":
+                helm.uninstall(release, wait="watcher", timeout=600)
+                status = None
+            elif status and status.startswith("pending-"):
+                helm.rollback(release, wait="watcher", timeout=600)
+            if status is None:
                 helm.install(
                     chart,
                     release,
