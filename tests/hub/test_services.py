@@ -9,6 +9,7 @@ exercise the real thing where Docker exists.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import re
 import socket
@@ -84,6 +85,7 @@ class RecordedKubernetesAPI:
     def __init__(self):
         self.calls: list[tuple[str, str, dict | None]] = []
         self.services: dict[str, dict] = {}
+        self.cluster_ip: str | None = None  # the address a created Service gets, if any
 
     def app(self):
         api = self
@@ -107,6 +109,8 @@ class RecordedKubernetesAPI:
                     )
                     return
                 body["metadata"].update({"resourceVersion": "101", "uid": "u-1"})
+                if api.cluster_ip:
+                    body["spec"]["clusterIP"] = api.cluster_ip
                 api.services[name] = body
                 self.set_status(201)
                 self.finish(body)
@@ -233,5 +237,43 @@ async def test_spawner_with_kubernetes_backend_creates_service_on_start_and_dele
         await spawner.stop()
         assert recorded_api.services == {}
         assert fake_tunnels.forwards == {}
+    finally:
+        await api_client.close()
+
+
+async def test_kubernetes_backend_returns_once_the_new_service_address_accepts_connections(
+    recorded_api,
+):
+    """kube-proxy routes a new ClusterIP a moment after the Service exists: a hub check
+    sent before then hung for JupyterHub's whole http_timeout on kind. create() returns only
+    once the address accepts a connection (here 127.0.0.1 as the ClusterIP: nothing
+    listens on the port until the test opens it)."""
+    from kubernetes_asyncio import client
+
+    recorded_api.cluster_ip = "127.0.0.1"
+    probe = socket.socket()
+    probe.bind(("127.0.0.1", 0))
+    port = probe.getsockname()[1]
+    api_client = client.ApiClient(client.Configuration(host=recorded_api.url))
+    accepted = asyncio.Event()
+    try:
+        backend = KubernetesServiceBackend(
+            namespace="jhub", selector={"component": "hub"}, api_client=api_client
+        )
+        create = asyncio.ensure_future(
+            backend.create(
+                service_name="jh1-lab", forward_host="127.0.0.1", forward_port=port, labels={}
+            )
+        )
+        while not recorded_api.calls:  # the Service is made; its address refuses
+            await asyncio.wait({create}, timeout=0.05)
+        assert not create.done()
+        probe.close()
+        server = await asyncio.start_server(
+            lambda r, w: (accepted.set(), w.close()), "127.0.0.1", port
+        )
+        async with server:
+            assert await asyncio.wait_for(create, 10) == ("outpost-jh1-lab.jhub.svc", port)
+        assert accepted.is_set()
     finally:
         await api_client.close()

@@ -151,8 +151,10 @@ class KubernetesServiceBackend(ServiceBackend):
         extra_labels: dict[str, str] | None = None,
         annotations: dict[str, str] | None = None,
         api_client: Any = None,
+        routed_timeout: float = 30,
     ):
         self.namespace = namespace
+        self.routed_timeout = routed_timeout  # seconds create() waits for the new address
         self.selector = dict(selector)
         self.name_prefix = name_prefix
         self.extra_labels = dict(extra_labels or {})
@@ -190,19 +192,58 @@ class KubernetesServiceBackend(ServiceBackend):
         )
         core = await self._core()
         try:
-            await core.create_namespaced_service(namespace=self.namespace, body=manifest)
+            made = await core.create_namespaced_service(namespace=self.namespace, body=manifest)
         except ApiException as e:
             if e.status != 409:
                 raise RuntimeError(
                     f"Creating Service {self.namespace}/{name} failed: HTTP {e.status} {e.reason}"
                 ) from None
             # left over from an earlier start of the same server: point it at the new port
-            await core.replace_namespaced_service(
+            made = await core.replace_namespaced_service(
                 name=name,
                 namespace=self.namespace,
                 body=await self._with_version(core, name, manifest),
             )
+        cluster_ip = getattr(getattr(made, "spec", None), "cluster_ip", None)
+        await self._wait_routed(name, cluster_ip, forward_port)
         return f"{name}.{self.namespace}.svc", forward_port
+
+    async def _wait_routed(self, name: str, cluster_ip: str | None, port: int) -> None:
+        """Return once the new Service's address accepts a connection (or after
+        ``routed_timeout``: JupyterHub's own check follows and reports).
+
+        kube-proxy programs a new ClusterIP a moment after the API server accepted the
+        Service. A connection the hub opened before that (its check of the server follows
+        at once) is not refused but lost: its SYN goes to no endpoint, its conntrack entry
+        keeps the retries there, and the one attempt hangs for JupyterHub's whole
+        http_timeout (found on kind: "Connection timeout", the start failed). Short
+        attempts here, each a new connection, end as soon as the rules exist.
+        """
+        if not cluster_ip or cluster_ip == "None" or self.routed_timeout <= 0:
+            return
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.routed_timeout
+        delay = 0.05
+        while True:
+            try:
+                _, writer = await asyncio.wait_for(
+                    asyncio.open_connection(cluster_ip, port), timeout=1
+                )
+                writer.close()
+                return
+            except (OSError, asyncio.TimeoutError):
+                if loop.time() + delay > deadline:
+                    log.warning(
+                        "Service %s/%s (%s:%s) accepted no connection within %ss",
+                        self.namespace,
+                        name,
+                        cluster_ip,
+                        port,
+                        self.routed_timeout,
+                    )
+                    return
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 0.5)
 
     async def _with_version(self, core, name, manifest):
         existing = await core.read_namespaced_service(name=name, namespace=self.namespace)
