@@ -529,8 +529,8 @@ class HubProcess:
         """Run ``request()`` (the start: a REST POST, a form submission) in a thread and
         follow the start's progress as the hub's spawn-pending page does: the stream is
         opened as soon as the server is pending, and replays the events sent before.
-        Returns ``request()``'s answer and the events (empty when the start ended before
-        the stream was opened). ``into`` receives each event as it arrives (see
+        Returns ``request()``'s answer and the events (only the final one when the start
+        ended before the stream was opened; none when it failed and the server is gone). ``into`` receives each event as it arrives (see
         :meth:`progress_events`).
 
         The answer cannot be awaited first: the hub answers a start only after it ended
@@ -558,11 +558,14 @@ class HubProcess:
 
         wait_until(pending_or_done, timeout, f"{user}/{server} to be pending")
         events = [] if into is None else into
-        if thread.is_alive():
+        if "error" not in result:
+            # also when the request has answered: a form submission answers at once with a
+            # redirect to the pending page (found on kind: the old check skipped the stream
+            # and the events were empty); an ended start's stream gives its final event
             try:
                 self.progress_events(user, server, timeout=timeout, into=events)
             except HubError:
-                pass  # finished between the check and the request
+                pass  # the start failed and its server is gone
         thread.join(timeout)
         if "error" in result:
             raise result["error"]
