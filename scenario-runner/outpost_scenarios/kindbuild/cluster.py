@@ -132,16 +132,24 @@ def create_cluster(
     tools: NodeTools | None = None,
     kubeconfig: Path | None = None,
     wait: float = 600,
+    say: Callable[[str], None] = print,
 ) -> Path:
     """Create the kind cluster ``name`` (or reuse it) with MetalLB; return its kubeconfig.
 
+    A cluster of this name is reused only when its node runs ``tools.image``: one of an
+    older node image (another Kubernetes, other node files) is deleted and created anew.
     LoadBalancer Services of the cluster get an address on the kind network that this
     host and other kind clusters' pods reach (see metallb.py)."""
     tools = tools or ensure_node_image()
     kubeconfig = kubeconfig or default_kubeconfig(name)
     kubeconfig.parent.mkdir(parents=True, exist_ok=True)
     env = tools.env()
-    if name in clusters(tools):
+    existing = name in clusters(tools)
+    if existing and (running := node_image(name, tools)) != tools.image:
+        say(f"cluster {name} runs the node image {running}, not {tools.image}: recreating it")
+        delete_cluster(name, tools=tools)
+        existing = False
+    if existing:
         run(
             [str(tools.kind), "export", "kubeconfig", "--name", name, f"--kubeconfig={kubeconfig}"],
             env=env,
@@ -189,6 +197,15 @@ def node_network(name: str, tools: NodeTools) -> tuple[str, str]:
     if not subnets or not address:
         raise BuildError(f"the kind network has no IPv4 subnet or {name} has no address on it")
     return subnets[0], address
+
+
+def node_image(name: str, tools: NodeTools) -> str:
+    """The image the control-plane node of cluster ``name`` was created from."""
+    return run(
+        ["docker", "inspect", "--format", "{{.Config.Image}}", f"{name}-control-plane"],
+        env=tools.env(),
+        timeout=60,
+    ).strip()
 
 
 def delete_cluster(name: str, *, tools: NodeTools | None = None) -> None:
