@@ -12,6 +12,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from e2e.kind.summary import note_outcome  # the module the kind conftest records with
 
 HERE = Path(__file__).resolve().parent
 
@@ -46,3 +47,8 @@ def pytest_collection_modifyitems(config, items):
         print(f"\nAnsible kind e2e skipped: {reason}")
     for item in mine:
         item.add_marker(pytest.mark.skip(reason=reason))
+
+
+def pytest_runtest_logreport(report):
+    """The rollout's outcomes go into the kind e2e's summary (docs/kind-e2e.md)."""
+    note_outcome(report)

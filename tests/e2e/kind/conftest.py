@@ -14,9 +14,10 @@ from pathlib import Path
 import pytest
 from outpost_scenarios.kindbuild import Engine
 
+from .summary import OUTCOMES, note_outcome, record
+
 HERE = Path(__file__).resolve().parent
 STARTED = time.monotonic()
-OUTCOMES: dict[str, str] = {}
 
 
 def docker_engine() -> str | None:
@@ -56,20 +57,15 @@ def pytest_collection_modifyitems(config, items):
 
 
 def pytest_runtest_logreport(report):
-    if HERE not in Path(str(report.fspath)).resolve().parents:
-        return
-    if report.when == "call" or report.outcome != "passed":
-        OUTCOMES.setdefault(report.nodeid, report.outcome)
-        if report.outcome == "failed":
-            OUTCOMES[report.nodeid] = "failed"
+    note_outcome(report)
 
 
 def pytest_sessionfinish(session, exitstatus):
-    ran = [o for o in OUTCOMES.values() if o != "skipped"]
-    if not ran:
-        return  # nothing ran on a cluster: keep the last real run's page
+    """Record the run (this directory's tests and the Ansible rollout's) unless nothing
+    ran on a cluster: then the last real run's page stays."""
+    if all(o == "skipped" for o in OUTCOMES.values()):
+        return
     from .scenario_fixtures import RUN
-    from .summary import record
 
     before = RUN["steps"].get("node image, kind, kubectl and helm (make kind-images)", 0)
     record(RUN, OUTCOMES, before + time.monotonic() - STARTED)

@@ -17,6 +17,18 @@ from pathlib import Path
 DOCS = Path(__file__).resolve().parents[3] / "docs"
 PAGE = DOCS / "kind-e2e.md"
 DATA = DOCS / "kind-e2e.json"
+# nodeid -> outcome of every kind test of this run: the scenarios here and the Ansible
+# rollout (tests/ansible/kind), whose conftests both report into it.
+OUTCOMES: dict[str, str] = {}
+
+
+def note_outcome(report) -> None:
+    """Keep a test's outcome: its call's, or the first setup/teardown that did not pass;
+    a failure anywhere wins."""
+    if report.when == "call" or report.outcome != "passed":
+        OUTCOMES.setdefault(report.nodeid, report.outcome)
+        if report.outcome == "failed":
+            OUTCOMES[report.nodeid] = "failed"
 
 
 def record(run: dict, outcomes: dict[str, str], seconds: float) -> None:
