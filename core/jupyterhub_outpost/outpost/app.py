@@ -52,6 +52,7 @@ from .hub_client import HubClient
 from .logcontext import ContextFilter
 from .manager import ServiceManager
 from .metrics import Metrics
+from .poll_fastpath import FastPolls
 from .redaction import SecretRedactor
 from .runner import Runner
 from .server_logs import ServerLogs
@@ -497,7 +498,7 @@ class JupyterHubOutpost(
             ssl_context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
             ssl_context.load_cert_chain(self.certfile, self.keyfile)
         self.http_server = HTTPServer(
-            self.make_tornado_app(),
+            FastPolls(self.make_tornado_app(), self, self.base_path),
             ssl_options=ssl_context,
             max_body_size=self.max_body_size * 16,
             idle_connection_timeout=self.idle_connection_timeout,

@@ -97,8 +97,9 @@ class HubCredentials:
         """The hub name when ``header`` is valid HTTP Basic for a known hub, else None."""
         if not header or not header.startswith("Basic "):
             return None
-        mapping = self.hubs()
-        if mapping != self._verified_with:
+        mapping = self._mapping.get()
+        if mapping != self._verified_with:  # changed (or the first request): check it
+            self.hubs()
             self._verified, self._verified_with = {}, dict(mapping)
         key = hashlib.sha256(header.encode()).digest()
         hub = self._verified.get(key)

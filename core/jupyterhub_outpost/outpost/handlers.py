@@ -41,6 +41,12 @@ def database_unavailable(exc: BaseException) -> bool:
     return False
 
 
+def request_id_of(headers) -> str:
+    """The request's id: the client's X-Request-Id when it is a plain token, else new."""
+    incoming = headers.get("X-Request-Id", "")
+    return incoming if REQUEST_ID_RE.fullmatch(incoming) else os.urandom(6).hex()
+
+
 class BaseHandler(web.RequestHandler):
     hub: str | None = None
     server_name: str | None = None
@@ -57,9 +63,9 @@ class BaseHandler(web.RequestHandler):
         self.set_header("Content-Type", "application/json; charset=utf-8")
         self.set_header("Cache-Control", "no-store")
 
-    def initialize(self):
-        incoming = self.request.headers.get("X-Request-Id", "")
-        self.request_id = incoming if REQUEST_ID_RE.fullmatch(incoming) else os.urandom(6).hex()
+    def initialize(self, request_id: str | None = None):
+        """``request_id``: the id already given to this request (poll_fastpath.py)."""
+        self.request_id = request_id or request_id_of(self.request.headers)
         self.set_header("X-Request-Id", self.request_id)
         self.log_context = logcontext.set_context(request_id=self.request_id)
         self.log = self.outpost.log  # lines get the context prefix (logcontext.ContextFilter)
@@ -222,6 +228,11 @@ class ServicesHandler(BaseHandler):
 class ServiceHandler(BaseHandler):
     """GET (poll) and DELETE (stop) /services/{name}[/{start_id}]."""
 
+    def initialize(self, request_id: str | None = None, poll_error: Exception | None = None):
+        """``poll_error``: this poll already failed in poll_fastpath.py; GET raises it."""
+        super().initialize(request_id)
+        self.poll_error = poll_error
+
     def prepare(self):
         self.authenticate()
 
@@ -236,6 +247,8 @@ class ServiceHandler(BaseHandler):
 
     async def get(self, name: str, start_id: str | None = None):
         self._check(name, start_id)
+        if self.poll_error is not None:
+            raise self.poll_error
         result = await self.manager.poll(self.hub, name, start_id)
         if self.collect_logs():
             result = dict(result, logs=self.manager.server_logs.lines(self.hub, name))

@@ -20,6 +20,7 @@ class Metrics:
     def __init__(self, app):
         self.app = app
         self.registry = CollectorRegistry()
+        self._children: dict[tuple, tuple] = {}  # (route, method, status) -> metrics
         self.requests = Counter(
             "outpost_http_requests_total",
             "HTTP requests by route, method and status code",
@@ -82,16 +83,30 @@ class Metrics:
 
     def log_request(self, handler: web.RequestHandler) -> None:
         """Tornado's log_function: one access line per request (never credentials)."""
-        status = handler.get_status()
-        duration = handler.request.request_time()
-        route = _route_of(handler)
-        self.requests.labels(route, handler.request.method, str(status)).inc()
-        self.request_seconds.labels(route, handler.request.method).observe(duration)
+        self.record(
+            _route_of(handler),
+            handler.request.method,
+            handler.get_status(),
+            handler.request.request_time(),
+            handler.request.path,
+        )
+
+    def record(self, route: str, method: str, status: int, duration: float, path: str) -> None:
+        """Count one answered request and write its access line (a poll answered by
+        poll_fastpath.py comes here directly)."""
+        children = self._children.get((route, method, status))
+        if children is None:  # labels() costs a lock and a conversion of every label
+            children = self._children[route, method, status] = (
+                self.requests.labels(route, method, str(status)),
+                self.request_seconds.labels(route, method),
+            )
+        children[0].inc()
+        children[1].observe(duration)
         if status < 400:
             # probes, scrapes and answered polls (a hub polls each server every 30 s by
             # default) are routine: DEBUG; every other request is an INFO line
             routine = route in ("/ping", "/metrics") or (
-                route == "/services/{name}" and handler.request.method == "GET"
+                route == "/services/{name}" and method == "GET"
             )
             if routine and not self._debug_written():
                 return  # no LogRecord for a line nobody writes: a fifth of a poll's CPU
@@ -104,8 +119,8 @@ class Metrics:
         level(
             "%s %s %s %.1fms",
             status,
-            handler.request.method,
-            handler.request.path,
+            method,
+            path,
             duration * 1000,
             extra={"outpost_access_log": True},  # not a line of the server (server_logs)
         )

@@ -33,6 +33,10 @@ class Polls:
         await self.store.update(row_id, state=state)
         live.state, live.state_enc = state, None
 
+    def indexed(self, hub: str, name: str) -> bool:
+        """Is this server indexed as running (its poll needs no lookup by name)?"""
+        return (hub, name) in self._running
+
     async def poll(self, hub: str, name: str, start_id: str | None = None) -> dict:
         row_id = self._running.get((hub, name))
         live = self._spawners.get(row_id) if row_id is not None else None

@@ -19,6 +19,7 @@ never reach the server.
 """
 
 import asyncio
+import inspect
 import os
 import shutil
 from types import SimpleNamespace
@@ -251,15 +252,21 @@ class Runner:
         )
         spawner._spawn_future = future
 
-        def _done(_):
+        def _done(done):
             spawner._spawn_pending = False
             spawner._start_pending = False
+            if done.cancelled() or done.exception() is None:
+                # as JupyterHub clears it (a failure stays): a running server holds no task
+                spawner._spawn_future = None
 
         future.add_done_callback(_done)
         return future
 
     async def poll(self, spawner):
-        return await maybe_future(spawner.poll())
+        status = spawner.poll()
+        if inspect.isawaitable(status):  # the usual coroutine: awaited here, not in a task
+            return await status
+        return await maybe_future(status)  # a value or a concurrent.futures.Future
 
     async def stop(self, spawner, *, hub: str, row_id: int, now: bool = False) -> None:
         """``stop()`` then ``run_post_stop_hook()``; removes the certs written for it."""
