@@ -15,7 +15,7 @@ import os
 import re
 from functools import cache, lru_cache
 
-from jsonschema import Draft202012Validator, validators
+from jsonschema import Draft202012Validator, validators  # lean_imports.py
 from jsonschema.exceptions import ValidationError
 
 from ..strict_json import JSONError

@@ -11,7 +11,6 @@ nothing.
 """
 
 import logging
-from collections import deque
 
 from . import logcontext
 
@@ -23,7 +22,9 @@ class ServerLogs(logging.Handler):
         super().__init__(level=logging.DEBUG)
         self.max_lines = max_lines
         self.max_chars = max_chars
-        self._lines: dict[tuple[str, str], deque[str]] = {}
+        # a list, not a deque(maxlen): a deque starts with a block of 64 entries, and most
+        # servers have a few lines
+        self._lines: dict[tuple[str, str], list[str]] = {}
 
     def emit(self, record: logging.LogRecord) -> None:
         if self.max_lines <= 0 or getattr(record, "outpost_access_log", False):
@@ -44,8 +45,10 @@ class ServerLogs(logging.Handler):
             text = text[: self.max_chars - 3] + "..."
         lines = self._lines.get((hub, server))
         if lines is None:
-            lines = self._lines[(hub, server)] = deque(maxlen=self.max_lines)
+            lines = self._lines[(hub, server)] = []
         lines.append(text)
+        if len(lines) > self.max_lines:
+            del lines[0]
 
     def lines(self, hub: str, server: str) -> list[str]:
         """The kept lines of one server, oldest first."""
