@@ -196,6 +196,7 @@ async def test_restart_with_a_new_first_key_reencrypts_so_the_old_key_can_go(
     row = (await second.app.store.list_hub("hub1"))[0]
     only_new = Crypt([new.encode()])
     assert only_new.decrypt(row.secrets_enc)["env"]["JUPYTERHUB_API_TOKEN"] == "token-rot"
+    assert await second.app.store.reencrypt_all() == 0  # rows under the first key stay
     assert (await second.api.call("DELETE", "/services/rot"))[0] == 200
     await reaped
 

@@ -69,7 +69,8 @@ class Crypt:
     def __init__(self, keys: list[bytes]):
         if not keys:
             raise CryptError(f"No encryption key: set {ENV_NAME}.")
-        self._fernet = MultiFernet([Fernet(k) for k in keys])
+        self._first = Fernet(keys[0])
+        self._fernet = MultiFernet([self._first, *(Fernet(k) for k in keys[1:])])
 
     @classmethod
     def from_environment(cls, data_dir: str, log: logging.Logger, environ=None) -> "Crypt":
@@ -81,6 +82,16 @@ class Crypt:
 
     def encrypt(self, value) -> str:
         return self._fernet.encrypt(json.dumps(value).encode()).decode("ascii")
+
+    def is_current(self, token: str | None) -> bool:
+        """Was ``token`` encrypted with the first key (or is there nothing to encrypt)?"""
+        if not token:
+            return True
+        try:
+            self._first.decrypt(token.encode("ascii"))
+        except InvalidToken:
+            return False
+        return True
 
     def decrypt(self, token: str | None):
         if not token:

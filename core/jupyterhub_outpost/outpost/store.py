@@ -233,10 +233,13 @@ class Store:
         self.coordination.committed()
 
     async def reencrypt_all(self) -> int:
-        """Write every row's secrets and state again with the first key (key rotation)."""
+        """Write the secrets and state of every row that holds a value encrypted with
+        another key again with the first key (key rotation); returns how many."""
         count = 0
         async with self.sessions() as session, session.begin():
             for row in await session.scalars(select(Service)):
+                if self.crypt.is_current(row.secrets_enc) and self.crypt.is_current(row.state_enc):
+                    continue
                 row.secrets_enc = self.crypt.encrypt(self.crypt.decrypt(row.secrets_enc) or {})
                 row.state_enc = self.crypt.encrypt(self.crypt.decrypt(row.state_enc) or {})
                 count += 1
