@@ -11,7 +11,7 @@ export PATH := $(CURDIR)/$(BIN):$(CURDIR)/$(NODE_PREFIX)/node_modules/.bin:$(PAT
 PYTEST_ARGS ?=
 MODE ?= local
 DEBIAN_PACKAGES := openssh-server openssh-client iproute2 iptables postgresql-15 procps \
-  slurmctld slurmd slurm-client munge
+  slurmctld slurmd slurm-client munge wrk
 
 .PHONY: help deps deps-system venv runner node test lint format demo bench docker-engine images kind-images e2e-kind clean
 
@@ -42,7 +42,8 @@ endef
 
 # Debian packages (sshd for the OpenSSH baseline and the Ansible hosts, PostgreSQL for tests,
 # iptables for the topology's rules next to Docker's: docs/topology.md; Slurm and MUNGE for
-# the delayed-tunnel scenario's cluster: docs/scenarios.md).
+# the delayed-tunnel scenario's cluster: docs/scenarios.md; wrk, a C load generator, for
+# the bench's poll-rate figures: docs/performance.md).
 deps-system:
 	@missing=""; for p in $(DEBIAN_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
 	if [ -z "$$missing" ]; then exit 0; fi; \

@@ -38,6 +38,7 @@ FULL = {
     "concurrent_starts": 200,
     "sequential_starts": 50,
     "poll_seconds": 10,
+    "poll_rounds": 3,
     "forwards": 500,
 }
 SMOKE = {
@@ -53,6 +54,7 @@ SMOKE = {
     "concurrent_starts": 10,
     "sequential_starts": 3,
     "poll_seconds": 1,
+    "poll_rounds": 1,
     "forwards": 5,
 }
 SECTIONS = ("tunnel", "hub", "outpost", "tunnels")  # "hub" also gives spawn, "outpost" db

@@ -45,8 +45,13 @@ itself is the baseline (the "baseline" column says which).
    at a time); `rss_mb_idle` before the first start, `rss_mb_full` with 1,000 servers,
    `rss_kb_per_server` = (RSS with 1,000 servers - RSS empty) / 1,000; then a closed-loop
    poll load (`GET /services/<name>`, 8 keep-alive connections, HTTP Basic auth, round
-   robin over the 1,000 servers) from its own process pinned to CPU 1, for 10 s after 1 s
-   of warm-up: polls per second and their p99.
+   robin over the 1,000 servers) for 1 s of warm-up and then three rounds of 10 s: polls
+   per second and their p99 of the round with the median rate (others' load on this
+   shared machine comes in bursts). The load generator is `wrk` 4.1 (Debian's package, C;
+   one thread, its Lua script in `bench/poll_load.py`), on this machine over the loopback
+   interface, in its own process pinned to CPU 1: it spends a small fraction of the
+   Outpost's CPU per poll (`load_cpu_ms` against `poll_cpu_ms` in the context figures),
+   where the Python client used before spent about as much as the Outpost.
 5. **tunnels** (`bench/forwards.py`): the tunnel daemon with 500 forwards (PUT 16 at a
    time) to one jupyter-server through one SSH endpoint, i.e. over one SSH connection,
    which runs through a TCP relay (`bench/relay.py`). `setup_s_500`: first PUT until every
@@ -57,7 +62,8 @@ itself is the baseline (the "baseline" column says which).
    `tests/helpers/postgres.py`, `fsync=off`), both measured in this run.
 7. **workers**: the PostgreSQL Outpost of figure 6 (`poll_rps_1`: one process, pinned to
    CPU 0, load on CPU 1) started again as `serve --workers 2` on the same database (it
-   recovers the 1,000 servers), neither it nor the poll load pinned, 16 connections
+   recovers the 1,000 servers), neither it nor the poll load pinned (`wrk` shares the two
+   cores with the workers: `load_cpu_ms_2` against `poll_cpu_ms_2`), 16 connections
    instead of 8 (the kernel spreads connections over the workers by a hash of their
    addresses; 8 often split 6:2) (`poll_rps_2`).
 
@@ -108,10 +114,11 @@ MISSED = {
     "outpost.poll_rps": (
         "The Outpost is CPU-bound on its one pinned core: `poll_cpu_ms` in the context "
         "figures is its own CPU per poll, and 1 / poll_cpu_ms is the rate a free core gives. "
-        "A poll of a running server reads nothing from the store; what is left is mostly "
-        "Tornado's per-request work (HTTP/1 parsing, RequestHandler, header writing: the "
-        "profile in the findings below). What would close it: a leaner HTTP layer for "
-        "polls, or `--workers 2` on PostgreSQL."
+        "A poll of a running server reads nothing from the store and is answered in front "
+        "of Tornado's RequestHandler (`outpost/poll_fastpath.py`); what is left is Tornado's "
+        "HTTP/1 connection (reading and parsing the request, writing the answer) and the "
+        "event loop (profile in the findings below). A rate below the target with a "
+        "`poll_cpu_ms` below 0.28 ms means the core was shared with other work."
     ),
     "outpost.poll_p99_ms": (
         "With 8 requests in flight on one saturated core, p99 is roughly 8 x the service "
@@ -123,23 +130,28 @@ MISSED = {
         "the RUNNING update: two write transactions on SQLite (each a commit to the WAL)."
     ),
     "outpost.rss_mb_idle": (
-        "An idle Outpost imports JupyterHub (the Spawner base), SQLAlchemy with alembic, "
-        "asyncssh, cryptography, prometheus_client and Tornado; the original imports "
-        "FastAPI and JupyterHub."
+        "An idle Outpost imports JupyterHub (the Spawner base, which brings SQLAlchemy, "
+        "alembic and aiohttp), asyncssh, cryptography, prometheus_client and Tornado "
+        "(`outpost/lean_imports.py` keeps out jsonschema's format libraries and pygments); "
+        "the original imports FastAPI and JupyterHub."
     ),
     "outpost.rss_mb_full": (
-        "Each server holds its built Spawner object (traitlets) and its row; see rss_kb_per_server."
+        "Each server holds its built Spawner object (traitlets: most of "
+        "rss_kb_per_server), its stand-in user and hub objects, its secrets for log "
+        "masking and its last log lines."
     ),
     "workers.poll_rps_2": (
-        "On this 2-core machine the poll load generator needs CPU too: with two workers "
-        "it shares the cores with them, while with one worker it has a core of its own. "
-        "The figure is the rate two workers reach while also feeding the load."
+        "Two workers share this machine's two cores with the load generator (wrk, "
+        "`load_cpu_ms_2`) and with whatever else runs on it, while one worker had a core "
+        "of its own and wrk the other: 1.7x needs 1.7 of the 2 cores for the workers. "
+        "`poll_cpu_ms_2` against `poll_cpu_ms_1` shows whether a worker's poll costs more "
+        "than one process's (it should not: each answers from its own index)."
     ),
     "db.poll_rps_sqlite": "Same figure as outpost.poll_rps.",
     "db.poll_rps_postgresql": (
-        "One process on PostgreSQL answers polls from its index as on SQLite, yet the "
-        "Outpost spent more CPU per poll here than on SQLite in the 2026-12-04 run (0.51 "
-        "against 0.35 ms) on a machine at load 4-12; not analysed yet."
+        "One process on PostgreSQL answers polls of running servers from its index as on "
+        "SQLite; compare `poll_cpu_ms_1` (workers) with `poll_cpu_ms` (outpost): a "
+        "lower rate at the same CPU per poll means the core was shared."
     ),
     "tunnels.setup_s_500": (
         "Most of it is the PUTs (`put_s` in the context figures): each binds a listener, "
