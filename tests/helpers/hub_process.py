@@ -88,16 +88,32 @@ def free_ports(count: int, ip: str = "127.0.0.1") -> list[int]:
             s.close()
 
 
-def wait_until(predicate, timeout: float, what: str, *, start: float = 0.05, cap: float = 1.0):
-    """Call ``predicate()`` with exponential backoff until it returns a truthy value."""
+def wait_until(
+    predicate,
+    timeout: float,
+    what: str,
+    *,
+    start: float = 0.05,
+    cap: float = 1.0,
+    errors: tuple[type[BaseException], ...] = (),
+):
+    """Call ``predicate()`` with exponential backoff until it returns a truthy value.
+
+    An exception of one of ``errors`` (say OSError, for a request to something that is
+    coming back) counts as "not yet"; the last one is named if the time runs out."""
     deadline = time.monotonic() + timeout
     delay = start
+    last_error = None
     while True:
-        value = predicate()
+        try:
+            value = predicate()
+        except errors as e:
+            value, last_error = None, e
         if value:
             return value
         if time.monotonic() >= deadline:
-            raise TimeoutError(f"timed out after {timeout:.0f}s waiting for {what}")
+            why = f" (last error: {last_error!r})" if last_error is not None else ""
+            raise TimeoutError(f"timed out after {timeout:.0f}s waiting for {what}{why}")
         time.sleep(min(delay, max(0.0, deadline - time.monotonic())))
         delay = min(delay * 2, cap)
 

@@ -74,6 +74,19 @@ class KindHub(HubProcess):
     def log_text(self) -> str:
         return self.log_tail(5000)
 
+    def wait_back(self, timeout: float = 300) -> None:
+        """Wait until the hub answers through the proxy again after its pod was replaced.
+
+        A pod that kubectl reports ready is not yet reachable through the ``hub`` Service:
+        until kube-proxy routes the Service to the new pod's address, the proxy's requests
+        are refused (503) or lost (a read timeout), more so on a loaded node."""
+        wait_until(
+            lambda: self.api("GET", "/", timeout=10)[0] == 200,
+            timeout,
+            "the hub answering through the proxy",
+            errors=(OSError,),
+        )
+
 
 class Browser:
     """A user's browser: cookies, the login form, the options form, JupyterLab."""
@@ -269,9 +282,13 @@ class KernelSession:
         return kernel.run_code(url, self.token, code, timeout=timeout).strip()
 
     def answers(self) -> bool:
-        status, _ = self.hub.proxy_request(
-            "GET", f"/user/{self.user}/{self.server}/api/status", token=self.token, timeout=10
-        )
+        """The server answers through the proxy now (a request lost on the way is a no)."""
+        try:
+            status, _ = self.hub.proxy_request(
+                "GET", f"/user/{self.user}/{self.server}/api/status", token=self.token, timeout=10
+            )
+        except OSError:
+            return False
         return status == 200
 
     def still_the_same_kernel(self, within: float = 180) -> float:

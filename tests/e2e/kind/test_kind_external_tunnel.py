@@ -38,7 +38,7 @@ def test_kernel_keeps_answering_while_the_hub_pod_is_down(scenario):
 
     hub_cluster.kubectl("scale", "-n", "jhub", "deployment/hub", "--replicas=1")
     hub_cluster.rollout_status("jhub", "hub")
-    wait_until(lambda: hub.api("GET", "/")[0] == 200, 300, "the hub back")
+    hub.wait_back()
     session.count = 1
     session.still_the_same_kernel()
     assert hub.server_model("carol", "kept")["ready"]

@@ -137,6 +137,7 @@ def test_hub_pod_restarted_routes_to_the_same_server_and_kernel(scenario, kept):
     hub_cluster = scenario.clusters["hub"]
     before = json.dumps(scenario.hub.server_model("carol", "kept"))
     hub_cluster.rollout_restart("jhub", "hub")
+    scenario.hub.wait_back()
     took = kept.still_the_same_kernel(within=300)
     print(f"the server answered again {took:.1f}s after the hub's restart ({before})")
     assert scenario.hub.server_model("carol", "kept")["ready"]
