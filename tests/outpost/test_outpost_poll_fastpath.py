@@ -152,3 +152,37 @@ async def test_polls_under_the_base_path_are_answered_in_front_too(make_outpost,
         assert await outpost.api.call("GET", path) == (200, {"status": None}), path
     assert calls == []
     assert (await outpost.api.call("GET", "/other/services/a"))[0] == 404
+
+
+async def test_a_client_gone_during_a_slow_poll_leaves_no_error(outpost, caplog):
+    await _start(outpost, "a")
+    manager = outpost.app.manager
+    spawner = manager._spawners[manager._running[("hub1", "a")]].spawner
+    polled = asyncio.Event()
+
+    async def slow_poll():
+        await polled.wait()  # answers once the client is gone
+        return None
+
+    spawner.poll = slow_poll
+    written = io.StringIO()
+    handler = logging.StreamHandler(written)
+    outpost.app.log.addHandler(handler)
+    try:
+        connection = await Connection.open(outpost)
+        auth = basic_auth("hub1", outpost.api.hubs["hub1"])
+        head = "".join(f"{k}: {v}\r\n" for k, v in auth.items())
+        connection.writer.write(f"GET /services/a HTTP/1.1\r\nHost: x\r\n{head}\r\n".encode())
+        await connection.writer.drain()
+        answering = outpost.app.http_server.request_callback.answering  # FastPolls
+        await wait_for(lambda: answering, "the poll is under way")
+        connection.close()
+        await wait_for(lambda: connection.writer.is_closing(), "the client is gone")
+        polled.set()
+        await wait_for(lambda: not answering, "the poll answered the closed connection")
+    finally:
+        outpost.app.log.removeHandler(handler)
+        del spawner.poll
+    assert "Traceback" not in written.getvalue()
+    assert not [r for r in caplog.records if r.levelno >= logging.ERROR]
+    assert await outpost.api.call("GET", "/services/a") == (200, {"status": None})
