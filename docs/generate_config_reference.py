@@ -98,8 +98,9 @@ ENVIRONMENT = """\
 - **Flavor limits** are enforced when a start is admitted, in one database transaction per hub
   (with a PostgreSQL advisory lock, so replicas sharing a database also hold `max`). A refused
   start (403/409/400) leaves no row.
-- **Errors** are JSON `{"error": "..."}`; 5xx answers carry a request id (`X-Request-Id`) that
-  the Outpost's log lines (`req=...`) also carry.
+- **Errors** are JSON `{"error": "..."}`. Every answer, errors included, carries its request id
+  (`X-Request-Id`; a 500's message names it), which the Outpost's log lines (`req=...`) also
+  carry; a 401 carries `WWW-Authenticate` (Basic for the API, Bearer for `/metrics`).
 """
 
 

@@ -65,7 +65,17 @@ class Api:
         self.url = url
         self.hubs = hubs
 
-    async def call(
+    async def call(self, method, path, **kwargs):
+        """(status, JSON body or text) of one request (see ``fetch``)."""
+        response = await self.fetch(method, path, **kwargs)
+        text = response.body.decode() if response.body else ""
+        try:
+            data = json.loads(text) if text else None
+        except json.JSONDecodeError:
+            data = text
+        return response.code, data
+
+    async def fetch(
         self,
         method,
         path,
@@ -77,6 +87,7 @@ class Api:
         raw_body=None,
         timeout=60,
     ):
+        """The whole answer (status, headers, body) to one request as ``hub``."""
         all_headers = {}
         if hub is not None:
             all_headers.update(
@@ -98,12 +109,7 @@ class Api:
         response = await AsyncHTTPClient().fetch(request, raise_error=False)
         if response.code == 599:
             raise response.error
-        text = response.body.decode() if response.body else ""
-        try:
-            data = json.loads(text) if text else None
-        except json.JSONDecodeError:
-            data = text
-        return response.code, data
+        return response
 
 
 class InProcessOutpost:

@@ -137,3 +137,18 @@ async def test_internal_fault_is_a_generic_500_with_request_id(outpost, monkeypa
     assert code == 500
     _assert_clean_error(data)
     assert "req-42" in data["error"] and "secret internals" not in data["error"]
+
+
+async def test_error_answers_keep_the_request_id_and_a_401_says_how_to_authenticate(outpost):
+    """Tornado's send_error clears the headers set before the error: the request id (which
+    the error text of a 500 refers to) and the 401's WWW-Authenticate are set again."""
+    wrong = await outpost.api.fetch(
+        "GET", "/services", secret="wrong", headers={"X-Request-Id": "req-401"}
+    )
+    assert wrong.code == 401
+    assert wrong.headers["X-Request-Id"] == "req-401"
+    assert wrong.headers["WWW-Authenticate"] == 'Basic realm="jupyterhub-outpost"'
+    missing = await outpost.api.fetch("GET", "/services/nosuch", headers={"X-Request-Id": "r-404"})
+    assert missing.code == 404
+    assert missing.headers["X-Request-Id"] == "r-404"
+    assert "WWW-Authenticate" not in missing.headers

@@ -93,6 +93,8 @@ async def test_metrics_need_the_token_and_carry_no_secrets(make_outpost):
     await outpost.api.call("POST", "/services", body=start_body("m1"))
     code, data = await outpost.api.call("GET", "/metrics", hub=None)
     assert code == 401 and "metrics token" in data["error"]
+    refused = await outpost.api.fetch("GET", "/metrics", hub=None)
+    assert refused.headers["WWW-Authenticate"] == 'Bearer realm="jupyterhub-outpost-metrics"'
     code, text = await outpost.api.call(
         "GET", "/metrics", hub=None, headers={"Authorization": "token metrics-secret"}
     )

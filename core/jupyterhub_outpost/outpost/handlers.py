@@ -50,6 +50,7 @@ def request_id_of(headers) -> str:
 class BaseHandler(web.RequestHandler):
     hub: str | None = None
     server_name: str | None = None
+    auth_challenge = 'Basic realm="jupyterhub-outpost"'  # WWW-Authenticate of a 401
 
     @property
     def outpost(self):
@@ -77,7 +78,6 @@ class BaseHandler(web.RequestHandler):
     def authenticate(self) -> str:
         hub = self.outpost.credentials.check_basic(self.request.headers.get("Authorization"))
         if hub is None:
-            self.set_header("WWW-Authenticate", 'Basic realm="jupyterhub-outpost"')
             raise OutpostError(
                 401,
                 "Missing or wrong credentials: use HTTP Basic auth with your hub's name "
@@ -111,6 +111,10 @@ class BaseHandler(web.RequestHandler):
                 f"Internal error of the Outpost (request id {self.request_id}); its "
                 "administrator finds the details in the Outpost's log."
             )
+        # send_error cleared the headers set before the error: set ours again
+        self.set_header("X-Request-Id", self.request_id)
+        if status_code == 401:
+            self.set_header("WWW-Authenticate", self.auth_challenge)
         self.set_header("Content-Type", "application/json; charset=utf-8")
         self.finish(json.dumps({"error": message}))
 

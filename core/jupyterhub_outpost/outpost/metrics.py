@@ -161,6 +161,8 @@ def _route_of(handler) -> str:
 
 
 class MetricsHandler(BaseHandler):
+    auth_challenge = 'Bearer realm="jupyterhub-outpost-metrics"'
+
     def prepare(self):
         token = self.outpost.metrics_token
         if not token:
