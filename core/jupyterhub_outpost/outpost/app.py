@@ -82,7 +82,12 @@ class JupyterHubOutpost(
         "system on behalf of one or more hubs."
     )
     aliases = aliases
-    flags = {}
+    flags = {
+        "replicated": (
+            {"JupyterHubOutpost": {"replicated": True}},
+            "Other Outposts (replicas) share this PostgreSQL database: set replicated.",
+        )
+    }
     _log_formatter_cls = LogFormatter
 
     # --- command line ----------------------------------------------------------------

@@ -20,6 +20,10 @@ re-creation). See docs/decisions/workers.md.
   transactions it committed. ``fresh()`` is true when this worker received at least as
   many notifications from each sibling as that sibling committed: a poll answered from
   memory then reflects every change a sibling finished before the poll arrived.
+
+  Replicas (``--replicated``: several ``serve``s, e.g. pods, on one database) share no
+  memory: their coordination is ``strict``, never fresh, so every poll reads the row. The
+  locks, the leader and the notifications work across them as across workers.
 """
 
 import asyncio
@@ -72,8 +76,13 @@ class PostgresCoordination:
     LEADER_RETRY = 5.0  # seconds between two tries of a non-leader to become leader
     shared = True
 
-    def __init__(self, dsn: str, log, *, published, index: int = 0, run: str = ""):
+    def __init__(
+        self, dsn: str, log, *, published, index: int = 0, run: str = "", strict: bool = False
+    ):
         self.dsn = dsn
+        # replicas (other `serve`s, on other hosts) change rows too: never fresh, every poll
+        # reads the row. Also set when a change of an unknown `serve` arrives.
+        self.strict = strict
         self.log = log
         self.published = published
         self.index = index
@@ -158,6 +167,15 @@ class PostgresCoordination:
                 return  # our own change
             if worker.isdigit() and int(worker) < len(self.received):
                 self.received[int(worker)] += 1
+        elif not self.strict:
+            self.strict = True
+            self.log.error(
+                "Another Outpost (run %s) changes servers in this database, but this one was "
+                "not started as a replica (--replicated): from now on every poll reads the "
+                "store. Two Outposts must not share one database unless every one of them "
+                "runs with --replicated (docs/decisions/workers.md).",
+                run,
+            )
         for row_id in ids.split(","):
             if row_id.isdigit():
                 self.on_change(int(row_id))
@@ -169,7 +187,7 @@ class PostgresCoordination:
         self.on_resync()
 
     def fresh(self) -> bool:
-        if not self._listening:
+        if self.strict or not self._listening:
             return False
         for worker, count in enumerate(self.published):
             if worker != self.index and self.received[worker] < count:

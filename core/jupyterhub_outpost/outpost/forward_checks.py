@@ -23,8 +23,8 @@ class ForwardChecks:
         key = address_key(host, port)
         if not key:
             return False
-        if not self.rights.holders(key):
-            await self._adopt_running_at(key, host, port)
+        if not any(h.hub == hub for h in self.rights.holders(key)):
+            await self._adopt_running_at(key, host, port)  # a worker or replica started it
         interval = self.settings.forward_recheck_interval
         began = time.monotonic()
         holders = self.rights.holders(key)

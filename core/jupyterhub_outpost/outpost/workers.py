@@ -21,7 +21,7 @@ import signal
 import sys
 import time
 
-from traitlets import HasTraits, Integer
+from traitlets import Bool, HasTraits, Integer
 
 from .coordination import PostgresCoordination, SingleProcess
 from .errors import StartupError
@@ -44,20 +44,73 @@ class WorkerSettings(HasTraits):
         refuses to start. See docs/decisions/workers.md.""",
     ).tag(config=True)
 
+    replicated = Bool(
+        False,
+        help="""Other Outposts share this PostgreSQL database (the chart's replicas: several
+        pods of one Outpost behind one Service; --replicated). Every process then takes the
+        per-server PostgreSQL advisory locks (no server started or stopped twice, flavor
+        limits exact), one process of all of them (the leader) runs recovery and the
+        runtime reaper, and every poll reads the server's row: processes on other hosts
+        share no memory, so none may answer from what it holds. Needs PostgreSQL, the
+        encryption keys in OUTPOST_CRYPT_KEYS and, with the SSH endpoint, an existing
+        ssh_host_key_file (all replicas must share them), and a spawner whose servers run
+        outside the Outpost's own host (KubeSpawner, a batch spawner; not
+        LocalProcessSpawner). See docs/decisions/workers.md.""",
+    ).tag(config=True)
+
     def check_workers(self, url) -> None:
-        if self.workers > 1 and url.get_backend_name() != "postgresql":
+        postgresql = url.get_backend_name() == "postgresql"
+        if self.workers > 1 and not postgresql:
             raise StartupError(
                 f"--workers {self.workers} needs PostgreSQL (db_url or SQL_TYPE=postgresql): "
                 "with SQLite the Outpost runs as one process. Use --workers 1, or move the "
                 "database to PostgreSQL (docs/decisions/workers.md)."
             )
+        if self.replicated:
+            self._check_replicated(postgresql)
+
+    def _check_replicated(self, postgresql: bool) -> None:
+        """What replicas must share, and what they cannot run (--replicated)."""
+        from jupyterhub.spawner import LocalProcessSpawner
+
+        from .crypto import ENV_NAME
+
+        if not postgresql:
+            raise StartupError(
+                "--replicated needs PostgreSQL (db_url or SQL_TYPE=postgresql): replicas "
+                "share one database. With SQLite run one Outpost process."
+            )
+        if issubclass(self.spawner_class, LocalProcessSpawner):
+            raise StartupError(
+                f"--replicated cannot run {self.spawner_class.__name__}: its servers are "
+                "processes of the replica that started them, which no other replica can "
+                "stop or watch. Use one replica (more cores: --workers N), or a spawner "
+                "whose servers run outside the Outpost's host (KubeSpawner, a batch spawner)."
+            )
+        if not os.environ.get(ENV_NAME, "").strip():
+            raise StartupError(
+                f"--replicated needs the encryption keys in {ENV_NAME}, the same for every "
+                "replica: a key generated in one replica's data directory could not be read "
+                "by the others."
+            )
+        if self.ssh_enabled and not os.path.exists(self.ssh_host_key_file):
+            raise StartupError(
+                f"--replicated needs the SSH host key at {self.ssh_host_key_file}, the same "
+                "for every replica (hubs pin it); it is not created per replica. Give every "
+                "replica the same key file, or set ssh_enabled = False."
+            )
 
     def _coordination(self, url, worker: int, published):
-        if url.get_backend_name() != "postgresql" or self.workers <= 1:
+        if url.get_backend_name() != "postgresql" or (self.workers <= 1 and not self.replicated):
             return SingleProcess()  # the only process that changes this database
         dsn = url.set(drivername="postgresql").render_as_string(hide_password=False)
         return PostgresCoordination(
-            dsn, self.log, published=published, index=worker, run=self._run_id
+            dsn,
+            self.log,
+            published=published if published is not None else [0],
+            index=worker,
+            run=self._run_id,
+            strict=self.replicated,
         )
 
 
