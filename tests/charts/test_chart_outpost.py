@@ -269,6 +269,36 @@ def test_workers_become_serve_workers_on_postgresql_and_are_refused_on_sqlite():
         render(OUTPOST, {**HUBS, "database": {"type": "sqlite", "workers": 2}})
 
 
+def test_replicas_run_serve_replicated_on_postgresql_with_shared_keys_and_per_pod_data():
+    objects, _ = render(OUTPOST, HUBS)
+    assert one(objects, "Deployment")["spec"]["replicas"] == 1
+    assert "--replicated" not in container(objects)[1]["args"]
+    values = {**HUBS, "database": {"type": "postgresql"}, "replicas": 3}
+    objects, _ = render(OUTPOST, values)
+    deployment = one(objects, "Deployment")
+    assert deployment["spec"]["replicas"] == 3
+    assert deployment["spec"]["strategy"] == {"type": "Recreate"}
+    spec, c = container(objects)
+    assert "--replicated" in c["args"]
+    # every pod reads the same keys from the one Secret; the data dir is the pod's own
+    [keys] = [e for e in c["env"] if e["name"] == "OUTPOST_CRYPT_KEYS"]
+    assert keys["valueFrom"]["secretKeyRef"]["key"] == "crypt_keys"
+    secrets = next(v for v in spec["volumes"] if v["name"] == "secrets")["secret"]
+    assert "ssh_host_ed25519_key" in [item["key"] for item in secrets["items"]]
+    assert next(v for v in spec["volumes"] if v["name"] == "data") == {
+        "name": "data",
+        "emptyDir": {},
+    }
+    assert find(objects, "PersistentVolumeClaim") == []
+    anti = spec["affinity"]["podAntiAffinity"]["preferredDuringSchedulingIgnoredDuringExecution"]
+    assert anti[0]["podAffinityTerm"]["topologyKey"] == "kubernetes.io/hostname"
+    own = {"nodeSelectorTerms": []}
+    objects, _ = render(OUTPOST, {**values, "affinity": {"nodeAffinity": own}})
+    assert container(objects)[0]["affinity"] == {"nodeAffinity": own}  # the operator's wins
+    with pytest.raises(helm_python.HelmError, match="replicas > 1 needs database.type: postgresql"):
+        render(OUTPOST, {**HUBS, "replicas": 2})
+
+
 def test_existing_secret_replaces_the_chart_secret():
     objects, notes = render(OUTPOST, {"existingSecret": "my-outpost-secret"})
     assert find(objects, "Secret") == []
