@@ -247,6 +247,13 @@ class ImageBuilder:
             self._docker_build(self.root / "images/python-base/Dockerfile", PYTHON_BASE, Path(ctx))
         return PYTHON_BASE
 
+    def postgresql_image(self) -> str:
+        """PostgreSQL from Debian for the kind tests of the chart on PostgreSQL."""
+        ref = f"{REGISTRY}/postgresql:{self.tag}"
+        with tempfile.TemporaryDirectory(prefix="outpost-ctx-") as ctx:
+            self._docker_build(self.root / "images/postgresql/Dockerfile", ref, Path(ctx))
+        return ref
+
     # -- staged contexts ----------------------------------------------------------------
 
     def _wheelhouse(self, image: PythonImage, ctx: Path) -> None:
@@ -376,6 +383,7 @@ class ImageBuilder:
             "configurable-http-proxy",
             lambda: self._record("configurable-http-proxy", self.chp_image()),
         )
+        self._timed("postgresql", lambda: self._record("postgresql", self.postgresql_image()))
         self.prune_build_stages()
         return self.report
 

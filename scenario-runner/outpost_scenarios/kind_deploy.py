@@ -203,8 +203,12 @@ class Hub:
             delay = min(delay * 2, 5)
 
 
-def deploy(scenario: str, hub: Cluster, remote: Cluster) -> Hub:
-    """Install both sides of a scenario the way docs/charts.md tells an operator to."""
+def deploy(
+    scenario: str, hub: Cluster, remote: Cluster, outpost_overrides: dict | None = None
+) -> Hub:
+    """Install both sides of a scenario the way docs/charts.md tells an operator to;
+    ``outpost_overrides`` are merged into the remote Outpost's values (a variant of the
+    scenario, e.g. PostgreSQL and replicas)."""
     root = source_root()
     outpost_chart = root / "charts" / "jupyterhub-outpost"
     addons_chart = root / "charts" / "hub-addons"
@@ -212,7 +216,10 @@ def deploy(scenario: str, hub: Cluster, remote: Cluster) -> Hub:
     e2e_token = secrets.token_hex(32)
 
     # 1. The Outpost cluster (and, for remote-local, the local Outpost on the hub cluster).
-    remote.install("outpost", outpost_chart, outpost_values(scenario, keys), OUTPOST_NS)
+    overrides = outpost_overrides or {}
+    remote.install(
+        "outpost", outpost_chart, merge(outpost_values(scenario, keys), overrides), OUTPOST_NS
+    )
     api = remote.service_address(OUTPOST_NS, "outpost-jupyterhub-outpost")
     ssh = remote.service_address(OUTPOST_NS, "outpost-jupyterhub-outpost-ssh")
     local_password = None
@@ -244,7 +251,10 @@ def deploy(scenario: str, hub: Cluster, remote: Cluster) -> Hub:
     hub.install("hub-addons", addons_chart, addons(hub_api_url), HUB_NS)
     hub.rollout_restart(HUB_NS, "hub")
     remote.install(
-        "outpost", outpost_chart, outpost_values(scenario, keys, hub_api_url), OUTPOST_NS
+        "outpost",
+        outpost_chart,
+        merge(outpost_values(scenario, keys, hub_api_url), overrides),
+        OUTPOST_NS,
     )
     remote.rollout_restart(OUTPOST_NS, "outpost-jupyterhub-outpost")
     client = Hub(hub_url, e2e_token)

@@ -145,12 +145,19 @@ class Browser:
 class KindScenario:
     """One scenario installed on the session's clusters (teardown: :meth:`remove`)."""
 
-    def __init__(self, name: str, hub_cluster: Cluster, remote_cluster: Cluster, sites):
+    def __init__(
+        self,
+        name: str,
+        hub_cluster: Cluster,
+        remote_cluster: Cluster,
+        sites,
+        outpost_overrides: dict | None = None,
+    ):
         self.name = name
         self.clusters = {"hub": hub_cluster, "remote": remote_cluster}
         self.sites: tuple[SiteInfo, ...] = tuple(sites)
         started = time.monotonic()
-        client = kind_deploy.deploy(name, hub_cluster, remote_cluster)
+        client = kind_deploy.deploy(name, hub_cluster, remote_cluster, outpost_overrides)
         self.deploy_seconds = time.monotonic() - started
         self.hub = KindHub(client.url, client.token, hub_cluster)
 

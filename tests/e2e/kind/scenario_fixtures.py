@@ -63,6 +63,7 @@ def kind_clusters():
     hub = kind.Cluster(HUB_CLUSTER, kind.HUB_CONFIG, tools)  # kubeconfigs in run/kind/
     remote = kind.Cluster(REMOTE_CLUSTER, kind.REMOTE_CONFIG, tools)
     hub_images, remote_images = kind.images_for(images, "remote-local")  # the superset
+    remote_images.append(images["postgresql"])  # test_kind_replicas.py's database
     try:
         timed("hub cluster created, images loaded", lambda: hub.create(hub_images))
         timed("Outpost cluster created, images loaded", lambda: remote.create(remote_images))
@@ -83,20 +84,25 @@ def _pending_servers(hub) -> list[str]:
     ]
 
 
-def scenario_fixture(name: str, *sites):
+def scenario_fixture(name: str, *sites, variant: str = "", prepare=None, outpost_overrides=None):
     """A module-scoped :class:`KindScenario`: the scenario installed on the session's
-    clusters, removed at the end of the module."""
+    clusters, removed at the end of the module. A ``variant`` (recorded under
+    "<name> (<variant>)") runs ``prepare(remote cluster)`` first and merges
+    ``outpost_overrides`` into the remote Outpost's values."""
+    record = f"{name} ({variant})" if variant else name
 
     @pytest.fixture(scope="module")
     def scenario(kind_clusters):
         hub, remote = kind_clusters
-        sc = KindScenario(name, hub, remote, sites)
+        if prepare is not None:
+            prepare(remote)
+        sc = KindScenario(name, hub, remote, sites, outpost_overrides)
         if os.environ.get("OUTPOST_KIND_KEEP"):
             # an install kept from an earlier run may still hold its servers (which a hub
             # that has just started may still be checking: JupyterHub refuses to stop those)
             wait_until(lambda: not _pending_servers(sc.hub), 300, "the hub's start-up checks")
             sc.hub.stop_all_servers(timeout=300)
-        RUN["scenarios"][name] = {"deploy_seconds": round(sc.deploy_seconds, 1)}
+        RUN["scenarios"][record] = {"deploy_seconds": round(sc.deploy_seconds, 1)}
         try:
             yield sc
         finally:
@@ -104,6 +110,6 @@ def scenario_fixture(name: str, *sites):
                 return  # kept for a look around (the next scenario's install upgrades it)
             started = time.monotonic()
             sc.remove()
-            RUN["scenarios"][name]["teardown_seconds"] = round(time.monotonic() - started, 1)
+            RUN["scenarios"][record]["teardown_seconds"] = round(time.monotonic() - started, 1)
 
     return scenario
