@@ -208,3 +208,30 @@ def test_a_replica_on_sqlite_refuses_to_start(tmp_path):
         assert "--replicated needs PostgreSQL" in outpost.log_text()
     finally:
         outpost.close()
+
+
+async def test_an_outpost_not_started_as_replica_says_so_when_another_changes_its_database(
+    tmp_path, postgres_server, outpost_process_factory
+):
+    """A misconfiguration: a ``--workers 2`` Outpost (no replica) and a replica on one
+    database. The non-replica hears the other's change, logs why that is wrong, and from
+    then on reads the row for every poll (a server stopped at the replica is ended there)."""
+    db = postgres_server.create_database()
+    keys = {"OUTPOST_CRYPT_KEYS": Fernet.generate_key().decode()}
+    path = config(tmp_path, f"c.JupyterHubOutpost.db_url = {db.url!r}\n")
+    workers, replica = (
+        outpost_process_factory(
+            path, tmp_path / name, hub_credentials=dict(HUBS), env=keys, extra_args=args
+        )
+        for name, args in (("workers", ["--workers", "2"]), ("replica", ["--replicated"]))
+    )
+    assert call(workers, "POST", "/services", start_body("mixed"))[0] == 200
+    for _ in range(4):  # both workers index it
+        assert call(workers, "GET", "/services/mixed") == (200, {"status": None})
+    assert call(replica, "DELETE", "/services/mixed")[0] == 200
+    await wait_for(
+        lambda: workers.log_text().count("was not started as a replica") == 2,
+        "both workers to notice the other Outpost",
+    )
+    polls = parallel([(workers, "GET", "/services/mixed") for _ in range(8)])
+    assert {code for code, _ in polls} == {404}, polls
