@@ -241,12 +241,28 @@ def two_workers(outpost: BenchOutpost, p: dict, workdir: Path, log) -> dict:
     }
 
 
+def one_replica(outpost: BenchOutpost, p: dict, workdir: Path, log) -> dict:
+    """The filled PostgreSQL Outpost started again as one replica (``--replicated``, one
+    process pinned as in [db]): every poll reads its server's row."""
+    outpost.terminate()
+    outpost.pin = True
+    outpost.extra_args = [a for a in outpost.extra_args if a not in ("--workers", "2")]
+    outpost.extra_args.append("--replicated")
+    outpost.start(timeout=120)
+    polls = measure_polls(outpost, p, workdir, log)
+    return {
+        "poll_rps_replica": polls["rps"],
+        "poll_p99_ms_replica": polls["p99_ms"],
+        "poll_cpu_ms_replica": polls["cpu_ms_per_poll"],
+    }
+
+
 def run(workdir: Path, p: dict, log=print) -> tuple[dict, dict, dict]:
     """([outpost] figure on SQLite, [db] figure, [workers] figure)."""
     log(f"  outpost: SQLite, {p['servers']} servers, {p['poll_seconds']}s of polls")
     outpost = capacity(workdir / "outpost-sqlite", p, None, concurrent=True, log=log)
     db = {"poll_rps_sqlite": outpost["poll_rps"], "poll_rps_postgresql": None}
-    workers: dict = {"poll_rps_1": None, "poll_rps_2": None}
+    workers: dict = {"poll_rps_1": None, "poll_rps_2": None, "poll_rps_replica": None}
     reason = PostgresServer.unavailable_reason()
     if reason:
         log(f"  db: PostgreSQL skipped: {reason}")
@@ -257,6 +273,7 @@ def run(workdir: Path, p: dict, log=print) -> tuple[dict, dict, dict]:
 
         def keep(filled):
             workers.update(two_workers(filled, p, workdir, log))
+            workers.update(one_replica(filled, p, workdir, log))
 
         pg_result = capacity(
             workdir / "outpost-postgresql", p, env, concurrent=False, log=log, keep=keep

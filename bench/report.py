@@ -33,7 +33,7 @@ SCHEMA = {
     ],
     "tunnels": ["setup_s_500", "rss_mb_500", "recover_s_500"],
     "db": ["poll_rps_sqlite", "poll_rps_postgresql"],
-    "workers": ["poll_rps_1", "poll_rps_2"],
+    "workers": ["poll_rps_1", "poll_rps_2", "poll_rps_replica"],
 }
 
 # The original Outpost (kreuzert/jupyterhub-outpost, uvicorn, one worker, SQLite) as
@@ -195,6 +195,7 @@ def rows(results: dict, params: dict) -> list[Row]:
         ">= 1.7 x 1 worker",
         lambda v, b: v >= 1.7 * b,
     )
+    add("workers.poll_rps_replica", r("workers.poll_rps_1"), "1 process", "1/s")
     return out
 
 
