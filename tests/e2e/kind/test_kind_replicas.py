@@ -146,7 +146,16 @@ def postgresql_objects(password: str) -> list[dict]:
 
 
 def install_postgresql(remote) -> None:
-    objects = postgresql_objects(secrets.token_hex(16))
+    """Install the database, or keep the one a kept cluster has (its password with it:
+    the data directory was made with it)."""
+    found = remote.kubectl(
+        "get", "secret", "-n", kind_deploy.OUTPOST_NS, DB, "--ignore-not-found", "-o", "json"
+    )
+    if found.strip():
+        password = base64.b64decode(json.loads(found)["data"]["SQL_PASSWORD"]).decode()
+    else:
+        password = secrets.token_hex(16)
+    objects = postgresql_objects(password)
     remote.kubectl_input(
         json.dumps({"apiVersion": "v1", "kind": "List", "items": objects}).encode(),
         "apply",
