@@ -163,24 +163,27 @@ async def test_a_killed_leader_is_followed_by_the_other_replica_and_its_start_cl
 
 
 @pytest.mark.parametrize(
-    "extra, env, message",
+    "extra, env, ssh, message",
     [
         (
             "",
             {"OUTPOST_CRYPT_KEYS": ""},
+            False,
             "--replicated needs the encryption keys in OUTPOST_CRYPT_KEYS",
         ),
         (
             "from jupyterhub.spawner import LocalProcessSpawner\n"
             "c.JupyterHubOutpost.spawner_class = LocalProcessSpawner",
             {},
+            False,
             "--replicated cannot run LocalProcessSpawner",
         ),
+        ("", {}, True, "--replicated needs the SSH host key at"),
     ],
-    ids=["without-shared-keys", "local-process-spawner"],
+    ids=["without-shared-keys", "local-process-spawner", "ssh-host-key-not-given"],
 )
 def test_a_replica_refuses_what_replicas_cannot_share(
-    tmp_path, postgres_server, extra, env, message
+    tmp_path, postgres_server, extra, env, ssh, message
 ):
     db = postgres_server.create_database()
     outpost = OutpostProcess(
@@ -188,12 +191,14 @@ def test_a_replica_refuses_what_replicas_cannot_share(
         tmp_path / "data",
         hub_credentials=dict(HUBS),
         env=env,
+        ssh=ssh,
         extra_args=["--replicated"],
     )
     try:
         with pytest.raises(RuntimeError, match="exited during start-up"):
             outpost.start(timeout=60)
         assert message in outpost.log_text()
+        assert not (tmp_path / "data" / "ssh_host_ed25519_key").exists()  # none made per replica
     finally:
         outpost.close()
 
