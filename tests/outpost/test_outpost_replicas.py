@@ -8,6 +8,9 @@ bench.cheap_spawner.CheapSpawner: its poll answers from its state, so a replica 
 answered from memory would say "running" for a server stopped elsewhere."""
 
 import asyncio
+import os
+import re
+import signal
 
 import pytest
 from cryptography.fernet import Fernet
@@ -57,18 +60,29 @@ def test_any_replica_answers_any_hub_about_servers_the_other_started(two_replica
         assert call(replica, "GET", "/services/theirs")[0] == 404
 
 
-def test_a_replica_answers_polls_from_the_row_not_from_memory(two_replicas, postgres_server):
-    """The row changed with no notification at all (as if it were lost on the way): the
-    replica that indexed the server as running must still answer what the row says."""
+def test_a_replica_whose_notifications_stall_answers_from_the_row_not_from_memory(
+    two_replicas, postgres_server
+):
+    """A replica answers a poll from memory only once its own notification, sent after the
+    poll arrived, came back (every change announced before it has then arrived). Its
+    database session is stopped (SIGSTOP: nothing is delivered, nothing comes back) and the
+    row is changed: the replica must answer what the row says, not the "running" it holds."""
     a, b, db = two_replicas()
     assert call(a, "POST", "/services", start_body("quiet"))[0] == 200
     for _ in range(3):  # b indexes it (a poll that found it running) and answers from there
         assert call(b, "GET", "/services/quiet") == (200, {"status": None})
-    postgres_server.psql(
-        "UPDATE outpost_services SET status = 'stopped', exit_status = 7 WHERE name = 'quiet'",
-        database=db.name,
+    [backend] = re.findall(
+        r"Coordination connection to PostgreSQL \(backend pid (\d+)\)", b.log_text()
     )
-    assert call(b, "GET", "/services/quiet") == (200, {"status": 7})
+    os.kill(int(backend), signal.SIGSTOP)
+    try:
+        postgres_server.psql(
+            "UPDATE outpost_services SET status = 'stopped', exit_status = 7 WHERE name = 'quiet'",
+            database=db.name,
+        )
+        assert call(b, "GET", "/services/quiet") == (200, {"status": 7})
+    finally:
+        os.kill(int(backend), signal.SIGCONT)
 
 
 def test_a_server_stopped_at_one_replica_is_ended_at_the_other_at_once(two_replicas):

@@ -22,8 +22,12 @@ re-creation). See docs/decisions/workers.md.
   memory then reflects every change a sibling finished before the poll arrived.
 
   Replicas (``--replicated``: several ``serve``s, e.g. pods, on one database) share no
-  memory: their coordination is ``strict``, never fresh, so every poll reads the row. The
-  locks, the leader and the notifications work across them as across workers.
+  memory: their coordination is ``strict``, never ``fresh()``. Instead ``synced()`` sends a
+  notification to this worker's own channel and waits for it to come back
+  (notify_barrier.py): PostgreSQL delivers notifications in commit order, so every change
+  announced before the poll arrived has then been received. A barrier that does not come
+  back in time means: read the row. The locks, the leader and the notifications work
+  across replicas as across workers.
 """
 
 import asyncio
@@ -33,6 +37,7 @@ import time
 import zlib
 
 from .errors import OutpostError
+from .notify_barrier import NotifyBarrier
 
 LEADER_KEY = 0x4A48_4F75_7470_6F73  # "JHOutpos": outside the crc32 range of per-hub keys
 CHANNEL = "outpost_servers"
@@ -49,6 +54,9 @@ class SingleProcess:
     shared = False  # no other process starts or stops servers of this database
 
     def fresh(self) -> bool:
+        return True
+
+    async def synced(self) -> bool:
         return True
 
     @contextlib.asynccontextmanager
@@ -80,13 +88,18 @@ class PostgresCoordination:
         self, dsn: str, log, *, published, index: int = 0, run: str = "", strict: bool = False
     ):
         self.dsn = dsn
-        # replicas (other `serve`s, on other hosts) change rows too: never fresh, every poll
-        # reads the row. Also set when a change of an unknown `serve` arrives.
+        # replicas (other `serve`s, on other hosts) change rows too: never fresh(), polls
+        # wait for synced(). Also set when a change of an unknown `serve` arrives.
         self.strict = strict
         self.log = log
         self.published = published
         self.index = index
         self.run = run or os.urandom(6).hex()
+        self._sync_channel = f"{CHANNEL}_sync_{self.run}_{index}"  # only this worker listens
+        self.barrier = NotifyBarrier(
+            lambda payload: self._execute("SELECT pg_notify($1, $2)", self._sync_channel, payload),
+            log,
+        )
         self.received = [0] * len(published)
         self.is_leader = False
         self.on_change = lambda row_id: None  # the manager's: drop what it holds of a row
@@ -108,16 +121,26 @@ class PostgresCoordination:
     async def _connect(self) -> None:
         import asyncpg
 
-        conn = await asyncpg.connect(self.dsn, timeout=10)
+        conn = await asyncpg.connect(
+            self.dsn,
+            timeout=10,
+            server_settings={"application_name": "jupyterhub-outpost coordination"},
+        )
         await conn.add_listener(CHANNEL, self._notified)
         await conn.add_listener(CHANNEL + "_stop", self._stop_requested)
+        await conn.add_listener(self._sync_channel, self._synced)
         conn.add_termination_listener(self._lost)
         self._conn, self._listening = conn, True
+        self.barrier.reset()
         self._resync()
+        self.log.info(
+            "Coordination connection to PostgreSQL (backend pid %d)", conn.get_server_pid()
+        )
 
     def _lost(self, _conn) -> None:
         self._listening = False
         self.is_leader = False
+        self.barrier.reset()
         self.log.error(
             "Lost the coordination connection to PostgreSQL: polls read the store, "
             "starts and stops wait until it is back"
@@ -179,6 +202,16 @@ class PostgresCoordination:
         for row_id in ids.split(","):
             if row_id.isdigit():
                 self.on_change(int(row_id))
+
+    def _synced(self, _conn, _pid, _channel, payload: str) -> None:
+        self.barrier.received(payload)
+
+    async def synced(self) -> bool:
+        """A replica's freshness (``strict``): has this worker received every change
+        announced before now? False when the barrier did not come back in time."""
+        if not self.strict or not self._listening:
+            return False
+        return await self.barrier.passed()
 
     def _resync(self) -> None:
         """Forget everything held of other workers' rows; count their changes from now."""

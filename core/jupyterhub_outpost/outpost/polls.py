@@ -6,12 +6,13 @@ holds which address for ``authorize_forward``. They are only set once the store 
 RUNNING (start, recovery, a poll that found it running) and cleared on every stop, reap,
 end, failed poll and failed start; clearing an address closes that hub's forwards to it.
 Every change of a row goes through this object or, under ``serve --workers N``, through a
-sibling worker that announces it (coordination.py): while ``self.coordination.fresh()``
-says that no sibling's change is pending here and no announced change of the server is
-still to be read (``Live.stale``), a poll of an indexed server is answered without reading
-the store: its hub, name and start id are those of the index, and the state it compares
-with is the one last stored (``Live.state``). Otherwise the poll reads the row once by
-primary key, as every poll of a server that is not indexed.
+sibling worker (or replica) that announces it (coordination.py): while
+``self.coordination.fresh()`` says that no sibling's change is pending here (a replica:
+``synced()``, every change announced before the poll was received) and no announced change
+of the server is still to be read (``Live.stale``), a poll of an indexed server is answered
+without reading the store: its hub, name and start id are those of the index, and the
+state it compares with is the one last stored (``Live.state``). Otherwise the poll reads
+the row once by primary key, as every poll of a server that is not indexed.
 """
 
 from typing import NamedTuple
@@ -47,7 +48,8 @@ class Polls:
                 404, f"No server {name!r} with start id {start_id!r} on this Outpost."
             )
         async with live.lock:
-            if self.coordination.fresh() and not live.stale:
+            fresh = self.coordination.fresh() or await self.coordination.synced()
+            if fresh and not live.stale:
                 current = live if live.key == (hub, name) else None
             else:
                 current = await self._apply_row(row_id, live, await self.store.poll_view(row_id))
