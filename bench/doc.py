@@ -66,9 +66,9 @@ itself is the baseline (the "baseline" column says which).
    cores with the workers: `load_cpu_ms_2` against `poll_cpu_ms_2`), 16 connections
    instead of 8 (the kernel spreads connections over the workers by a hash of their
    addresses; 8 often split 6:2) (`poll_rps_2`); then again as one replica
-   (`serve --replicated`, pinned as in figure 6: `poll_rps_replica`), which reads every
-   polled server's row, since replicas on other hosts share no memory
-   (docs/decisions/workers.md). No target: the figure says what a chart replica's poll
+   (`serve --replicated`, pinned as in figure 6: `poll_rps_replica`), which answers a
+   poll from memory only after a notification barrier through PostgreSQL came back
+   (replicas on other hosts share no memory; docs/decisions/workers.md). No target: the figure says what a chart replica's poll
    costs against one process's; `poll_cpu_ms_replica` against `poll_cpu_ms_1` is the
    read's CPU in the Outpost (PostgreSQL's own runs on the load's core).
 

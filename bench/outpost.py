@@ -243,7 +243,7 @@ def two_workers(outpost: BenchOutpost, p: dict, workdir: Path, log) -> dict:
 
 def one_replica(outpost: BenchOutpost, p: dict, workdir: Path, log) -> dict:
     """The filled PostgreSQL Outpost started again as one replica (``--replicated``, one
-    process pinned as in [db]): every poll reads its server's row."""
+    process pinned as in [db]): its polls wait for a notification barrier."""
     outpost.terminate()
     outpost.pin = True
     outpost.extra_args = [a for a in outpost.extra_args if a not in ("--workers", "2")]

@@ -194,8 +194,8 @@ class PostgresCoordination:
             self.strict = True
             self.log.error(
                 "Another Outpost (run %s) changes servers in this database, but this one was "
-                "not started as a replica (--replicated): from now on every poll reads the "
-                "store. Two Outposts must not share one database unless every one of them "
+                "not started as a replica (--replicated): from now on it answers polls as a "
+                "replica does. Two Outposts must not share one database unless every one of them "
                 "runs with --replicated (docs/decisions/workers.md).",
                 run,
             )

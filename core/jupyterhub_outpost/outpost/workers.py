@@ -50,8 +50,10 @@ class WorkerSettings(HasTraits):
         pods of one Outpost behind one Service; --replicated). Every process then takes the
         per-server PostgreSQL advisory locks (no server started or stopped twice, flavor
         limits exact), one process of all of them (the leader) runs recovery and the
-        runtime reaper, and every poll reads the server's row: processes on other hosts
-        share no memory, so none may answer from what it holds. Needs PostgreSQL, the
+        runtime reaper, and a poll is answered from memory only after a notification
+        this process sent after the poll arrived came back (every change another replica
+        announced before it has then arrived; else the server's row is read). Needs
+        PostgreSQL, the
         encryption keys in OUTPOST_CRYPT_KEYS and, with the SSH endpoint, an existing
         ssh_host_key_file (all replicas must share them), and a spawner whose servers run
         outside the Outpost's own host (KubeSpawner, a batch spawner; not
