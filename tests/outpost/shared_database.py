@@ -5,6 +5,8 @@ per start and stop, and calls each on a new connection."""
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
+import pytest
+
 HUBS = {"hub1": "secret-of-hub1-0123", "hub2": "secret-of-hub2-0123"}
 STOPS_FILE = "stops.log"
 STARTS_FILE = "starts.log"
@@ -55,3 +57,13 @@ def users_in(path) -> list[str]:
     """The users of the spawners that wrote a line to ``path`` (STARTS_FILE, STOPS_FILE)."""
     lines = path.read_text().splitlines() if path.exists() else []
     return sorted(line.split()[0] for line in lines if line)
+
+
+def refused_start_log(outpost) -> str:
+    """Start ``outpost`` (an OutpostProcess that must refuse to start); its log."""
+    try:
+        with pytest.raises(RuntimeError, match="exited during start-up"):
+            outpost.start(timeout=60)
+        return outpost.log_text()
+    finally:
+        outpost.close()
