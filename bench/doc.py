@@ -60,17 +60,25 @@ itself is the baseline (the "baseline" column says which).
    forward answered `GET /api` again.
 6. **db**: figure 4's poll rate on SQLite and on PostgreSQL 15 (a throwaway server from
    `tests/helpers/postgres.py`, `fsync=off`), both measured in this run.
-7. **workers**: the PostgreSQL Outpost of figure 6 (`poll_rps_1`: one process, pinned to
-   CPU 0, load on CPU 1) started again as `serve --workers 2` on the same database (it
-   recovers the 1,000 servers), neither it nor the poll load pinned (`wrk` shares the two
-   cores with the workers: `load_cpu_ms_2` against `poll_cpu_ms_2`), 16 connections
-   instead of 8 (the kernel spreads connections over the workers by a hash of their
-   addresses; 8 often split 6:2) (`poll_rps_2`); then again as one replica
-   (`serve --replicated`, pinned as in figure 6: `poll_rps_replica`), which answers a
-   poll from memory only after a notification barrier through PostgreSQL came back
-   (replicas on other hosts share no memory; docs/decisions/workers.md). No target: the figure says what a chart replica's poll
-   costs against one process's; `poll_cpu_ms_replica` against `poll_cpu_ms_1` is the
-   read's CPU in the Outpost (PostgreSQL's own runs on the load's core).
+7. **workers**: the PostgreSQL Outpost of figure 6, one process pinned to CPU 0 with the
+   load on CPU 1 (`poll_rps_1`), then started again as `serve --workers 2` on the same
+   database (it recovers the 1,000 servers), neither it nor the poll load pinned, 16
+   connections instead of 8 (the kernel spreads connections over the workers by a hash of
+   their addresses; 8 often split 6:2) (`poll_rps_2`). Both under a pipelined load: `wrk`
+   sends 4 polls per write on each connection. A hub never pipelines, but it runs on
+   another machine; here `wrk` shares the two cores with the two workers, and pipelining
+   cuts its CPU per poll (`load_cpu_ms_2` against `load_cpu_ms_2_unpipelined`), so the ratio
+   says what a second worker adds, not how the cores were split with the load generator.
+   The Outpost, too, spends less per poll when it reads several at once (`poll_cpu_ms_1`
+   against `db.poll_cpu_ms_postgresql`); `wrk` reports no latency when pipelined (it gave
+   0 ms percentiles). `poll_rps_2_unpipelined`: the same two workers under figure 6's
+   load, against figure 6's one process. Then one replica
+   (`serve --replicated`, pinned, figure 6's load: `poll_rps_replica`), which answers a poll
+   from memory only after a notification barrier through PostgreSQL came back (replicas on
+   other hosts share no memory; docs/decisions/workers.md). No target: the figure says what
+   a chart replica's poll costs against one process's; `poll_cpu_ms_replica` against
+   `db.poll_cpu_ms_postgresql` is the barrier's CPU in the Outpost (PostgreSQL's own runs on
+   the load's core).
 
 The original Outpost (kreuzert/jupyterhub-outpost) cannot run on this machine (its image
 and dependencies are not here), so the start and memory figures are compared with its
@@ -152,10 +160,16 @@ MISSED = {
         "`poll_cpu_ms_2` against `poll_cpu_ms_1` shows whether a worker's poll costs more "
         "than one process's (it should not: each answers from its own index)."
     ),
+    "workers.poll_rps_2_unpipelined": (
+        "Unpipelined, wrk spends more per poll (`load_cpu_ms_2_unpipelined`) on the cores "
+        "the workers need: two workers can reach at most 2 x (one process's CPU per poll) / "
+        "(a worker's + wrk's), about 1.7-1.8x here, whatever they do; runs gave 1.64-1.77x "
+        "(bench/notes.md)."
+    ),
     "db.poll_rps_sqlite": "Same figure as outpost.poll_rps.",
     "db.poll_rps_postgresql": (
         "One process on PostgreSQL answers polls of running servers from its index as on "
-        "SQLite; compare `poll_cpu_ms_1` (workers) with `poll_cpu_ms` (outpost): a "
+        "SQLite; compare `poll_cpu_ms_postgresql` with `poll_cpu_ms` (outpost): a "
         "lower rate at the same CPU per poll means the core was shared."
     ),
     "tunnels.setup_s_500": (

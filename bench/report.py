@@ -33,7 +33,7 @@ SCHEMA = {
     ],
     "tunnels": ["setup_s_500", "rss_mb_500", "recover_s_500"],
     "db": ["poll_rps_sqlite", "poll_rps_postgresql"],
-    "workers": ["poll_rps_1", "poll_rps_2", "poll_rps_replica"],
+    "workers": ["poll_rps_1", "poll_rps_2", "poll_rps_2_unpipelined", "poll_rps_replica"],
 }
 
 # The original Outpost (kreuzert/jupyterhub-outpost, uvicorn, one worker, SQLite) as
@@ -195,7 +195,18 @@ def rows(results: dict, params: dict) -> list[Row]:
         ">= 1.7 x 1 worker",
         lambda v, b: v >= 1.7 * b,
     )
-    add("workers.poll_rps_replica", r("workers.poll_rps_1"), "1 process", "1/s")
+    add(
+        "workers.poll_rps_2_unpipelined",
+        r("db.poll_rps_postgresql"),
+        "1 process, unpipelined",
+        "1/s",
+    )
+    add(
+        "workers.poll_rps_replica",
+        r("db.poll_rps_postgresql"),
+        "1 process, unpipelined",
+        "1/s",
+    )
     return out
 
 
@@ -206,6 +217,8 @@ def fmt(value: float | None, digits: int = 2) -> str:
         return f"{value:,.0f}"
     if abs(value) >= 100:
         return f"{value:,.0f}"
+    if 0 < abs(value) < 0.1:
+        return f"{value:.{digits + 1}f}"  # CPU per poll: 0.013 ms, not 0.01
     return f"{value:.{digits}f}"
 
 
