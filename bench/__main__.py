@@ -67,7 +67,11 @@ def measure(sections, params: dict, workdir: Path, log) -> tuple[dict, dict]:
         "tunnel": lambda: {"tunnel": tunnel.run(workdir, params, log)},
         "hub": lambda: dict(zip(("hub", "spawn"), hub.run(workdir, params, log), strict=True)),
         "outpost": lambda: dict(
-            zip(("outpost", "db", "workers"), outpost.run(workdir, params, log), strict=True)
+            zip(
+                ("outpost", "db", "workers", "profile"),
+                outpost.run(workdir, params, log),
+                strict=True,
+            )
         ),
         "tunnels": lambda: {"tunnels": forwards.run(workdir, params, log)},
     }

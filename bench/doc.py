@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from bench import profile
 from bench.report import SCHEMA, Row, fmt, plot
 
 METHOD = """\
@@ -51,7 +52,8 @@ itself is the baseline (the "baseline" column says which).
    one thread, its Lua script in `bench/poll_load.py`), on this machine over the loopback
    interface, in its own process pinned to CPU 1: it spends a small fraction of the
    Outpost's CPU per poll (`load_cpu_ms` against `poll_cpu_ms` in the context figures),
-   where the Python client used before spent about as much as the Outpost.
+   where the Python client used before spent about as much as the Outpost. Then one more
+   round under py-spy, which is not measured: "Where a poll's CPU goes" above.
 5. **tunnels** (`bench/forwards.py`): the tunnel daemon with 500 forwards (PUT 16 at a
    time) to one jupyter-server through one SSH endpoint, i.e. over one SSH connection,
    which runs through a TCP relay (`bench/relay.py`). `setup_s_500`: first PUT until every
@@ -130,7 +132,7 @@ MISSED = {
         "A poll of a running server reads nothing from the store and is answered in front "
         "of Tornado's RequestHandler (`outpost/poll_fastpath.py`); what is left is Tornado's "
         "HTTP/1 connection (reading and parsing the request, writing the answer) and the "
-        "event loop (profile in the findings below). A rate below the target with a "
+        'event loop ("Where a poll\'s CPU goes" above). A rate below the target with a '
         "`poll_cpu_ms` below 0.28 ms means the core was shared with other work."
     ),
     "outpost.poll_p99_ms": (
@@ -262,6 +264,8 @@ def write(path: Path, results: dict, table: list[Row]) -> None:
         if extra:
             out.append(f"- {section}: " + ", ".join(extra))
     out.append("")
+    if "profile" in results:
+        out += profile.markdown(results["profile"])
     if NOTES_FILE.exists():
         out += [NOTES_FILE.read_text().rstrip(), ""]
     out += [

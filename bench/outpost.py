@@ -21,7 +21,7 @@ from pathlib import Path
 
 import aiohttp
 
-from bench import poll_load
+from bench import poll_load, profile
 from bench import tunnel_compare as tc
 from bench.common import ROOT, percentile, rss_kb
 from tests.helpers.outpost_process import OutpostProcess
@@ -138,6 +138,42 @@ c.JupyterHubOutpost.runtime_check_interval = 3600
     return config
 
 
+def load_args(
+    outpost: BenchOutpost, p: dict, workdir: Path, pin=True, connections=8, pipeline=1
+) -> dict:
+    """poll_load.run's arguments but ``seconds``."""
+    return dict(
+        port=outpost.port,
+        auth=outpost.auth(HUB)["Authorization"],
+        names=p["servers"],
+        workdir=workdir,
+        connections=connections,
+        cpu=LOAD_CPU if pin and (os.cpu_count() or 1) > 1 else None,
+        pipeline=pipeline,
+    )
+
+
+def profile_polls(outpost: BenchOutpost, p: dict, workdir: Path, log) -> dict:
+    """bench/profile.py's summary of one more round of polls (figure 4's load)."""
+    reason = profile.unavailable_reason()
+    if reason:
+        log(f"    profile skipped: {reason}")
+        return {"skipped": reason}
+    out = workdir / "py-spy.txt"
+    process_before, main_before = profile.cpu_seconds(outpost.pid)
+    spy = profile.start(outpost.pid, p["poll_seconds"], out)
+    # one second longer than the sampling, which starts once py-spy attached
+    poll_load.run(seconds=p["poll_seconds"] + 1, **load_args(outpost, p, workdir))
+    summary = profile.finish(spy, out, p["poll_seconds"])
+    process_after, main_after = profile.cpu_seconds(outpost.pid)
+    summary["servers"] = p["servers"]
+    summary["main_thread_cpu_share"] = (main_after - main_before) / max(
+        1e-9, process_after - process_before
+    )
+    log(f"    profile: {summary.get('samples', 0)} samples {summary.get('skipped', '')}")
+    return summary
+
+
 def measure_polls(
     outpost: BenchOutpost,
     p: dict,
@@ -150,15 +186,7 @@ def measure_polls(
     """The poll load (bench/poll_load.py, wrk) on a filled Outpost after one second of
     warm-up, ``poll_rounds`` times ``poll_seconds``: the round with the median rate (others'
     load on this shared machine comes in bursts), with the Outpost's CPU per poll."""
-    load = dict(
-        port=outpost.port,
-        auth=outpost.auth(HUB)["Authorization"],
-        names=p["servers"],
-        workdir=workdir,
-        connections=connections,
-        cpu=LOAD_CPU if pin and (os.cpu_count() or 1) > 1 else None,
-        pipeline=pipeline,
-    )
+    load = load_args(outpost, p, workdir, pin, connections, pipeline)
     poll_load.run(seconds=1, **load)  # every connection open, every server polled once
     rounds = []
     for _ in range(p["poll_rounds"]):
@@ -175,7 +203,8 @@ def measure_polls(
 
 def capacity(workdir: Path, p: dict, env: dict | None, *, concurrent: bool, log, keep=None) -> dict:
     """Start an Outpost on ``env``'s database, fill it, measure; the [outpost] dict.
-    ``keep(outpost)``: called with the filled Outpost before it is closed."""
+    ``keep(outpost)``: called with the filled Outpost before it is closed (after the
+    measured polls)."""
     workdir.mkdir()
     outpost = BenchOutpost(
         write_config(workdir),
@@ -276,10 +305,15 @@ def one_replica(outpost: BenchOutpost, p: dict, workdir: Path, log) -> dict:
     }
 
 
-def run(workdir: Path, p: dict, log=print) -> tuple[dict, dict, dict]:
-    """([outpost] figure on SQLite, [db] figure, [workers] figure)."""
+def run(workdir: Path, p: dict, log=print) -> tuple[dict, dict, dict, dict]:
+    """([outpost] figure on SQLite, [db] figure, [workers] figure, the poll profile)."""
     log(f"  outpost: SQLite, {p['servers']} servers, {p['poll_seconds']}s of polls")
-    outpost = capacity(workdir / "outpost-sqlite", p, None, concurrent=True, log=log)
+    polls_profile: dict = {}
+
+    def profiled(filled):
+        polls_profile.update(profile_polls(filled, p, workdir, log))
+
+    outpost = capacity(workdir / "outpost-sqlite", p, None, concurrent=True, log=log, keep=profiled)
     db = {"poll_rps_sqlite": outpost["poll_rps"], "poll_rps_postgresql": None}
     workers: dict = {
         "poll_rps_1": None,
@@ -290,7 +324,7 @@ def run(workdir: Path, p: dict, log=print) -> tuple[dict, dict, dict]:
     reason = PostgresServer.unavailable_reason()
     if reason:
         log(f"  db: PostgreSQL skipped: {reason}")
-        return outpost, db, workers
+        return outpost, db, workers, polls_profile
     log(f"  db: PostgreSQL 15, {p['servers']} servers; then workers: the same with 2 workers")
     with PostgresServer() as pg:
         env = pg.create_database("bench").env
@@ -309,4 +343,4 @@ def run(workdir: Path, p: dict, log=print) -> tuple[dict, dict, dict]:
     db["poll_rps_postgresql"] = pg_result["poll_rps"]
     db["poll_p99_ms_postgresql"] = pg_result["poll_p99_ms"]
     db["poll_cpu_ms_postgresql"] = pg_result["poll_cpu_ms"]
-    return outpost, db, workers
+    return outpost, db, workers, polls_profile

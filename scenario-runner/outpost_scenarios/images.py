@@ -243,15 +243,17 @@ class ImageBuilder:
         if not self.rebuild and self._exists(PYTHON_BASE):
             self.report.reused.append(PYTHON_BASE)
             return PYTHON_BASE
-        with tempfile.TemporaryDirectory(prefix="outpost-ctx-") as ctx:
-            self._docker_build(self.root / "images/python-base/Dockerfile", PYTHON_BASE, Path(ctx))
-        return PYTHON_BASE
+        return self._build_from_packages("python-base", PYTHON_BASE)
 
     def postgresql_image(self) -> str:
         """PostgreSQL from Debian for the kind tests of the chart on PostgreSQL."""
-        ref = f"{REGISTRY}/postgresql:{self.tag}"
+        return self._build_from_packages("postgresql", f"{REGISTRY}/postgresql:{self.tag}")
+
+    def _build_from_packages(self, name: str, ref: str) -> str:
+        """images/<name>/Dockerfile, which copies nothing in (Debian packages only), as
+        ``ref``."""
         with tempfile.TemporaryDirectory(prefix="outpost-ctx-") as ctx:
-            self._docker_build(self.root / "images/postgresql/Dockerfile", ref, Path(ctx))
+            self._docker_build(self.root / f"images/{name}/Dockerfile", ref, Path(ctx))
         return ref
 
     # -- staged contexts ----------------------------------------------------------------

@@ -89,6 +89,10 @@ class Cluster:
     def exists(self) -> bool:
         return self.name in kindcluster().clusters(self.tools)
 
+    def reusable(self) -> bool:
+        """Whether :meth:`create` reuses the cluster (kept from an earlier run)."""
+        return kindcluster().reusable(self.name, self.tools)
+
     def create(self, images: list[str]) -> None:
         """Create the cluster (or reuse one of this name) and load the images into it."""
         kindcluster().create_cluster(

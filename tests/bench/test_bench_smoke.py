@@ -42,6 +42,8 @@ def test_bench_smoke_produces_every_figure_and_leaves_no_process(tmp_path):
     for row in results["figures"]:
         assert row["figure"] in run.stdout
     assert "tunnel.outpost.latency_p50_ms" in figures and "db.poll_rps_postgresql" in figures
+    # the poll profile was taken, or the page says why not
+    assert results["profile"].get("top") or results["profile"]["skipped"]
     page = out_doc.read_text()
     assert "| figure |" in page and "performance.png" in page and "smoke run" in page
     assert (tmp_path / "performance.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"

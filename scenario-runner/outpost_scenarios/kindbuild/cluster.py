@@ -125,6 +125,12 @@ def clusters(tools: NodeTools) -> list[str]:
     return run([str(tools.kind), "get", "clusters"], env=tools.env(), timeout=60).split()
 
 
+def reusable(name: str, tools: NodeTools) -> bool:
+    """Whether ``create_cluster(name)`` reuses a cluster: one of this name runs
+    ``tools.image``."""
+    return name in clusters(tools) and node_image(name, tools) == tools.image
+
+
 def create_cluster(
     name: str,
     config: Path | dict | None = None,
@@ -144,12 +150,13 @@ def create_cluster(
     kubeconfig = kubeconfig or default_kubeconfig(name)
     kubeconfig.parent.mkdir(parents=True, exist_ok=True)
     env = tools.env()
-    existing = name in clusters(tools)
-    if existing and (running := node_image(name, tools)) != tools.image:
+    existing = reusable(name, tools)
+    if not existing and name in clusters(tools):
+        running = node_image(name, tools)
         say(f"cluster {name} runs the node image {running}, not {tools.image}: recreating it")
         delete_cluster(name, tools=tools)
-        existing = False
     if existing:
+        say(f"cluster {name} exists with this node image: reusing it")
         run(
             [str(tools.kind), "export", "kubeconfig", "--name", name, f"--kubeconfig={kubeconfig}"],
             env=env,

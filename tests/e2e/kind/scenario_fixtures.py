@@ -65,8 +65,14 @@ def kind_clusters():
     hub_images, remote_images = kind.images_for(images, "remote-local")  # the superset
     remote_images.append(images["postgresql"])  # test_kind_replicas.py's database
     try:
-        timed("hub cluster created, images loaded", lambda: hub.create(hub_images))
-        timed("Outpost cluster created, images loaded", lambda: remote.create(remote_images))
+        for what, cluster, its_images in (
+            ("hub", hub, hub_images),
+            ("Outpost", remote, remote_images),
+        ):
+            how = "reused (kept from an earlier run)" if cluster.reusable() else "created"
+            timed(
+                f"{what} cluster {how}, images loaded", lambda c=cluster, i=its_images: c.create(i)
+            )
         yield hub, remote
     finally:
         if not os.environ.get("OUTPOST_KIND_KEEP"):
