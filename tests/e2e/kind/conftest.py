@@ -14,6 +14,10 @@ from pathlib import Path
 import pytest
 from outpost_scenarios.kindbuild import Engine
 
+# One session fixture for every module: imported into each test module instead, pytest made
+# one session-scoped instance per module, and each module after the first found the
+# clusters made by the first and overwrote the recorded creation time with its reuse.
+from .scenario_fixtures import kind_clusters  # noqa: F401 (fixture)
 from .summary import OUTCOMES, note_outcome, record
 
 HERE = Path(__file__).resolve().parent

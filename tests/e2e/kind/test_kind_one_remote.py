@@ -18,7 +18,7 @@ import pytest
 from tests.helpers.hub_process import HubError, wait_until
 
 from .kind_user import REMOTE, KernelSession
-from .scenario_fixtures import kind_clusters, scenario_fixture  # noqa: F401 (fixtures)
+from .scenario_fixtures import scenario_fixture
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(3600)]
 

@@ -9,7 +9,7 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 
 from .kind_user import LOCAL, REMOTE
-from .scenario_fixtures import kind_clusters, scenario_fixture  # noqa: F401 (fixtures)
+from .scenario_fixtures import scenario_fixture
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(3600)]
 

@@ -25,7 +25,7 @@ from outpost_scenarios.kindbuild.commands import BuildError
 from tests.helpers.hub_process import wait_until
 
 from .kind_user import OUTPOST_POD, REMOTE, KernelSession
-from .scenario_fixtures import kind_clusters, scenario_fixture  # noqa: F401 (fixtures)
+from .scenario_fixtures import scenario_fixture
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(3600)]
 
