@@ -32,6 +32,9 @@ def test_two_users_start_named_servers_at_once_progress_data_path_and_clean_stop
 
 def test_server_answers_through_the_proxy_while_the_hub_is_stopped(scenario, kernel_server):
     topo, hub = scenario.topo, scenario.hub
+    # its start runs in the background since the first test: stopping the hub before it
+    # finished failed the start (a race the CI run of e7273b4 lost on a slow start)
+    kernel_server.ready()
     scenario.call(topo.stop_service("hub"))
     try:
         assert not topo.service("hub").running
