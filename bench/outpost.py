@@ -30,12 +30,8 @@ from tests.helpers.postgres import PostgresServer
 HUB = "benchhub"
 OUTPOST_CPU = 0
 LOAD_CPU = 1
-# Figure 7's load sends 4 polls per write on each connection (HTTP/1.1 pipelining), for one
-# worker and for two alike. A hub never pipelines, but it runs on another machine, while
-# here wrk shares the two cores with two workers: pipelining cuts wrk's CPU per poll by a
-# quarter to a half (0.026-0.029 ms to 0.015-0.020), so the figure says what a second
-# worker adds, not how the cores were split with the load generator.
-# `poll_rps_2_unpipelined` is the same two workers under figure 6's load.
+# Polls per write of figure 7's load, for one worker and two alike (why: figure 7 in
+# bench/doc.py's METHOD)
 PIPELINE = 4
 
 

@@ -125,10 +125,15 @@ def clusters(tools: NodeTools) -> list[str]:
     return run([str(tools.kind), "get", "clusters"], env=tools.env(), timeout=60).split()
 
 
+def running_image(name: str, tools: NodeTools) -> str | None:
+    """The node image the cluster ``name`` runs, None when there is no such cluster."""
+    return node_image(name, tools) if name in clusters(tools) else None
+
+
 def reusable(name: str, tools: NodeTools) -> bool:
     """Whether ``create_cluster(name)`` reuses a cluster: one of this name runs
     ``tools.image``."""
-    return name in clusters(tools) and node_image(name, tools) == tools.image
+    return running_image(name, tools) == tools.image
 
 
 def create_cluster(
@@ -150,12 +155,11 @@ def create_cluster(
     kubeconfig = kubeconfig or default_kubeconfig(name)
     kubeconfig.parent.mkdir(parents=True, exist_ok=True)
     env = tools.env()
-    existing = reusable(name, tools)
-    if not existing and name in clusters(tools):
-        running = node_image(name, tools)
+    running = running_image(name, tools)
+    if running is not None and running != tools.image:
         say(f"cluster {name} runs the node image {running}, not {tools.image}: recreating it")
         delete_cluster(name, tools=tools)
-    if existing:
+    if running == tools.image:
         say(f"cluster {name} exists with this node image: reusing it")
         run(
             [str(tools.kind), "export", "kubeconfig", "--name", name, f"--kubeconfig={kubeconfig}"],
